@@ -1,0 +1,68 @@
+# livemig: `make demo` and `make test` do all the set-up on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= /usr/bin/python3
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+PYENV_ROOT  ?= $(HOME)/.pyenv
+# Unit tests also run on RHEL 9's Python and the newest one, with current PyPI libvirt-python/lxml.
+EXTRA_PYTHONS ?= 3.9 3.13
+
+# Debian packages the tests and the demo need (see docs/development.md).
+APT_PACKAGES := \
+	python3 python3-venv python3-dev python3-libvirt python3-lxml \
+	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
+	libvirt-dev pkg-config gcc \
+	pacemaker pacemaker-cli-utils corosync crmsh pcs resource-agents \
+	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod \
+	$(EXTRA_APT_PACKAGES)
+
+PIP_PACKAGES := pytest pytest-timeout hypothesis ruff mypy lxml-stubs types-setuptools
+
+-include mk/*.mk
+
+.PHONY: help deps apt-deps venv lint unit integration test test-extra-pythons demo clean
+
+help:
+	@echo "make demo   - run the agent's lifecycle against a real VM on a local libvirtd"
+	@echo "make test   - install every dependency and run the whole test suite"
+
+apt-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp: Makefile
+	rm -rf $(VENV)
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q $(PIP_PACKAGES)
+	touch $@
+
+venv: apt-deps $(VENV)/.stamp
+
+deps: apt-deps venv
+
+lint: deps
+	$(VENV)/bin/ruff check lib agents/VirtualDomain tests
+	$(VENV)/bin/mypy
+
+unit: deps
+	$(VPY) -m pytest tests/unit
+
+test-extra-pythons: apt-deps
+	tests/tools/extra-pythons $(EXTRA_PYTHONS)
+
+test: deps lint
+	$(VPY) -m pytest tests
+	$(MAKE) test-extra-pythons
+
+demo: deps
+	$(VPY) tests/demo.py
+
+clean:
+	rm -rf $(VENV) .venv-* .mypy_cache .ruff_cache .pytest_cache dist build
+	find . -name __pycache__ -prune -exec rm -rf {} +

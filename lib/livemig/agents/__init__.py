@@ -1,0 +1,1 @@
+"""The resource agents shipped by livemig (one module per agent)."""

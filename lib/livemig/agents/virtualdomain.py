@@ -1,0 +1,207 @@
+"""ocf:livemig:VirtualDomain: one handler per action.
+
+start    -> :mod:`livemig.virt.lifecycle` ``start_domain``
+stop     -> ``stop_domain`` (graceful, then destroy, within the deadline)
+monitor  -> ``domain_health`` (libvirt; /proc when libvirtd does not answer)
+
+The domain name comes from the config file and is remembered in a state
+file (:class:`livemig.ocf.statefile.StateFile`) keyed by the file's identity,
+so a steady-state monitor neither parses XML nor forks, and stop can still
+find the domain when the config file has become unreadable.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+from livemig.agents.virtualdomain_meta import METADATA, NOT_YET_SUPPORTED
+from livemig.ocf.agent import ResourceAgent, run
+from livemig.ocf.codes import OCFCode
+from livemig.ocf.errors import ConfigurationError, GenericError, NotInstalledError
+from livemig.ocf.statefile import StateFile
+from livemig.virt.options import check_uri, shutdown_flags
+
+
+class VirtualDomain(ResourceAgent):
+    metadata = METADATA
+    default_timeouts = {"start": 90.0, "stop": 90.0, "monitor": 30.0, "status": 30.0,
+                        "validate-all": 10.0}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = StateFile("VirtualDomain", self.env.resource_instance, self.env.raw)
+        self._params: Optional[Dict[str, Any]] = None
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def params(self, lenient: bool = False) -> Dict[str, Any]:
+        """Typed parameters. ``lenient`` (stop): a bad value falls back to its default."""
+        if self._params is None:
+            raw = self.env.params
+            if lenient:
+                values: Dict[str, Any] = {}
+                for p in self.metadata.parameters:
+                    try:
+                        values[p.name] = p.parse(raw.get(p.name))
+                    except ConfigurationError as exc:
+                        self.log.warning("%s; using its default for stop", exc)
+                        values[p.name] = p.parse(None) if p.name != "config" else raw.get("config")
+                self._params = values
+            else:
+                values = self.metadata.parse_params(raw)
+                self._check_combinations(values, raw)
+                self._params = values
+        return self._params
+
+    def _check_combinations(self, values: Dict[str, Any], raw: Dict[str, str]) -> None:
+        config = values["config"]
+        if not os.path.isabs(config):
+            raise ConfigurationError(f"config={config!r} must be an absolute path")
+        for name, default in NOT_YET_SUPPORTED.items():
+            given = raw.get(name)
+            if given is None or given.strip() == "" or given.strip() == default:
+                continue
+            param = self.metadata.parameter(name)
+            if param.type == "boolean" and param.parse(given) == param.parse(default):
+                continue
+            raise ConfigurationError(
+                f"parameter {name} is not supported yet by ocf:livemig:VirtualDomain "
+                f"(set to {given!r}); remove it or use ocf:heartbeat:VirtualDomain")
+        shutdown_flags(values["shutdown_mode"] or "")
+        check_uri(values["hypervisor"])
+        if values["snapshot"] and values["force_stop"]:
+            raise ConfigurationError("snapshot and force_stop cannot be used together")
+        if values["snapshot"] and not os.path.isabs(values["snapshot"]):
+            raise ConfigurationError(f"snapshot={values['snapshot']!r} must be an absolute path")
+        for script in self.monitor_scripts(values):
+            if not os.path.isabs(script):
+                raise ConfigurationError(f"monitor script {script!r} must be an absolute path")
+
+    @staticmethod
+    def monitor_scripts(values: Dict[str, Any]) -> List[str]:
+        return (values.get("monitor_scripts") or "").split()
+
+    # -- the domain's name ------------------------------------------------------------------
+
+    def _config_identity(self, path: str) -> Optional[List[int]]:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+    def domain_name(self, *, strict: bool) -> Optional[str]:
+        """The domain name from the config file, or the remembered one.
+
+        ``strict`` (start, validate): the file must be readable and valid.
+        Otherwise (monitor, stop) the remembered name is used when the file
+        cannot be read; None when there is nothing to go on.
+        """
+        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
+
+        path = self.params(lenient=not strict)["config"]
+        cached = self.state.load()
+        ident = self._config_identity(path)
+        if not strict and ident is not None and cached.get("config") == path \
+                and cached.get("config_identity") == ident and cached.get("name"):
+            return str(cached["name"])
+        try:
+            cfg, _ = load_domain_config(path)
+        except ConfigUnreadable as exc:
+            if strict:
+                raise NotInstalledError(f"configuration file unreadable: {exc}") from None
+            return self._remembered_name(cached, path, f"configuration file unreadable: {exc}")
+        except DomainXMLError as exc:
+            if strict:
+                raise ConfigurationError(str(exc)) from None
+            return self._remembered_name(cached, path, str(exc))
+        self.remember(cfg.name, path, ident)
+        return cfg.name
+
+    def _remembered_name(self, cached: Dict[str, Any], path: str, problem: str) -> Optional[str]:
+        name = cached.get("name") if cached.get("config") == path else None
+        if name:
+            self.log.warning("%s; using the remembered domain name %s", problem, name)
+            return str(name)
+        self.log.warning("%s, and no domain name is remembered for this resource", problem)
+        return None
+
+    def remember(self, name: str, path: Optional[str] = None, ident: Optional[List[int]] = None) -> None:
+        path = path or self.params(lenient=True)["config"]
+        if ident is None:
+            ident = self._config_identity(path)
+        data = self.state.load()
+        if data.get("name") != name or data.get("config") != path or data.get("config_identity") != ident:
+            data.update(name=name, config=path, config_identity=ident)
+            if not self.state.save(data):
+                self.log.debug("could not write %s", self.state.path)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def action_validate_all(self) -> OCFCode:
+        values = self.params()
+        self.domain_name(strict=True)
+        self.check_local_files(values)
+        if values["snapshot"] and not os.path.isdir(values["snapshot"]):
+            raise NotInstalledError(f"snapshot directory {values['snapshot']} does not exist")
+        if self.env.check_level >= 10:
+            from livemig.virt.connection import Hypervisor, HypervisorUnreachable
+
+            hv = Hypervisor(values["hypervisor"], self.deadline)
+            try:
+                hv.open()
+            except HypervisorUnreachable as exc:
+                raise NotInstalledError(str(exc)) from None
+            finally:
+                hv.close()
+        return OCFCode.SUCCESS
+
+    def action_start(self) -> OCFCode:
+        from livemig.virt.lifecycle import start_domain
+
+        values = self.params()
+        name = self.domain_name(strict=True)
+        assert name is not None
+        self.check_local_files(values)
+        start_domain(self, name, values)
+        self.remember(name)
+        return OCFCode.SUCCESS
+
+    def check_local_files(self, values: Dict[str, Any]) -> None:
+        for script in self.monitor_scripts(values):
+            if not os.access(script, os.X_OK):
+                raise NotInstalledError(f"monitor script {script} is missing or not executable")
+
+    def action_stop(self) -> OCFCode:
+        from livemig.virt.lifecycle import stop_domain
+
+        values = self.params(lenient=True)
+        name = self.domain_name(strict=False)
+        if name is None:
+            raise GenericError(
+                f"cannot tell which domain to stop: config {values['config']} is unreadable or invalid "
+                "and no domain name is remembered on this node; fix the file and clean up the resource")
+        stop_domain(self, name, values)
+        return OCFCode.SUCCESS
+
+    def action_monitor(self) -> OCFCode:
+        from livemig.virt.lifecycle import monitor_domain
+
+        values = self.params()
+        name = self.domain_name(strict=False)
+        if name is None:
+            if self.env.is_probe:
+                # Typically the config lives on storage not mounted on this node yet.
+                self.log.info("probe: no domain name to look for; reporting not running")
+                return OCFCode.NOT_RUNNING
+            raise NotInstalledError(
+                f"configuration file {values['config']} is unreadable or invalid on this node")
+        return monitor_domain(self, name, values)
+
+    def action_status(self) -> OCFCode:
+        return self.action_monitor()
+
+
+def main() -> None:
+    run(VirtualDomain)

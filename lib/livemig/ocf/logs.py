@@ -1,0 +1,88 @@
+"""Logging that follows Pacemaker's variables.
+
+- ``HA_LOGFACILITY`` / ``PCMK_logfacility``: syslog facility (``none`` turns syslog off)
+- ``HA_LOGFILE`` / ``PCMK_logfile``: a file to append to
+- ``HA_debug`` / ``PCMK_debug``: debug messages on (``1``, ``yes``, ``true``, or a list
+  naming this agent)
+
+With neither syslog nor a file configured, messages go to stderr, which
+pacemaker-execd records in its own log. Every line names the agent and the
+resource instance, like resource-agents' ``ocf_log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from typing import List, Mapping, Optional
+
+LOGGER_NAME = "livemig"
+
+_FACILITIES = logging.handlers.SysLogHandler.facility_names
+
+
+def _first(env: Mapping[str, str], *names: str) -> Optional[str]:
+    for name in names:
+        value = env.get(name)
+        if value:
+            return value
+    return None
+
+
+def debug_enabled(env: Mapping[str, str], agent: str) -> bool:
+    value = _first(env, "HA_debug", "PCMK_debug")
+    if value is None:
+        return False
+    words = {w.strip().lower() for w in value.replace(",", " ").split()}
+    if words & {"0", "no", "false", "off"}:
+        return False
+    return bool(words & {"1", "yes", "true", "on", agent.lower()})
+
+
+def setup_logging(agent: str, instance: str, environ: Optional[Mapping[str, str]] = None,
+                  stream: Optional[object] = None) -> logging.Logger:
+    """Configure the ``livemig`` logger for one invocation and return it.
+
+    Idempotent: handlers from a previous call are replaced.
+    """
+    env = os.environ if environ is None else environ
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug_enabled(env, agent) else logging.INFO)
+
+    tag = f"{agent}({instance})[{os.getpid()}]"
+    handlers: List[logging.Handler] = []
+
+    facility = _first(env, "HA_LOGFACILITY", "PCMK_logfacility")
+    if facility and facility.lower() not in ("none", "no", "false"):
+        code = _FACILITIES.get(facility.lower(), logging.handlers.SysLogHandler.LOG_DAEMON)
+        try:
+            syslog = logging.handlers.SysLogHandler(address="/dev/log", facility=code)
+            syslog.setFormatter(logging.Formatter(f"{tag}: %(levelname)s: %(message)s"))
+            handlers.append(syslog)
+        except OSError:
+            pass  # no syslog socket: fall through to the file or stderr
+
+    logfile = _first(env, "HA_LOGFILE", "PCMK_logfile")
+    if logfile and logfile.lower() not in ("none", "/dev/null"):
+        try:
+            fh = logging.FileHandler(logfile, encoding="utf-8")
+            fh.setFormatter(logging.Formatter(
+                f"%(asctime)s {tag}: %(levelname)s: %(message)s", "%b %d %H:%M:%S"))
+            handlers.append(fh)
+        except OSError:
+            pass
+
+    if not handlers:
+        err = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+        err.setFormatter(logging.Formatter(f"{tag}: %(levelname)s: %(message)s"))
+        handlers.append(err)
+
+    for handler in handlers:
+        logger.addHandler(handler)
+    return logger

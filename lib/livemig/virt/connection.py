@@ -1,0 +1,176 @@
+"""A bounded connection to one hypervisor, and the few calls the agent makes.
+
+Every method takes its bound from the operation :class:`Deadline` (capped by
+``call_cap`` seconds). libvirt errors are compared by code, never by message.
+Once a call has timed out, the connection is considered stuck: further calls
+fail at once instead of queueing behind the stuck one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+from livemig.ocf.deadline import Deadline
+from livemig.virt.bounded import CallTimeout, bounded_call
+
+log = logging.getLogger("livemig")
+T = TypeVar("T")
+
+_handler_registered = False
+
+
+def quiet_libvirt() -> Any:
+    """Import libvirt and register an error handler so nothing reaches stderr."""
+    global _handler_registered
+    import libvirt
+
+    if not _handler_registered:
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        _handler_registered = True
+    return libvirt
+
+
+class HypervisorError(Exception):
+    """A libvirt call failed; ``code`` is the libvirt error code (or None)."""
+
+    def __init__(self, message: str, code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class HypervisorUnreachable(HypervisorError):
+    """The connection could not be opened, or libvirtd stopped answering."""
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    state: int
+    reason: int
+    max_memory_kib: int = 0
+    vcpus: int = 0
+
+
+class Hypervisor:
+    def __init__(self, uri: Optional[str], deadline: Deadline, call_cap: float = 30.0) -> None:
+        self.uri = uri
+        self.deadline = deadline
+        self.call_cap = call_cap
+        self._conn: Any = None
+        self._stuck: Optional[str] = None
+        self.libvirt = quiet_libvirt()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, cap: Optional[float] = None) -> T:
+        if self._stuck:
+            raise HypervisorUnreachable(f"libvirtd at {self.describe()} stopped answering ({self._stuck})")
+        bound = self.deadline.bound(cap if cap is not None else self.call_cap)
+        try:
+            return bounded_call(what, bound, fn, *args)
+        except CallTimeout as exc:
+            self._stuck = str(exc)
+            raise HypervisorUnreachable(f"libvirtd at {self.describe()}: {exc}") from None
+        except self.libvirt.libvirtError as exc:
+            raise HypervisorError(f"{what}: {exc.get_error_message() or exc}", exc.get_error_code()) from None
+
+    def describe(self) -> str:
+        return self.uri or "the default URI"
+
+    def open(self, cap: Optional[float] = None) -> Hypervisor:
+        if self._conn is None:
+            try:
+                self._conn = self._call("connect", self.libvirt.open, self.uri, cap=cap)
+            except HypervisorUnreachable:
+                raise
+            except HypervisorError as exc:
+                raise HypervisorUnreachable(f"cannot connect to {self.describe()}: {exc}", exc.code) from None
+        return self
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            self.open()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None and not self._stuck:
+            try:
+                bounded_call("close", self.deadline.bound(2.0), self._conn.close)
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self._conn = None
+
+    def is_no_domain(self, exc: HypervisorError) -> bool:
+        return bool(exc.code == self.libvirt.VIR_ERR_NO_DOMAIN)
+
+    # -- domains ------------------------------------------------------------------------
+
+    def lookup(self, name: str) -> Any:
+        """The domain object, or None when no such domain exists."""
+        try:
+            return self._call("lookup", self.conn.lookupByName, name)
+        except HypervisorError as exc:
+            if self.is_no_domain(exc):
+                return None
+            raise
+
+    def status(self, dom: Any) -> Optional[DomainStatus]:
+        """State, reason, max memory and vCPUs; None if the domain vanished meanwhile."""
+        try:
+            state, reason = self._call("state", dom.state)
+            if state in (self.libvirt.VIR_DOMAIN_SHUTOFF,):
+                return DomainStatus(state, reason)
+            info = self._call("info", dom.info)
+        except HypervisorError as exc:
+            if self.is_no_domain(exc):
+                return None
+            raise
+        return DomainStatus(state, reason, max_memory_kib=int(info[1]), vcpus=int(info[3]))
+
+    def is_persistent(self, dom: Any) -> bool:
+        return bool(self._call("isPersistent", dom.isPersistent))
+
+    def create(self, xml: str) -> Any:
+        return self._call("create", self.conn.createXML, xml, 0)
+
+    def restore(self, path: str) -> None:
+        self._call("restore", self.conn.restore, path)
+
+    def save(self, dom: Any, path: str) -> None:
+        self._call("save", dom.save, path)
+
+    def undefine(self, dom: Any) -> None:
+        lv = self.libvirt
+        flags = (getattr(lv, "VIR_DOMAIN_UNDEFINE_MANAGED_SAVE", 1)
+                 | getattr(lv, "VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA", 2)
+                 | getattr(lv, "VIR_DOMAIN_UNDEFINE_KEEP_NVRAM", 8))
+        self._call("undefine", dom.undefineFlags, flags)
+
+    def shutdown(self, dom: Any, flags: int) -> None:
+        self._call("shutdown", dom.shutdownFlags, flags)
+
+    def destroy(self, dom: Any) -> None:
+        # libvirt sends SIGTERM, then SIGKILL after a grace period of its own.
+        self._call("destroy", dom.destroy, cap=max(self.call_cap, 30.0))
+
+    def xml_desc(self, dom: Any, inactive: bool = True) -> str:
+        lv = self.libvirt
+        flags = lv.VIR_DOMAIN_XML_SECURE | (lv.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
+        return str(self._call("XMLDesc", dom.XMLDesc, flags))
+
+    def start_network(self, name: str) -> bool:
+        """Start a libvirt network if inactive; True if it was started."""
+        net = self._call("networkLookupByName", self.conn.networkLookupByName, name)
+        if self._call("network.isActive", net.isActive):
+            return False
+        self._call("network.create", net.create)
+        return True
+
+    def start_pool(self, name: str) -> bool:
+        pool = self._call("storagePoolLookupByName", self.conn.storagePoolLookupByName, name)
+        if self._call("pool.isActive", pool.isActive):
+            return False
+        self._call("pool.create", pool.create, 0)
+        return True

@@ -1,0 +1,70 @@
+"""Mapping libvirt domain states and reasons to what Pacemaker needs to know.
+
+The rule for probes: anything that still occupies the node (running,
+blocked, paused for any reason, shutting down, suspended, crashed with its
+process around) is never reported as stopped. Only "shut off" and "absent"
+are stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Numeric values of libvirt's virDomainState / virDomainPausedReason, stable ABI.
+NOSTATE, RUNNING, BLOCKED, PAUSED, SHUTDOWN, SHUTOFF, CRASHED, PMSUSPENDED = range(8)
+
+_STATE_NAMES = {
+    NOSTATE: "no state", RUNNING: "running", BLOCKED: "blocked", PAUSED: "paused",
+    SHUTDOWN: "in shutdown", SHUTOFF: "shut off", CRASHED: "crashed", PMSUSPENDED: "pm-suspended",
+}
+
+# virDomainPausedReason values that mean the guest is unhealthy.
+PAUSED_IOERROR = 5
+PAUSED_WATCHDOG = 6
+PAUSED_CRASHED = 13
+PAUSED_POSTCOPY_FAILED = 14
+PAUSED_API_ERROR = 15
+_PAUSED_FAILED = {
+    PAUSED_IOERROR: "paused on an I/O error (check the storage behind its disks)",
+    PAUSED_WATCHDOG: "paused by its watchdog",
+    PAUSED_CRASHED: "paused after a guest crash",
+    PAUSED_POSTCOPY_FAILED: "paused after a failed post-copy migration",
+    PAUSED_API_ERROR: "paused after a libvirt API error",
+}
+_PAUSED_NAMES = {
+    0: "unknown", 1: "user", 2: "migration", 3: "save", 4: "dump", 7: "from snapshot",
+    8: "shutting down", 9: "snapshot", 10: "starting up", 11: "post-copy", 12: "post-copy",
+}
+
+
+@dataclass(frozen=True)
+class DomainHealth:
+    """What the agent reports: running (0), failed (1, with ``detail``) or stopped (7)."""
+
+    running: bool
+    failed: bool
+    detail: str
+
+    @property
+    def stopped(self) -> bool:
+        return not self.running and not self.failed
+
+
+def describe_state(state: int, reason: int) -> str:
+    name = _STATE_NAMES.get(state, f"state {state}")
+    if state == PAUSED:
+        why = _PAUSED_FAILED.get(reason) or f"paused ({_PAUSED_NAMES.get(reason, reason)})"
+        return why
+    return name
+
+
+def classify(state: int, reason: int) -> DomainHealth:
+    if state == SHUTOFF:
+        return DomainHealth(running=False, failed=False, detail="shut off")
+    if state == CRASHED:
+        return DomainHealth(running=False, failed=True, detail="crashed")
+    if state == PAUSED and reason in _PAUSED_FAILED:
+        return DomainHealth(running=False, failed=True, detail=_PAUSED_FAILED[reason])
+    # running, blocked, paused by the user or a migration, shutting down, pm-suspended,
+    # no state (a hypervisor that does not say): all still occupy this node.
+    return DomainHealth(running=True, failed=False, detail=describe_state(state, reason))
