@@ -20,6 +20,7 @@ from livemig.ocf.agent import ResourceAgent, run
 from livemig.ocf.codes import OCFCode
 from livemig.ocf.errors import ConfigurationError, GenericError, NotInstalledError
 from livemig.ocf.statefile import StateFile
+from livemig.run import CommandRunner
 from livemig.virt.options import check_uri, shutdown_flags
 
 
@@ -31,6 +32,7 @@ class VirtualDomain(ResourceAgent):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.state = StateFile("VirtualDomain", self.env.resource_instance, self.env.raw)
+        self.runner = CommandRunner()
         self._params: Optional[Dict[str, Any]] = None
 
     # -- parameters ----------------------------------------------------------------------

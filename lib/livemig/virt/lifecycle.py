@@ -18,6 +18,7 @@ from livemig.ocf.deadline import Deadline
 from livemig.ocf.environment import OCFEnvironment
 from livemig.ocf.errors import GenericError
 from livemig.ocf.statefile import StateFile
+from livemig.run import CommandError, CommandRunner
 from livemig.virt.connection import Hypervisor, HypervisorError, HypervisorUnreachable
 from livemig.virt.options import is_local_qemu, shutdown_flags
 from livemig.virt.qemu_proc import find_qemu_pids
@@ -31,6 +32,7 @@ class AgentContext(Protocol):
     log: logging.Logger
     deadline: Deadline
     state: StateFile
+    runner: CommandRunner
 
 
 def _health(hv: Hypervisor, name: str) -> Optional[DomainHealth]:
@@ -140,12 +142,9 @@ def _await_monitor_scripts(ctx: AgentContext, values: Mapping[str, Any]) -> None
 
 def run_monitor_scripts(ctx: AgentContext, scripts: List[str]) -> Optional[str]:
     """None when all pass, else a one-line description of the first failure."""
-    from livemig.run import CommandError, CommandRunner
-
-    runner = CommandRunner()
     for script in scripts:
         try:
-            result = runner.run([script], timeout=ctx.deadline.bound(ctx.deadline.remaining()))
+            result = ctx.runner.run([script], timeout=ctx.deadline.bound(ctx.deadline.remaining()))
         except CommandError as exc:
             return f"monitor script {script}: {exc}"
         if not result.ok:
@@ -366,9 +365,8 @@ def _update_utilization(ctx: AgentContext, values: Mapping[str, Any], vcpus: int
     if all(attr in remembered and remembered[attr] == value for attr, value in wanted.items()):
         return  # steady state: fork nothing
     from livemig.pacemaker.utilization import UtilizationWriter
-    from livemig.run import CommandRunner
 
     resource = ctx.env.resource_instance.split(":", 1)[0]
-    UtilizationWriter(resource, CommandRunner(), ctx.deadline, remembered).apply(wanted)
+    UtilizationWriter(resource, ctx.runner, ctx.deadline, remembered).apply(wanted)
     data["utilization"] = remembered
     ctx.state.save(data)

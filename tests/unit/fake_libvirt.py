@@ -1,0 +1,178 @@
+"""A scripted stand-in for the libvirt module, for unit tests of the virt layer.
+
+Only what livemig calls is modelled. Domains live in a dict shared by every
+connection of one FakeLibvirt instance; tests script state changes and
+misbehaviour (a hanging call, an error code) per method.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+VIR_ERR_NO_DOMAIN = 42
+VIR_ERR_OPERATION_FAILED = 9
+VIR_ERR_NO_CONNECT = 5
+VIR_DOMAIN_SHUTOFF = 5
+VIR_DOMAIN_XML_SECURE = 1
+VIR_DOMAIN_XML_INACTIVE = 2
+VIR_DOMAIN_UNDEFINE_MANAGED_SAVE = 1
+VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA = 2
+VIR_DOMAIN_UNDEFINE_KEEP_NVRAM = 8
+
+
+class libvirtError(Exception):  # noqa: N801 - mirrors libvirt's name
+    def __init__(self, msg: str, code: int = VIR_ERR_OPERATION_FAILED) -> None:
+        super().__init__(msg)
+        self.code = code
+
+    def get_error_code(self) -> int:
+        return self.code
+
+    def get_error_message(self) -> str:
+        return str(self)
+
+
+class FakeDomain:
+    def __init__(self, world: "FakeLibvirt", name: str, xml: str, persistent: bool) -> None:
+        self.world = world
+        self.name = name
+        self.xml = xml
+        self.persistent = persistent
+        self.state_ = (1, 1)  # running, booted
+        self.vcpus = 2
+        self.max_kib = 131072
+        self.ignores_shutdown = False
+
+    def _gone(self) -> None:
+        if self.world.domains.get(self.name) is not self:
+            raise libvirtError(f"Domain not found: {self.name}", VIR_ERR_NO_DOMAIN)
+
+    def state(self) -> Tuple[int, int]:
+        self.world.hook("state")
+        self._gone()
+        return self.state_
+
+    def info(self) -> List[int]:
+        self._gone()
+        return [self.state_[0], self.max_kib, self.max_kib, self.vcpus, 0]
+
+    def isPersistent(self) -> int:  # noqa: N802
+        return int(self.persistent)
+
+    def undefineFlags(self, flags: int) -> int:  # noqa: N802
+        self.world.calls.append(("undefine", self.name, flags))
+        self.persistent = False
+        if self.state_[0] == VIR_DOMAIN_SHUTOFF:
+            del self.world.domains[self.name]
+        return 0
+
+    def shutdownFlags(self, flags: int) -> int:  # noqa: N802
+        self.world.hook("shutdown")
+        self.world.calls.append(("shutdown", self.name, flags))
+        if not self.ignores_shutdown:
+            self._off()
+        return 0
+
+    def destroy(self) -> int:
+        self.world.hook("destroy")
+        self.world.calls.append(("destroy", self.name))
+        self._off()
+        return 0
+
+    def save(self, path: str) -> int:
+        self.world.calls.append(("save", self.name, path))
+        with open(path, "w") as fh:
+            fh.write(self.xml)
+        self._off()
+        return 0
+
+    def XMLDesc(self, flags: int) -> str:  # noqa: N802
+        return self.xml
+
+    def _off(self) -> None:
+        if self.persistent:
+            self.state_ = (VIR_DOMAIN_SHUTOFF, 1)
+        else:
+            self.world.domains.pop(self.name, None)
+
+
+class FakeConnection:
+    def __init__(self, world: "FakeLibvirt") -> None:
+        self.world = world
+
+    def lookupByName(self, name: str) -> FakeDomain:  # noqa: N802
+        self.world.hook("lookup")
+        try:
+            return self.world.domains[name]
+        except KeyError:
+            raise libvirtError(f"Domain not found: no domain with matching name '{name}'", VIR_ERR_NO_DOMAIN) from None
+
+    def createXML(self, xml: str, flags: int) -> FakeDomain:  # noqa: N802
+        from lxml import etree
+
+        self.world.hook("create")
+        name = etree.fromstring(xml.encode()).findtext("name")
+        assert name
+        if name in self.world.domains:
+            raise libvirtError(f"domain '{name}' already exists", VIR_ERR_OPERATION_FAILED)
+        dom = FakeDomain(self.world, name, xml, persistent=False)
+        self.world.domains[name] = dom
+        self.world.calls.append(("create", name))
+        return dom
+
+    def restore(self, path: str) -> int:
+        from lxml import etree
+
+        with open(path) as fh:
+            xml = fh.read()
+        name = etree.fromstring(xml.encode()).findtext("name") or ""
+        self.world.domains[name] = FakeDomain(self.world, name, xml, persistent=False)
+        self.world.calls.append(("restore", name, path))
+        return 0
+
+    def close(self) -> int:
+        return 0
+
+
+class FakeLibvirt:
+    """Use as the ``libvirt`` module: ``monkeypatch`` livemig.virt.connection.quiet_libvirt."""
+
+    libvirtError = libvirtError
+    VIR_ERR_NO_DOMAIN = VIR_ERR_NO_DOMAIN
+    VIR_DOMAIN_SHUTOFF = VIR_DOMAIN_SHUTOFF
+    VIR_DOMAIN_XML_SECURE = VIR_DOMAIN_XML_SECURE
+    VIR_DOMAIN_XML_INACTIVE = VIR_DOMAIN_XML_INACTIVE
+    VIR_DOMAIN_UNDEFINE_MANAGED_SAVE = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA = VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    VIR_DOMAIN_UNDEFINE_KEEP_NVRAM = VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
+
+    def __init__(self) -> None:
+        self.domains: Dict[str, FakeDomain] = {}
+        self.calls: List[Tuple[Any, ...]] = []
+        self.hooks: Dict[str, Callable[[], None]] = {}
+        self.open_error: Optional[libvirtError] = None
+        self.hang = threading.Event()  # set() to make hooked calls block
+        self.released = threading.Event()
+
+    def hook(self, what: str) -> None:
+        fn = self.hooks.get(what)
+        if fn is not None:
+            fn()
+
+    def block_forever(self) -> None:
+        self.released.wait(30)
+
+    def open(self, uri: Optional[str]) -> FakeConnection:
+        self.hook("open")
+        self.calls.append(("open", uri))
+        if self.open_error is not None:
+            raise self.open_error
+        return FakeConnection(self)
+
+    def add(self, name: str, xml: str = "", persistent: bool = False,
+            state: Tuple[int, int] = (1, 1)) -> FakeDomain:
+        dom = FakeDomain(self, name, xml or f"<domain><name>{name}</name></domain>", persistent)
+        dom.state_ = state
+        self.domains[name] = dom
+        return dom
