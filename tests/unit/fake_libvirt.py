@@ -34,7 +34,7 @@ class libvirtError(Exception):  # noqa: N801 - mirrors libvirt's name
 
 
 class FakeDomain:
-    def __init__(self, world: "FakeLibvirt", name: str, xml: str, persistent: bool) -> None:
+    def __init__(self, world: FakeLibvirt, name: str, xml: str, persistent: bool) -> None:
         self.world = world
         self.name = name
         self.xml = xml
@@ -98,7 +98,7 @@ class FakeDomain:
 
 
 class FakeConnection:
-    def __init__(self, world: "FakeLibvirt") -> None:
+    def __init__(self, world: FakeLibvirt) -> None:
         self.world = world
 
     def lookupByName(self, name: str) -> FakeDomain:  # noqa: N802
@@ -138,7 +138,7 @@ class FakeConnection:
 class FakeLibvirt:
     """Use as the ``libvirt`` module: ``monkeypatch`` livemig.virt.connection.quiet_libvirt."""
 
-    libvirtError = libvirtError
+    libvirtError = libvirtError  # noqa: N815 - mirrors the libvirt module
     VIR_ERR_NO_DOMAIN = VIR_ERR_NO_DOMAIN
     VIR_DOMAIN_SHUTOFF = VIR_DOMAIN_SHUTOFF
     VIR_DOMAIN_XML_SECURE = VIR_DOMAIN_XML_SECURE

@@ -10,10 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Tuple
-
-if TYPE_CHECKING:
-    from lxml import etree
+from typing import List, Optional, Tuple
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
@@ -43,13 +40,6 @@ class DomainConfig:
     disks: Tuple[DiskSource, ...] = field(default_factory=tuple)
     networks: Tuple[str, ...] = field(default_factory=tuple)
     pools: Tuple[str, ...] = field(default_factory=tuple)
-
-
-def _parser() -> etree.XMLParser:
-    from lxml import etree
-
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           huge_tree=False, remove_comments=True, dtd_validation=False)
 
 
 def read_config_text(path: str) -> str:
@@ -82,10 +72,12 @@ def read_config_text(path: str) -> str:
 def parse_domain_xml(text: str, origin: str = "domain XML") -> DomainConfig:
     from lxml import etree
 
+    from livemig.xmlsafe import safe_xml_parser
+
     if "<!ENTITY" in text or "<!DOCTYPE" in text:
         raise DomainXMLError(f"{origin} declares a DOCTYPE or entities, which a domain definition never needs")
     try:
-        root = etree.fromstring(text.encode("utf-8"), parser=_parser())
+        root = etree.fromstring(text.encode("utf-8"), parser=safe_xml_parser())
     except etree.XMLSyntaxError as exc:
         raise DomainXMLError(f"{origin} is not well-formed XML: {exc}") from None
     if root is None or root.tag != "domain":

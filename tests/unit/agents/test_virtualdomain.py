@@ -4,8 +4,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from livemig.run import CommandResult
+
 from tests.unit.fake_libvirt import VIR_DOMAIN_SHUTOFF, FakeLibvirt, libvirtError
 
 

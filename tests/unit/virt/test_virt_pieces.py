@@ -6,15 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from livemig.ocf.errors import ConfigurationError
 from livemig.run import CommandNotFound, CommandRunner, CommandTimeout
 from livemig.virt.bounded import CallTimeout, bounded_call
 from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config, parse_domain_xml
 from livemig.virt.options import check_uri, is_local_qemu, shutdown_flags
 from livemig.virt.qemu_proc import find_qemu_pids, qemu_domain_name
-from livemig.virt.states import (BLOCKED, CRASHED, NOSTATE, PAUSED, PMSUSPENDED, RUNNING, SHUTDOWN, SHUTOFF,
-                                 classify)
+from livemig.virt.states import BLOCKED, CRASHED, NOSTATE, PAUSED, PMSUSPENDED, RUNNING, SHUTDOWN, SHUTOFF, classify
 
 GOOD = "<domain type='qemu'><name>vm1</name><uuid>0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0</uuid><devices>" \
        "<disk type='block' device='disk'><source dev='/dev/drbd0'/><target dev='vda'/></disk>" \

@@ -1,0 +1,1 @@
+"""The ``livemig`` command line (``livemig.cli.main:main``); imports nothing until run."""

@@ -1,0 +1,420 @@
+"""The migration guard: is it safe to live-migrate a VM whose disks are on DRBD?
+
+A live migration is safe only when the target already sees exactly the data
+the source writes. :func:`evaluate_guard` reads the state of every DRBD
+resource behind the VM and returns a :class:`GuardVerdict`: one
+:class:`GuardCheck` per condition, each saying what it saw and, when it failed,
+what it needs. Anything not read, not understood, missing or late is a
+refusal (``decided=False``); nothing is assumed healthy.
+
+Mode ``dual-primary``, for every resource:
+
+1. local role Primary, I/O not suspended;
+2. every local volume UpToDate (DRBD 9: and quorum not lost);
+3. the connection to the target Connected (8.x: ``cs:Connected`` exactly, so a
+   running resync (SyncSource, ...) fails);
+4. the target's role Primary;
+5. every volume on the target UpToDate, replication Established (DRBD 9), and
+   out-of-sync 0 where the tools report it;
+6. no ``drbd-fence-by-handler-<res>-*`` location constraint in the CIB.
+
+Mode ``auto-promote`` (DRBD 9 only) accepts a Secondary target, but then the
+connection must allow two primaries at runtime and the resource must have
+auto-promote on, so that the target's QEMU can open the device.
+
+The target is the connection named like the Pacemaker node (full or short
+name), or the DRBD name ``peer_names`` maps the node to; with exactly one
+peer and no mapping, that peer is the target.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from livemig.drbd.mapping import domain_disks, drbd_refs_for_disk
+from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, PeerState
+from livemig.drbd.status9 import ShowResource
+from livemig.drbd.tools import DrbdReader
+from livemig.ocf.deadline import Deadline
+from livemig.pacemaker.cib import CibError, fence_constraint_ids, parse_cib, read_cib_xml
+from livemig.run import CommandRunner
+
+log = logging.getLogger(__name__)
+
+MODE_DUAL_PRIMARY = "dual-primary"
+MODE_AUTO_PROMOTE = "auto-promote"
+MODES = (MODE_DUAL_PRIMARY, MODE_AUTO_PROMOTE)
+
+#: Connection (8.x) or replication (9) states of a resync that will end by itself.
+RESYNC_STATES = frozenset({
+    "SyncSource", "SyncTarget", "PausedSyncS", "PausedSyncT",
+    "WFBitMapS", "WFBitMapT", "WFSyncUUID", "StartingSyncS", "StartingSyncT",
+})
+#: How often state is read again while waiting for a transitional state.
+POLL_INTERVAL = 1.0
+#: While waiting, stop this long before the deadline so one last reading still fits.
+WAIT_RESERVE = 2.0
+
+CibReader = Callable[[Deadline], str]
+
+
+@dataclass(frozen=True)
+class GuardCheck:
+    """One condition on one resource. ``detail`` says what was seen (and, if failed, what is needed)."""
+
+    resource: str
+    check: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """All checks. ``decided`` is False when some state could not be read: a refusal."""
+
+    checks: Tuple[GuardCheck, ...]
+    decided: bool
+
+    @property
+    def allowed(self) -> bool:
+        return self.decided and bool(self.checks) and all(c.ok for c in self.checks)
+
+    def reasons(self) -> List[str]:
+        """One line per failed check, naming the resource/volume, what it saw, what it needs."""
+        lines = [f"{c.resource}: {c.detail}" for c in self.checks if not c.ok]
+        if not self.checks:
+            lines.append("no DRBD resource to check: nothing shows that the migration is safe")
+        return lines
+
+    def as_json(self) -> Dict[str, Any]:
+        """The ``livemig guard --json`` document."""
+        return {
+            "allowed": self.allowed,
+            "checks": [
+                {"resource": c.resource, "check": c.check, "ok": c.ok, "detail": c.detail}
+                for c in self.checks
+            ],
+        }
+
+
+@dataclass
+class _Findings:
+    """Checks as they are collected, with what waiting could fix."""
+
+    checks: List[GuardCheck] = field(default_factory=list)
+    transitional: List[GuardCheck] = field(default_factory=list)
+    decided: bool = True
+
+    def add(self, resource: str, check: str, ok: bool, detail: str, transitional: bool = False) -> None:
+        item = GuardCheck(resource=resource, check=check, ok=ok, detail=detail)
+        self.checks.append(item)
+        if not ok and transitional:
+            self.transitional.append(item)
+
+    def unreadable(self, resource: str, check: str, detail: str) -> None:
+        self.add(resource, check, False, detail)
+        self.decided = False
+
+    def verdict(self) -> GuardVerdict:
+        return GuardVerdict(checks=tuple(self.checks), decided=self.decided)
+
+    def only_transitional_failures(self) -> bool:
+        failed = [c for c in self.checks if not c.ok]
+        return self.decided and bool(failed) and all(c in self.transitional for c in failed)
+
+
+def evaluate_guard(
+    resources: Sequence[str],
+    target: str,
+    mode: str = MODE_DUAL_PRIMARY,
+    *,
+    runner: CommandRunner,
+    deadline: Deadline,
+    peer_names: Optional[Mapping[str, str]] = None,
+    cib_reader: Optional[CibReader] = None,
+    wait: float = 0.0,
+    reader: Optional[DrbdReader] = None,
+    sleep: Optional[Callable[[float], None]] = None,
+) -> GuardVerdict:
+    """The verdict on migrating to node ``target`` a VM on DRBD ``resources``.
+
+    ``cib_reader(deadline)`` returns the CIB's XML (default: ``cibadmin
+    --query`` through ``runner``). With ``wait`` > 0, while the only failures
+    are transitional (target promoting, resync running), state is read again
+    until they clear or ``wait`` seconds pass, never past ``deadline``.
+    Never raises for DRBD or CIB trouble: that is in the verdict.
+    """
+    names = list(dict.fromkeys(r.strip() for r in resources if r and r.strip()))
+    if mode not in MODES:
+        findings = _Findings()
+        findings.unreadable(", ".join(names) or "-", "mode",
+                            f"unknown guard mode {mode!r}; needs one of {', '.join(MODES)}")
+        return findings.verdict()
+    if not target:
+        findings = _Findings()
+        findings.unreadable(", ".join(names) or "-", "peer", "no target node given")
+        return findings.verdict()
+    if not names:
+        return GuardVerdict(checks=(), decided=True)
+    reader = reader or DrbdReader(runner, deadline)
+    read_cib = cib_reader or (lambda d: read_cib_xml(runner, d))
+    pause = sleep or deadline.sleep
+    started = deadline.elapsed()
+    while True:
+        findings = _evaluate_once(names, target, mode, reader, read_cib, deadline, peer_names or {})
+        if wait <= 0 or not findings.only_transitional_failures():
+            return findings.verdict()
+        waited = deadline.elapsed() - started
+        step = min(POLL_INTERVAL, wait - waited, deadline.remaining() - WAIT_RESERVE)
+        if step <= 0:
+            log.info("gave up waiting after %.1fs: %s", waited,
+                     "; ".join(f"{c.resource}: {c.detail}" for c in findings.transitional))
+            return findings.verdict()
+        log.info("waiting (%.1fs of %.1fs) for: %s", waited, wait,
+                 "; ".join(f"{c.resource}: {c.detail}" for c in findings.transitional))
+        pause(step)
+
+
+def _evaluate_once(
+    names: List[str],
+    target: str,
+    mode: str,
+    reader: DrbdReader,
+    read_cib: CibReader,
+    deadline: Deadline,
+    peer_names: Mapping[str, str],
+) -> _Findings:
+    findings = _Findings()
+    status: Optional[DrbdStatus] = None
+    try:
+        status = reader.read_status()
+    except DrbdStateError as exc:
+        for name in names:
+            findings.unreadable(name, "drbd-state", f"could not read DRBD state: {exc}")
+    show: Optional[Tuple[ShowResource, ...]] = None
+    if status is not None and status.generation == 9 and mode == MODE_AUTO_PROMOTE:
+        try:
+            show = reader.show9()
+        except DrbdStateError as exc:
+            for name in names:
+                findings.unreadable(name, "drbd-settings", f"could not read DRBD runtime settings: {exc}")
+    if status is not None:
+        for name in names:
+            _check_resource(findings, name, status, target, mode, peer_names, show)
+    _check_cib(findings, names, read_cib, deadline)
+    return findings
+
+
+def _check_resource(
+    findings: _Findings,
+    name: str,
+    status: DrbdStatus,
+    target: str,
+    mode: str,
+    peer_names: Mapping[str, str],
+    show: Optional[Tuple[ShowResource, ...]],
+) -> None:
+    entries = status.resource(name)
+    if not entries:
+        unnamed = [r for r in status.resources if r.name is None]
+        if unnamed:
+            minors = ", ".join(str(v.minor) for r in unnamed for v in r.volumes)
+            findings.unreadable(name, "present", f"resource not found, and minors {minors} could not be named "
+                                                 "(drbdadm sh-resource failed)")
+        else:
+            findings.add(name, "present", False, "resource is not up on this node; needs: up and Primary")
+        return
+    if mode == MODE_AUTO_PROMOTE and status.generation != 9:
+        findings.add(name, "mode", False, f"auto-promote mode needs DRBD 9; this node runs DRBD "
+                                          f"{status.drbd_version or '8.x'}; use dual-primary")
+        return
+    for entry in entries:
+        _check_local(findings, name, entry, status.generation)
+        peer, why = select_target_peer(entry.peers, target, peer_names)
+        if peer is None:
+            findings.add(name, "peer", False, why)
+            continue
+        _check_peer(findings, name, entry, peer, status.generation, mode)
+        if mode == MODE_AUTO_PROMOTE:
+            _check_auto_promote(findings, name, peer, show)
+
+
+def _where(entry: DrbdResourceState, generation: Optional[int]) -> str:
+    """" (minor N)" for 8.x, where each minor is its own entry."""
+    if generation == 9 or not entry.volumes:
+        return ""
+    return f" (minor {entry.volumes[0].minor})"
+
+
+def _volume_label(volume: Optional[int], minor: Optional[int]) -> str:
+    if volume is not None:
+        return f"volume {volume}"
+    return f"minor {minor}" if minor is not None else "volume ?"
+
+
+def _check_local(findings: _Findings, name: str, entry: DrbdResourceState, generation: Optional[int]) -> None:
+    where = _where(entry, generation)
+    findings.add(name, "local-role", entry.role == "Primary",
+                 f"local role Primary{where}" if entry.role == "Primary"
+                 else f"local role is {entry.role or 'unknown'}{where}; needs Primary")
+    if entry.suspended is False:
+        findings.add(name, "local-io", True, f"local I/O not suspended{where}")
+    else:
+        seen = "suspended" if entry.suspended else "of unknown state (suspended or not)"
+        findings.add(name, "local-io", False, f"local I/O is {seen}{where}; needs running I/O")
+    if not entry.volumes:
+        findings.add(name, "local-disk", False, "no local volume reported; needs every volume UpToDate")
+    for vol in entry.volumes:
+        label = _volume_label(vol.volume, vol.minor)
+        ok = vol.disk == "UpToDate"
+        findings.add(name, "local-disk", ok, f"{label}: local disk UpToDate" if ok
+                     else f"{label}: local disk is {vol.disk or 'unknown'}; needs UpToDate")
+        if generation == 9:
+            findings.add(name, "local-quorum", vol.quorum is True, f"{label}: quorum held" if vol.quorum
+                         else f"{label}: quorum is {'lost' if vol.quorum is False else 'unknown'}; needs quorum")
+
+
+def _check_peer(findings: _Findings, name: str, entry: DrbdResourceState, peer: PeerState,
+                generation: Optional[int], mode: str) -> None:
+    where = _where(entry, generation)
+    who = peer.name or "the peer"
+    resyncing = peer.connection in RESYNC_STATES or any(pv.replication in RESYNC_STATES for pv in peer.volumes)
+    connected = peer.connection == "Connected"
+    findings.add(name, "connection", connected,
+                 f"connection to {who} Connected{where}" if connected
+                 else f"connection to {who} is {peer.connection or 'unknown'}{where}; needs Connected",
+                 transitional=resyncing)
+    wanted_roles = ("Primary",) if mode == MODE_DUAL_PRIMARY else ("Primary", "Secondary")
+    role_ok = peer.role in wanted_roles
+    findings.add(name, "peer-role", role_ok,
+                 f"{who} role {peer.role}{where}" if role_ok
+                 else f"{who} role is {peer.role or 'unknown'}{where}; needs {' or '.join(wanted_roles)}",
+                 transitional=connected and peer.role == "Secondary")
+    for vol in entry.volumes:
+        label = _volume_label(vol.volume, vol.minor)
+        match = [pv for pv in peer.volumes
+                 if (pv.volume == vol.volume and vol.volume is not None)
+                 or (generation != 9 and pv.minor == vol.minor and vol.minor is not None)]
+        if len(match) != 1:
+            findings.add(name, "peer-disk", False, f"{label}: {who} reports no state for this volume; "
+                                                   "needs UpToDate")
+            continue
+        pv = match[0]
+        ok = pv.disk == "UpToDate"
+        findings.add(name, "peer-disk", ok, f"{label}: {who} disk UpToDate" if ok
+                     else f"{label}: {who} disk is {pv.disk or 'unknown'}; needs UpToDate", transitional=resyncing)
+        if generation == 9:
+            ok = pv.replication == "Established"
+            findings.add(name, "replication", ok, f"{label}: replication to {who} Established" if ok
+                         else f"{label}: replication to {who} is {pv.replication or 'unknown'}; needs Established",
+                         transitional=resyncing)
+        if pv.out_of_sync_unreadable:
+            findings.add(name, "out-of-sync", False, f"{label}: out-of-sync with {who} is unreadable; needs 0")
+        elif pv.out_of_sync_kib is None:
+            findings.add(name, "out-of-sync", True, f"{label}: out-of-sync not reported")
+        else:
+            ok = pv.out_of_sync_kib == 0
+            findings.add(name, "out-of-sync", ok, f"{label}: nothing out of sync with {who}" if ok
+                         else f"{label}: {pv.out_of_sync_kib} KiB out of sync with {who}; needs 0",
+                         transitional=resyncing)
+
+
+def _check_auto_promote(findings: _Findings, name: str, peer: PeerState,
+                        show: Optional[Tuple[ShowResource, ...]]) -> None:
+    settings = [s for s in show or () if s.name == name]
+    if len(settings) != 1:
+        findings.add(name, "allow-two-primaries", False,
+                     "runtime settings not reported by drbdsetup show; needs allow-two-primaries yes")
+        return
+    conn = settings[0].connection_to(peer.node_id, peer.name)
+    allowed = conn.allow_two_primaries if conn is not None else None
+    who = peer.name or "the peer"
+    findings.add(name, "allow-two-primaries", allowed is True,
+                 f"connection to {who} allows two primaries" if allowed
+                 else f"connection to {who}: allow-two-primaries is "
+                      f"{'no' if allowed is False else 'unknown'}; needs yes")
+    auto = settings[0].auto_promote
+    findings.add(name, "auto-promote", auto is True, "auto-promote on" if auto
+                 else f"auto-promote is {'off' if auto is False else 'unknown'}; needs on")
+
+
+def _check_cib(findings: _Findings, names: List[str], read_cib: CibReader, deadline: Deadline) -> None:
+    try:
+        cib = parse_cib(read_cib(deadline))
+    except CibError as exc:
+        for name in names:
+            findings.unreadable(name, "fence-constraint", f"could not read the CIB: {exc}")
+        return
+    for name in names:
+        ids = fence_constraint_ids(cib, name)
+        resyncing = any(c.resource == name for c in findings.transitional)
+        if ids:
+            findings.add(name, "fence-constraint", False,
+                         f"the CIB holds {ids[0]} (DRBD's fence-peer handler marked the peer's data as not to "
+                         f"be trusted); needs it removed, which the after-resync handler does",
+                         transitional=resyncing)
+        else:
+            findings.add(name, "fence-constraint", True, "no drbd-fence-by-handler constraint in the CIB")
+
+
+def select_target_peer(peers: Sequence[PeerState], target: str,
+                       peer_names: Mapping[str, str]) -> Tuple[Optional[PeerState], str]:
+    """The connection to node ``target``, or ``None`` and why not."""
+    mapped = peer_names.get(target) or peer_names.get(_short(target))
+    if mapped:
+        matches = [p for p in peers if p.name is not None and (p.name == mapped or _short(p.name) == _short(mapped))]
+        if len(matches) == 1:
+            return matches[0], ""
+        return None, (f"no single connection named {mapped} (the DRBD name given for node {target}); "
+                      f"connections: {_peer_list(peers)}")
+    wanted = {target, _short(target)}
+    matches = [p for p in peers if p.name is not None and (p.name in wanted or _short(p.name) in wanted)]
+    if len(matches) == 1:
+        return matches[0], ""
+    if len(matches) > 1:
+        return None, f"more than one connection matches node {target}: {_peer_list(matches)}"
+    if len(peers) == 1:
+        return peers[0], ""
+    if not peers:
+        return None, f"no connection to {target} (the resource has no peer); needs a Connected peer"
+    return None, (f"no connection is named {target} among {_peer_list(peers)}; "
+                  "map the node to its DRBD host name")
+
+
+def _short(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _peer_list(peers: Sequence[PeerState]) -> str:
+    return ", ".join(p.name or "(unnamed)" for p in peers) or "none"
+
+
+def resources_from_domain_xml(xml_text: str, runner: CommandRunner, deadline: Deadline,
+                              *, reader: Optional[DrbdReader] = None) -> List[str]:
+    """The DRBD resources behind a domain's disks, in disk order ([] if none).
+
+    Raises :class:`~livemig.drbd.state.DrbdStateError` (or its subclass
+    :class:`~livemig.drbd.mapping.DrbdMappingError`) when a disk's backing,
+    or the resource of a DRBD minor, cannot be told: fail closed.
+    """
+    reader = reader or DrbdReader(runner, deadline)
+    refs = [ref for disk in domain_disks(xml_text) for ref in drbd_refs_for_disk(disk)]
+    minors = sorted({ref.minor for ref in refs if ref.minor is not None and ref.resource is None})
+    names: Dict[int, str] = {}
+    if minors:
+        proc = reader.read_proc()
+        if proc is not None and proc.generation == 8:
+            names = reader.names_for_minors(minors)
+        else:
+            names = {minor: res for minor, (res, _vol) in reader.names_for_minors9(minors).items()}
+    found: List[str] = []
+    for ref in refs:
+        resource = ref.resource or (names.get(ref.minor) if ref.minor is not None else None)
+        if resource is None:
+            raise DrbdStateError(f"disk {ref.disk.label()} is on DRBD minor {ref.minor}, "
+                                 "but no resource could be found for it")
+        if resource not in found:
+            found.append(resource)
+    return found

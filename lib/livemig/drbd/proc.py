@@ -1,0 +1,212 @@
+"""DRBD 8.x state from ``/proc/drbd``.
+
+The format, as 8.0 to 8.4 print it (one block per minor)::
+
+    version: 8.4.11-1 (api:1/proto:86-101)
+    GIT-hash: ... build by ...            (or "srcversion: ..." on some builds)
+     1: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----
+        ns:524236 nr:0 dw:0 ... ep:1 wo:f oos:0
+     2: cs:Unconfigured
+
+Variations handled here, all seen in real output: 8.0 (and older) write
+``st:`` where 8.3/8.4 write ``ro:``; the I/O-flag field has 4 to 6 characters
+and may carry a trailing NUL byte; a StandAlone minor has blanks where the
+protocol letter goes; empty lines may appear anywhere; the ``version:`` line
+may be missing; a SyncSource/SyncTarget minor has progress lines; ``oos:``
+(out of sync, KiB) exists from 8.3 on.
+
+DRBD 9 keeps ``/proc/drbd`` but prints only its version there: no minors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Dict, Mapping, Optional, Tuple
+
+from livemig.drbd.state import (
+    DrbdResourceState,
+    DrbdStateError,
+    DrbdStatus,
+    PeerState,
+    PeerVolumeState,
+    VolumeState,
+    generation_of,
+)
+
+#: Where the kernel puts it; the environment variable overrides it (for tests).
+PROC_DRBD_PATH = "/proc/drbd"
+PROC_DRBD_ENV = "LIVEMIG_PROC_DRBD"
+
+_VERSION = re.compile(r"^version:\s*(\S+)")
+_MINOR = re.compile(r"^\s*(\d+):\s+cs:(\S*)(.*)$")
+_PAIR = re.compile(r"^(ro|st|ds):([^/\s]*)/([^/\s]*)$")
+_OOS = re.compile(r"(?:^|\s)oos:(\S*)")
+_PROTOCOLS = ("A", "B", "C")
+
+
+@dataclass(frozen=True)
+class ProcMinor:
+    """One minor's line (and its statistics line) from ``/proc/drbd``."""
+
+    minor: int
+    connection: Optional[str]
+    local_role: Optional[str] = None
+    peer_role: Optional[str] = None
+    local_disk: Optional[str] = None
+    peer_disk: Optional[str] = None
+    protocol: Optional[str] = None
+    io_flags: Optional[str] = None
+    out_of_sync_kib: Optional[int] = None
+    out_of_sync_unreadable: bool = False
+
+    @property
+    def configured(self) -> bool:
+        return self.connection != "Unconfigured"
+
+    @property
+    def suspended(self) -> Optional[bool]:
+        """From the first I/O flag: ``r`` running, ``s`` suspended; else unknown."""
+        if not self.io_flags:
+            return None
+        return {"r": False, "s": True}.get(self.io_flags[0])
+
+
+@dataclass(frozen=True)
+class ProcDrbd:
+    version: Optional[str]
+    minors: Tuple[ProcMinor, ...]
+
+    @property
+    def generation(self) -> Optional[int]:
+        found = generation_of(self.version)
+        if found is None and self.minors:
+            return 8  # only 8.x lists minors here (8.0 builds may omit the version line)
+        return found
+
+    def configured_minors(self) -> Tuple[ProcMinor, ...]:
+        return tuple(m for m in self.minors if m.configured)
+
+    def to_status(
+        self,
+        names: Optional[Mapping[int, str]] = None,
+        volumes: Optional[Mapping[int, int]] = None,
+    ) -> DrbdStatus:
+        """One resource per configured minor, named from ``names`` (minor -> resource)."""
+        names = names or {}
+        volumes = volumes or {}
+        return DrbdStatus(
+            drbd_version=self.version,
+            generation=self.generation,
+            resources=tuple(
+                minor_as_resource(m, names.get(m.minor), volumes.get(m.minor))
+                for m in self.configured_minors()
+            ),
+        )
+
+
+def minor_as_resource(m: ProcMinor, name: Optional[str], volume: Optional[int]) -> DrbdResourceState:
+    peer_volume = PeerVolumeState(
+        volume=volume,
+        replication=None,
+        disk=m.peer_disk,
+        out_of_sync_kib=m.out_of_sync_kib,
+        minor=m.minor,
+        out_of_sync_unreadable=m.out_of_sync_unreadable,
+    )
+    return DrbdResourceState(
+        name=name,
+        role=m.local_role,
+        suspended=m.suspended,
+        volumes=(VolumeState(volume=volume, minor=m.minor, disk=m.local_disk, quorum=None),),
+        peers=(PeerState(name=None, node_id=None, connection=m.connection, role=m.peer_role,
+                         volumes=(peer_volume,)),),
+    )
+
+
+def parse_proc_drbd(text: str) -> ProcDrbd:
+    """Parse the text of ``/proc/drbd``.
+
+    Fields a line does not carry (or carries in a shape not understood) stay
+    ``None``. Raises :class:`DrbdStateError` for text that cannot be
+    ``/proc/drbd`` at all (the same minor twice).
+    """
+    version: Optional[str] = None
+    minors: Dict[int, ProcMinor] = {}
+    current: Optional[int] = None
+    for raw_line in text.replace("\0", "").splitlines():
+        line = raw_line.rstrip()
+        if not line:
+            continue
+        found = _VERSION.match(line)
+        if found:
+            version = found.group(1)
+            current = None
+            continue
+        found = _MINOR.match(line)
+        if found:
+            number = int(found.group(1))
+            if number in minors:
+                raise DrbdStateError(f"/proc/drbd lists minor {number} twice")
+            minors[number] = _parse_minor_line(number, found.group(2), found.group(3))
+            current = number
+            continue
+        oos = _OOS.search(line) if current is not None else None
+        if oos and current is not None:
+            value = oos.group(1)
+            if value.isdigit() and not minors[current].out_of_sync_unreadable:
+                minors[current] = replace(minors[current], out_of_sync_kib=int(value))
+            else:
+                minors[current] = replace(minors[current], out_of_sync_kib=None, out_of_sync_unreadable=True)
+    return ProcDrbd(version=version, minors=tuple(minors[n] for n in sorted(minors)))
+
+
+def _parse_minor_line(number: int, cstate: str, rest: str) -> ProcMinor:
+    fields: Dict[str, Tuple[str, str]] = {}
+    tail = []
+    for token in rest.split():
+        pair = _PAIR.match(token)
+        if pair:
+            key = "ro" if pair.group(1) in ("ro", "st") else "ds"
+            fields[key] = (pair.group(2), pair.group(3))
+        else:
+            tail.append(token)
+    protocol: Optional[str] = None
+    flags: Optional[str] = None
+    if tail and tail[0] in _PROTOCOLS:
+        protocol = tail.pop(0)
+    if len(tail) == 1:
+        flags = tail[0]
+    roles = fields.get("ro", (None, None))
+    disks = fields.get("ds", (None, None))
+    return ProcMinor(
+        minor=number,
+        connection=cstate or None,
+        local_role=roles[0] or None,
+        peer_role=roles[1] or None,
+        local_disk=disks[0] or None,
+        peer_disk=disks[1] or None,
+        protocol=protocol,
+        io_flags=flags,
+    )
+
+
+def proc_drbd_path(environ: Optional[Mapping[str, str]] = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get(PROC_DRBD_ENV) or PROC_DRBD_PATH
+
+
+def read_proc_drbd(path: str) -> Optional[ProcDrbd]:
+    """Read and parse ``path``; ``None`` if it does not exist (no DRBD module loaded).
+
+    Raises :class:`DrbdStateError` if it exists but cannot be read.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(4 * 1024 * 1024)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DrbdStateError(f"cannot read {path}: {exc.strerror}") from exc
+    return parse_proc_drbd(data.decode("utf-8", "replace"))
