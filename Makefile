@@ -10,7 +10,7 @@ PYENV_ROOT  ?= $(HOME)/.pyenv
 EXTRA_PYTHONS ?= 3.9 3.13
 
 # Debian packages the tests and the demo need (see docs/development.md).
-APT_PACKAGES := \
+APT_PACKAGES = \
 	python3 python3-venv python3-dev python3-libvirt python3-lxml \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
 	libvirt-dev pkg-config gcc \
