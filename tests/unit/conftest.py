@@ -14,7 +14,7 @@ DOMAIN_XML = """<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>128</memory>
   <devices>
-    <disk type='block' device='disk'><source dev='/dev/drbd/by-res/r0/0'/><target dev='vda'/></disk>
+    <disk type='file' device='disk'><source file='/nonexistent/livemig-test/{name}.img'/><target dev='vda'/></disk>
     <interface type='network'><source network='default'/></interface>
   </devices>
 </domain>
@@ -86,6 +86,9 @@ def agent(tmp_path: Path, config_file: Path):
         if interval_ms is not None:
             env["OCF_RESKEY_CRM_meta_interval"] = str(interval_ms)
         for key, value in params.items():
+            if key.isupper() or key.startswith("OCF_"):
+                env[key] = value  # a raw environment variable, e.g. OCF_CHECK_LEVEL
+                continue
             if value is None:
                 env.pop(f"OCF_RESKEY_{key}", None)
             else:

@@ -13,15 +13,18 @@ find the domain when the config file has become unreadable.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from livemig.agents.virtualdomain_meta import METADATA, NOT_YET_SUPPORTED
 from livemig.ocf.agent import ResourceAgent, run
 from livemig.ocf.codes import OCFCode
-from livemig.ocf.errors import ConfigurationError, GenericError, NotInstalledError
+from livemig.ocf.errors import ArgsError, ConfigurationError, GenericError, NotInstalledError
 from livemig.ocf.statefile import StateFile
 from livemig.run import CommandRunner
 from livemig.virt.options import check_uri, shutdown_flags
+
+if TYPE_CHECKING:
+    from livemig.agents.virtualdomain_drbd import DrbdPlan
 
 
 class VirtualDomain(ResourceAgent):
@@ -71,6 +74,10 @@ class VirtualDomain(ResourceAgent):
                 f"parameter {name} is not supported yet by ocf:livemig:VirtualDomain "
                 f"(set to {given!r}); remove it or use ocf:heartbeat:VirtualDomain")
         shutdown_flags(values["shutdown_mode"] or "")
+        from livemig.agents.virtualdomain_drbd import parse_peer_names, parse_resource_list
+
+        parse_resource_list(values["drbd_resources"] or "")
+        parse_peer_names(values["drbd_peer_names"] or "")
         check_uri(values["hypervisor"])
         if values["snapshot"] and values["force_stop"]:
             raise ConfigurationError("snapshot and force_stop cannot be used together")
@@ -121,6 +128,25 @@ class VirtualDomain(ResourceAgent):
         self.remember(cfg.name, path, ident)
         return cfg.name
 
+    def load_config(self) -> Tuple[str, str]:
+        """(domain name, XML text) from the config file; codes 5 / 6 when unusable."""
+        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
+
+        path = self.params()["config"]
+        try:
+            cfg, text = load_domain_config(path)
+        except ConfigUnreadable as exc:
+            raise NotInstalledError(f"configuration file unreadable: {exc}") from None
+        except DomainXMLError as exc:
+            raise ConfigurationError(str(exc)) from None
+        self.remember(cfg.name, path)
+        return cfg.name, text
+
+    def drbd_plan(self, xml_text: Optional[str]) -> DrbdPlan:
+        from livemig.agents.virtualdomain_drbd import DrbdPlan
+
+        return DrbdPlan(self.params(), xml_text, self.runner, self.deadline, self.log)
+
     def _remembered_name(self, cached: Dict[str, Any], path: str, problem: str) -> Optional[str]:
         name = cached.get("name") if cached.get("config") == path else None
         if name:
@@ -163,9 +189,9 @@ class VirtualDomain(ResourceAgent):
         from livemig.virt.lifecycle import start_domain
 
         values = self.params()
-        name = self.domain_name(strict=True)
-        assert name is not None
+        name, xml_text = self.load_config()
         self.check_local_files(values)
+        self.drbd_plan(xml_text).check_start()
         start_domain(self, name, values)
         self.remember(name)
         return OCFCode.SUCCESS
@@ -199,7 +225,31 @@ class VirtualDomain(ResourceAgent):
                 return OCFCode.NOT_RUNNING
             raise NotInstalledError(
                 f"configuration file {values['config']} is unreadable or invalid on this node")
-        return monitor_domain(self, name, values)
+        code = monitor_domain(self, name, values)
+        if code == OCFCode.SUCCESS and self.env.check_level >= 10 and not self.env.is_probe:
+            _, xml_text = self.load_config()
+            self.drbd_plan(xml_text).check_monitor()
+        return code
+
+    def action_migrate_to(self) -> OCFCode:
+        """The DRBD guard decides first; on refusal the domain stays untouched here.
+
+        The migration itself comes with the live-migration work; until then an
+        allowed migration is reported as not possible (code 1), so Pacemaker
+        recovers with a stop here and a start on the target.
+        """
+        from livemig.virt.lifecycle import monitor_domain
+
+        target = self.env.meta.get("migrate_target") or ""
+        if not target:
+            raise ArgsError("migrate_to needs OCF_RESKEY_CRM_meta_migrate_target (set by Pacemaker)")
+        values = self.params()
+        name, xml_text = self.load_config()
+        if monitor_domain(self, name, values) != OCFCode.SUCCESS:
+            raise GenericError(f"cannot migrate {name} to {target}: it is not running on this node")
+        self.drbd_plan(xml_text).guard(target)
+        raise GenericError(f"live migration of {name} to {target} is not implemented in this version of "
+                           "livemig (the DRBD guard allowed it); Pacemaker will stop and start it instead")
 
     def action_status(self) -> OCFCode:
         return self.action_monitor()

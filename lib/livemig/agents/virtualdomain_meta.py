@@ -98,6 +98,23 @@ PARAMETERS = [
        "Before starting the domain, start the libvirt networks (<interface type='network'>) and "
        "storage pools (<disk type='volume'>) named in its configuration, if they are inactive.",
        type="boolean", default="false"),
+    _p("drbd_guard", "DRBD safety check before live migration",
+       "auto: dual-primary when any disk of the domain is on DRBD, else off. dual-primary: before a "
+       "live migration every DRBD resource behind the domain must be Primary on both nodes, "
+       "Connected and UpToDate on both sides, with no fence constraint in the CIB; start requires "
+       "the resources Primary on this node. auto-promote (DRBD 9): the target may be Secondary if "
+       "allow-two-primaries and auto-promote are on. off: no check (not recommended with DRBD).",
+       default="auto", choices=("auto", "dual-primary", "auto-promote", "off")),
+    _p("drbd_resources", "DRBD resources behind the domain",
+       "Space- or comma-separated DRBD resource names to check instead of detecting them from the "
+       "domain's disks.", default=""),
+    _p("drbd_peer_names", "Pacemaker node name to DRBD host name",
+       "Where Pacemaker node names differ from DRBD's connection (host) names: "
+       "node1=drbdhost1 node2=drbdhost2.", default=""),
+    _p("drbd_wait", "Seconds to wait for transitional DRBD states",
+       "Before refusing a migration, wait up to this many seconds (never past the operation timeout) "
+       "while the only problems are transitional: the target still promoting, a resync finishing.",
+       type="integer", default="0", minimum=0, maximum=3600),
     _p("migration_transport", "Remote hypervisor transport",
        "Transport used to reach the peer's hypervisor while migrating." + _NOT_YET, default=""),
     _p("migration_user", "Remote username for the remote URI",

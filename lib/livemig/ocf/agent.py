@@ -95,7 +95,9 @@ class ResourceAgent:
 
         env = OCFEnvironment.from_environ(action, env_map)
         log = setup_logging(cls.metadata.name, env.resource_instance, env_map, stream=err)
-        if action not in cls.action_names() or action in _STATIC_ACTIONS:
+        # An action runs if the agent has a handler for it; meta-data lists the ones it
+        # advertises (an agent may accept an action before it advertises it).
+        if action in _STATIC_ACTIONS or not callable(getattr(cls, "action_" + action.replace("-", "_"), None)):
             err.write(cls.usage() + "\n")
             return OCFCode.ERR_UNIMPLEMENTED
         deadline = operation_deadline(env.timeout_ms, cls.default_timeouts.get(action, 60.0))

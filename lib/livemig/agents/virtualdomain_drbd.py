@@ -1,0 +1,148 @@
+"""The DRBD side of ocf:livemig:VirtualDomain: which resources, and the checks per action.
+
+- start: in ``dual-primary`` mode every DRBD resource behind the VM must be
+  Primary on this node (code 1 otherwise: the promotable clone or the
+  constraints are not doing their job).
+- monitor at OCF_CHECK_LEVEL >= 10: local role, I/O and disk state.
+- migrate_to: the guard's verdict (:func:`livemig.drbd.guard.evaluate_guard`)
+  before anything is migrated.
+
+``drbd_guard=auto`` means dual-primary when any disk is on DRBD, else off.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Mapping, Optional
+
+from livemig.ocf.deadline import Deadline
+from livemig.ocf.errors import ConfigurationError, GenericError
+from livemig.run import CommandRunner
+
+GUARD_MODES = ("auto", "dual-primary", "auto-promote", "off")
+
+
+def parse_resource_list(value: str) -> List[str]:
+    names = [n for n in value.replace(",", " ").split() if n]
+    for name in names:
+        if not all(c.isalnum() or c in "_.-+" for c in name):
+            raise ConfigurationError(f"drbd_resources: {name!r} is not a DRBD resource name")
+    return list(dict.fromkeys(names))
+
+
+def parse_peer_names(value: str) -> Dict[str, str]:
+    """``node1=host1 node2=host2`` (or comma-separated) into a mapping."""
+    mapping: Dict[str, str] = {}
+    for item in value.replace(",", " ").split():
+        node, sep, host = item.partition("=")
+        if not sep or not node or not host:
+            raise ConfigurationError(f"drbd_peer_names: {item!r} is not NODE=DRBD_HOST")
+        mapping[node] = host
+    return mapping
+
+
+class DrbdPlan:
+    """The DRBD resources behind one VM and the guard mode that applies to them."""
+
+    def __init__(self, values: Mapping[str, Any], xml_text: Optional[str], runner: CommandRunner,
+                 deadline: Deadline, log: logging.Logger) -> None:
+        self.values = values
+        self.runner = runner
+        self.deadline = deadline
+        self.log = log
+        self.setting = values.get("drbd_guard") or "auto"
+        self.explicit = parse_resource_list(values.get("drbd_resources") or "")
+        self.peer_names = parse_peer_names(values.get("drbd_peer_names") or "")
+        self.detection_error: Optional[str] = None
+        self.resources: List[str] = []
+        if self.setting == "off":
+            return
+        if self.explicit:
+            self.resources = self.explicit
+        elif xml_text is not None:
+            from livemig.drbd.guard import resources_from_domain_xml
+            from livemig.drbd.state import DrbdStateError
+
+            try:
+                self.resources = resources_from_domain_xml(xml_text, runner, deadline)
+            except DrbdStateError as exc:
+                self.detection_error = str(exc)
+
+    @property
+    def mode(self) -> str:
+        """The effective mode: off, dual-primary or auto-promote."""
+        if self.setting == "off":
+            return "off"
+        if self.setting == "auto":
+            return "dual-primary" if (self.resources or self.detection_error) else "off"
+        return self.setting
+
+    def check_start(self) -> None:
+        """Code 1 unless every resource is Primary here (dual-primary mode only)."""
+        if self.mode != "dual-primary":
+            return
+        if self.detection_error:
+            self.log.warning("cannot tell which DRBD resources the domain uses (%s); "
+                             "not checking their roles before start", self.detection_error)
+            return
+        status = self._status("start")
+        for name in self.resources:
+            entries = status.resource(name)
+            if not entries:
+                raise GenericError(f"DRBD resource {name} is not up on this node; the VM needs it Primary here "
+                                   "(is the DRBD clone running and promoted on this node?)")
+            for entry in entries:
+                if entry.role != "Primary":
+                    raise GenericError(
+                        f"DRBD resource {name} is {entry.role or 'in an unknown role'} on this node; the VM "
+                        "needs it Primary: check the promotable clone (promoted-max=2) and the colocation "
+                        "and order constraints with its Promoted role")
+
+    def check_monitor(self) -> None:
+        """Deep monitor: local DRBD trouble under a running VM is a failure (code 1)."""
+        if self.mode == "off":
+            return
+        if self.detection_error:
+            raise GenericError(f"cannot tell which DRBD resources the domain uses: {self.detection_error}")
+        status = self._status("monitor")
+        for name in self.resources:
+            entries = status.resource(name)
+            if not entries:
+                raise GenericError(f"DRBD resource {name} behind the running domain is not up on this node")
+            for entry in entries:
+                if entry.role != "Primary":
+                    raise GenericError(f"DRBD resource {name} is {entry.role or 'unknown'} under the running domain")
+                if entry.suspended is not False:
+                    raise GenericError(f"DRBD resource {name}: I/O is suspended or its state unknown")
+                for vol in entry.volumes:
+                    if vol.disk != "UpToDate":
+                        which = vol.volume if vol.volume is not None else vol.minor
+                        raise GenericError(f"DRBD resource {name} volume {which}: "
+                                           f"local disk is {vol.disk or 'unknown'}, not UpToDate")
+
+    def guard(self, target: str) -> None:
+        """Raise GenericError with every failed check unless the guard allows migrating to ``target``."""
+        if self.mode == "off":
+            self.log.info("DRBD guard off: not checking DRBD before migrating to %s", target)
+            return
+        if self.detection_error:
+            raise GenericError(f"live migration to {target} refused: {self.detection_error} "
+                               "(set drbd_resources, or drbd_guard=off if no disk is on DRBD)")
+        from livemig.drbd.guard import evaluate_guard
+
+        wait = float(self.values.get("drbd_wait") or 0)
+        verdict = evaluate_guard(self.resources, target, self.mode, runner=self.runner, deadline=self.deadline,
+                                 peer_names=self.peer_names, wait=wait)
+        if not verdict.allowed:
+            reasons = verdict.reasons() or ["no DRBD check could be made"]
+            raise GenericError(f"live migration to {target} refused by the DRBD guard: " + "; ".join(reasons))
+        self.log.info("DRBD guard: migrating to %s is safe for %s", target, ", ".join(self.resources))
+
+    def _status(self, action: str) -> Any:
+        from livemig.drbd.state import DrbdStateError
+        from livemig.drbd.tools import DrbdReader
+
+        try:
+            return DrbdReader(self.runner, self.deadline).read_status()
+        except DrbdStateError as exc:
+            raise GenericError(f"{action}: cannot read DRBD state: {exc}") from None

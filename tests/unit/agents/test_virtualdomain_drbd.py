@@ -1,0 +1,112 @@
+"""The agent's DRBD checks, with the fake drbdsetup/drbdadm of tests/fakes/drbd on PATH."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.unit.fake_libvirt import FakeLibvirt
+
+ROOT = Path(__file__).resolve().parents[3]
+FAKES = ROOT / "tests" / "fakes" / "drbd"
+FIXTURES = ROOT / "tests" / "fixtures" / "drbd"
+
+DRBD_DOMAIN = """<domain type='qemu'><name>vm1</name><memory unit='MiB'>128</memory><devices>
+<disk type='block' device='disk'><source dev='/dev/drbd/by-res/beijing/0'/><target dev='vda'/></disk>
+</devices></domain>"""
+
+
+@pytest.fixture
+def drbd9(monkeypatch: pytest.MonkeyPatch, config_file: Path):
+    config_file.write_text(DRBD_DOMAIN)
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{FAKES / 'pacemaker'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("LIVEMIG_PROC_DRBD", str(FIXTURES / "drbd9-proc-synthetic-version-only.txt"))
+    monkeypatch.setenv("FAKE_DRBD_FIXTURES", str(FIXTURES))
+    monkeypatch.setenv("CIB_file", str(FIXTURES / "cib-synthetic-empty.xml"))
+    monkeypatch.setenv("FAKE_DRBDSETUP_SHOW", "drbd9-show-json-derived-beijing-two-primaries.txt")
+
+    def status(name: str) -> None:
+        monkeypatch.setenv("FAKE_DRBDSETUP_STATUS", f"drbd9-status-json-{name}.txt")
+
+    return status
+
+
+def test_start_requires_local_primary(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
+    drbd9("salt-shanghai-secondary")
+    res = agent("start", drbd_resources="shanghai")
+    assert res.code == 1
+    assert "DRBD resource shanghai is Secondary on this node" in res.reason
+    assert "vm1" not in fake_libvirt.domains
+    drbd9("derived-dual-primary")
+    assert agent("start").code == 0
+    assert "vm1" in fake_libvirt.domains
+
+
+def test_start_with_drbd_guard_off_does_not_read_drbd(agent, fake_libvirt: FakeLibvirt, drbd9,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_DRBD_HANG", "all")
+    assert agent("start", drbd_guard="off").code == 0
+
+
+def test_migrate_to_refused_leaves_domain_running(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
+    fake_libvirt.add("vm1")
+    for fixture, words in (("derived-peer-inconsistent", "Inconsistent"),
+                           ("derived-disconnected", "needs Connected"),
+                           ("salt-beijing-primary", "needs Primary")):
+        drbd9(fixture)
+        res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="salt-node3")  # type: ignore[arg-type]
+        assert res.code == 1, res.stderr
+        assert "refused by the DRBD guard" in res.reason and words in res.reason, res.reason
+        assert fake_libvirt.domains["vm1"].state_ == (1, 1)
+    assert not [c for c in fake_libvirt.calls if c[0] in ("shutdown", "destroy", "save")]
+
+
+def test_migrate_to_allowed_by_guard_but_not_implemented(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
+    fake_libvirt.add("vm1")
+    drbd9("derived-dual-primary")
+    res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="salt-node3")  # type: ignore[arg-type]
+    assert res.code == 1
+    assert "guard allowed it" in res.reason
+    assert "DRBD guard: migrating to salt-node3 is safe" in res.stderr
+
+
+def test_migrate_to_with_hung_drbd_tool_is_refused_in_time(agent, fake_libvirt: FakeLibvirt, drbd9,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_libvirt.add("vm1")
+    drbd9("derived-dual-primary")
+    monkeypatch.setenv("FAKE_DRBD_HANG", "drbdsetup")
+    started = time.monotonic()
+    res = agent("migrate_to", timeout_ms=8000, OCF_RESKEY_CRM_meta_migrate_target="salt-node3")  # type: ignore
+    assert time.monotonic() - started < 8
+    assert res.code == 1 and "refused" in res.reason
+
+
+def test_migrate_to_needs_a_target_and_a_running_domain(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
+    drbd9("derived-dual-primary")
+    assert agent("migrate_to").code == 2
+    res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="salt-node3")  # type: ignore[arg-type]
+    assert res.code == 1 and "not running on this node" in res.reason
+
+
+def test_deep_monitor_reports_drbd_trouble(agent, fake_libvirt: FakeLibvirt, drbd9,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_libvirt.add("vm1")
+    drbd9("salt-shanghai-secondary")
+    assert agent("monitor", interval_ms=10000, drbd_resources="shanghai").code == 0  # level 0: lean
+    monkeypatch.setenv("OCF_CHECK_LEVEL", "10")
+    res = agent("monitor", interval_ms=10000, drbd_resources="shanghai", OCF_CHECK_LEVEL="10")  # type: ignore
+    assert res.code == 1 and "shanghai is Secondary under the running domain" in res.reason
+
+
+@pytest.mark.parametrize("params,reason", [
+    ({"drbd_guard": "sometimes"}, "not one of"),
+    ({"drbd_resources": "r0;reboot"}, "not a DRBD resource name"),
+    ({"drbd_peer_names": "node1"}, "NODE=DRBD_HOST"),
+    ({"drbd_wait": "-5"}, "below the minimum"),
+])
+def test_drbd_parameter_errors(agent, params, reason) -> None:
+    res = agent("validate-all", **params)
+    assert res.code == 6 and reason in res.reason
