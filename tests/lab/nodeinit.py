@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""PID 1 of one lab node.
+
+Started by ``lab up`` as::
+
+    ip netns exec lmlab-NODE unshare --mount --uts --pid --fork --propagation private \
+        /usr/bin/python3 nodeinit.py CONFIG.json
+
+It runs inside fresh mount, UTS and PID namespaces (and the node's network
+namespace) and builds the node's private view of the machine:
+
+* hostname = node name;
+* a private /proc (for the PID namespace);
+* overlayfs over /etc, /var, /root and /usr: the node sees the host's files, but
+  everything it writes (configs, logs, CIB, libvirt state, the OCF provider
+  directory, the fake drbdadm/drbdsetup) lands in an upper directory under the lab
+  directory, so the host's files are never modified;
+* tmpfs over /run and /tmp, with the lab directory moved back to its host path;
+* a private /dev (tmpfs copy of the host's device nodes, own /dev/shm) where the
+  DRBD simulator creates /dev/drbdN and /dev/drbd/by-res/<res>/<vol>.
+
+Then it prints ``READY`` and reaps orphans (every daemon started in the node ends up
+as its child).  On SIGTERM it terminates every process of the node, waits a bounded
+time, kills what is left and exits; the kernel then tears the namespaces down.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Dict
+
+OVERLAYS = ("/etc", "/var", "/root", "/usr")
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(list(argv), check=True)
+
+
+def mount(*args: str) -> None:
+    sh("mount", *args)
+
+
+def build_view(cfg: Dict[str, Any]) -> None:
+    lab = cfg["lab_dir"]
+    node_dir = cfg["node_dir"]
+    socket.sethostname(cfg["name"])
+    mount("--make-rprivate", "/")
+    mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", "/proc")
+    for path in OVERLAYS:
+        base = os.path.join(node_dir, "ovl", path.strip("/"))
+        mount("-t", "overlay", "overlay", "-o",
+              f"lowerdir={path},upperdir={base}/upper,workdir={base}/work", path)
+    # /run: private tmpfs, with the lab directory carried over at the same path.
+    stage = "/var/lib/.livemig-lab-stage"
+    os.makedirs(stage, exist_ok=True)
+    mount("--bind", lab, stage)
+    mount("-t", "tmpfs", "-o", "mode=0755,nosuid,nodev,size=256m", "tmpfs", "/run")
+    os.makedirs(lab)
+    mount("--move", stage, lab)
+    os.rmdir(stage)
+    os.makedirs("/run/lock", mode=0o1777)
+    os.chmod("/run/lock", 0o1777)
+    mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev,size=256m", "tmpfs", "/tmp")
+    # /dev: a private copy, so that /dev/drbd* and /dev/shm exist only in this node.
+    dev = "/run/.livemig-dev"
+    os.makedirs(dev)
+    mount("-t", "tmpfs", "-o", "mode=0755,nosuid,size=64m", "tmpfs", dev)
+    sh("cp", "-a", "--one-file-system", "/dev/.", dev + "/")
+    mount("--rbind", "/dev/pts", dev + "/pts")
+    mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev,size=512m", "tmpfs", dev + "/shm")
+    mount("--move", dev, "/dev")
+    os.rmdir(dev)
+
+
+def kill_all() -> None:
+    """A power cut: SIGKILL every process of the node but PID 1, and reap them."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def check_fence(cfg: Dict[str, Any]) -> None:
+    """Act on a request of the lab fence agent (tests/lab/fence_livemiglab)."""
+    fdir = os.path.join(cfg["lab_dir"], "fence")
+    req = os.path.join(fdir, cfg["name"] + ".request")
+    try:
+        with open(req) as f:
+            action = f.read().strip()
+        os.unlink(req)
+    except OSError:
+        return
+    off_flag = os.path.join(fdir, cfg["name"] + ".off")
+    sys.stderr.write("{} fence request: {}\n".format(time.strftime("%H:%M:%S"), action))
+    if action in ("off", "reboot"):
+        kill_all()
+        subprocess.run(cfg["drbd_crash"], env=cfg["env"])
+        open(off_flag, "w").close()
+    if action in ("on", "reboot"):
+        try:
+            os.unlink(off_flag)
+        except FileNotFoundError:
+            pass
+        subprocess.run(["/bin/sh", "-c", cfg["daemons_sh"]], env=cfg["env"])
+    open(os.path.join(fdir, cfg["name"] + ".done"), "w").close()
+
+
+def main() -> int:
+    with open(sys.argv[1]) as f:
+        cfg = json.load(f)
+    build_view(cfg)
+    log = os.open(os.path.join(cfg["node_dir"], "init.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    class Stop(Exception):
+        pass
+
+    class Tick(Exception):
+        pass
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Stop()
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise Tick()
+
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes pause()
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.5, 0.5)
+    try:
+        while True:
+            try:
+                os.wait()
+            except ChildProcessError:
+                try:
+                    signal.pause()
+                except Tick:
+                    check_fence(cfg)
+            except Tick:
+                check_fence(cfg)
+    except Stop:
+        pass
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Shutdown: TERM everybody, bounded wait, then KILL.
+    grace = float(cfg.get("stop_grace", 8))
+    try:
+        os.kill(-1, signal.SIGTERM)
+    except ProcessLookupError:
+        return 0
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pid = -1
+        if pid == -1 or not [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]:
+            return 0
+        if pid == 0:
+            time.sleep(0.1)
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
