@@ -21,9 +21,9 @@ _STATE_NAMES = {
 # virDomainPausedReason values that mean the guest is unhealthy.
 PAUSED_IOERROR = 5
 PAUSED_WATCHDOG = 6
-PAUSED_CRASHED = 13
-PAUSED_POSTCOPY_FAILED = 14
-PAUSED_API_ERROR = 15
+PAUSED_CRASHED = 10
+PAUSED_POSTCOPY_FAILED = 13
+PAUSED_API_ERROR = 14  # libvirt >= 10.x
 _PAUSED_FAILED = {
     PAUSED_IOERROR: "paused on an I/O error (check the storage behind its disks)",
     PAUSED_WATCHDOG: "paused by its watchdog",
@@ -31,9 +31,11 @@ _PAUSED_FAILED = {
     PAUSED_POSTCOPY_FAILED: "paused after a failed post-copy migration",
     PAUSED_API_ERROR: "paused after a libvirt API error",
 }
+PAUSED_MIGRATION = 2
+PAUSED_POSTCOPY = 12
 _PAUSED_NAMES = {
     0: "unknown", 1: "user", 2: "migration", 3: "save", 4: "dump", 7: "from snapshot",
-    8: "shutting down", 9: "snapshot", 10: "starting up", 11: "post-copy", 12: "post-copy",
+    8: "shutting down", 9: "snapshot", 11: "starting up", 12: "post-copy",
 }
 
 

@@ -69,13 +69,34 @@ def test_config_file_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("state,reason,outcome", [
     (RUNNING, 1, "running"), (BLOCKED, 0, "running"), (PAUSED, 1, "running"), (PAUSED, 2, "running"),
     (SHUTDOWN, 1, "running"), (PMSUSPENDED, 0, "running"), (NOSTATE, 0, "running"),
-    (PAUSED, 5, "failed"), (PAUSED, 6, "failed"), (PAUSED, 13, "failed"), (CRASHED, 1, "failed"),
+    (PAUSED, 12, "running"), (PAUSED, 9, "running"),
+    (PAUSED, 5, "failed"), (PAUSED, 6, "failed"), (PAUSED, 10, "failed"), (PAUSED, 13, "failed"),
+    (CRASHED, 1, "failed"),
     (SHUTOFF, 1, "stopped"), (SHUTOFF, 5, "stopped"),
 ])
 def test_state_mapping(state: int, reason: int, outcome: str) -> None:
     health = classify(state, reason)
     got = "running" if health.running else "failed" if health.failed else "stopped"
     assert got == outcome
+
+
+def test_state_constants_match_libvirt() -> None:
+    import libvirt
+
+    from livemig.virt import states
+
+    assert (states.NOSTATE, states.RUNNING, states.BLOCKED, states.PAUSED, states.SHUTDOWN, states.SHUTOFF,
+            states.CRASHED, states.PMSUSPENDED) == (
+        libvirt.VIR_DOMAIN_NOSTATE, libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED,
+        libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF,
+        libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_PMSUSPENDED)
+    assert states.PAUSED_IOERROR == libvirt.VIR_DOMAIN_PAUSED_IOERROR
+    assert states.PAUSED_WATCHDOG == libvirt.VIR_DOMAIN_PAUSED_WATCHDOG
+    assert states.PAUSED_CRASHED == libvirt.VIR_DOMAIN_PAUSED_CRASHED
+    assert states.PAUSED_POSTCOPY_FAILED == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED
+    assert states.PAUSED_MIGRATION == libvirt.VIR_DOMAIN_PAUSED_MIGRATION
+    assert states.PAUSED_POSTCOPY == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY
+    assert states.PAUSED_API_ERROR == getattr(libvirt, "VIR_DOMAIN_PAUSED_API_ERROR", 14)
 
 
 def test_io_error_pause_reason_is_actionable() -> None:
