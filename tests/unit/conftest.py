@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
-from livemig.run import CommandResult
 
+from livemig.run import CommandResult
 from tests.unit.fake_libvirt import FakeLibvirt
 
 DOMAIN_XML = """<domain type='qemu'>

@@ -8,6 +8,7 @@ misbehaviour (a hanging call, an error code) per method.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 VIR_ERR_NO_DOMAIN = 42
@@ -90,6 +91,55 @@ class FakeDomain:
     def XMLDesc(self, flags: int) -> str:  # noqa: N802
         return self.xml
 
+    # -- migration: the script lives in world.migration ------------------------------------
+
+    def migrateToURI3(self, uri: str, params: Dict[str, Any], flags: int) -> int:  # noqa: N802
+        m = self.world.migration
+        self.world.calls.append(("migrate", self.name, uri, dict(params), flags))
+        self.job = 2  # VIR_DOMAIN_JOB_UNBOUNDED
+        try:
+            deadline = time.monotonic() + m.get("duration", 0.0)
+            while time.monotonic() < deadline:
+                if self.world.aborted.wait(0.05):
+                    raise libvirtError("operation aborted: migration out job: canceled by client", 1)
+                if self.world.postcopy_started.is_set() and m.get("postcopy_finishes", True):
+                    break
+            if m.get("error"):
+                raise libvirtError(m["error"], VIR_ERR_OPERATION_FAILED)
+        finally:
+            self.job = 0
+        host = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1].split(":")[0]
+        del self.world.domains[self.name]
+        moved = FakeDomain(self.world, self.name, self.xml, persistent=bool(flags & 8))
+        self.world.hosts.setdefault(host, {})[self.name] = moved
+        moved.completed = {"time_elapsed": 1234, "downtime": 42, "data_processed": 150 * 1024 * 1024}
+        return 0
+
+    def jobInfo(self) -> List[int]:  # noqa: N802
+        return [getattr(self, "job", 0)] + [0] * 11
+
+    def jobStats(self, flags: int = 0) -> Dict[str, Any]:  # noqa: N802
+        if flags & 1:
+            return dict(getattr(self, "completed", {}))
+        if not getattr(self, "job", 0):
+            return {"type": 0}
+        return {"type": 2, "data_processed": 64 * 1024 * 1024, "data_remaining": 32 * 1024 * 1024,
+                "memory_dirty_rate": 2560, "memory_page_size": 4096, "memory_iteration": 3, "downtime": 300}
+
+    def abortJob(self) -> int:  # noqa: N802
+        self.world.calls.append(("abortJob", self.name))
+        self.world.aborted.set()
+        return 0
+
+    def migrateSetMaxDowntime(self, ms: int, flags: int) -> int:  # noqa: N802
+        self.world.calls.append(("downtime", self.name, ms))
+        return 0
+
+    def migrateStartPostCopy(self, flags: int) -> int:  # noqa: N802
+        self.world.calls.append(("postcopy", self.name))
+        self.world.postcopy_started.set()
+        return 0
+
     def _off(self) -> None:
         if self.persistent:
             self.state_ = (VIR_DOMAIN_SHUTOFF, 1)
@@ -98,13 +148,18 @@ class FakeDomain:
 
 
 class FakeConnection:
-    def __init__(self, world: FakeLibvirt) -> None:
+    def __init__(self, world: FakeLibvirt, host: str = "", uri: str = "qemu:///system") -> None:
         self.world = world
+        self.host = host
+        self.uri = uri
+
+    def getURI(self) -> str:  # noqa: N802
+        return self.uri
 
     def lookupByName(self, name: str) -> FakeDomain:  # noqa: N802
         self.world.hook("lookup")
         try:
-            return self.world.domains[name]
+            return self.world.hosts.setdefault(self.host, {})[name]
         except KeyError:
             raise libvirtError(f"Domain not found: no domain with matching name '{name}'", VIR_ERR_NO_DOMAIN) from None
 
@@ -148,7 +203,12 @@ class FakeLibvirt:
     VIR_DOMAIN_UNDEFINE_KEEP_NVRAM = VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
 
     def __init__(self) -> None:
-        self.domains: Dict[str, FakeDomain] = {}
+        self.hosts: Dict[str, Dict[str, FakeDomain]] = {"": {}}
+        self.domains: Dict[str, FakeDomain] = self.hosts[""]
+        self.migration: Dict[str, Any] = {}
+        self.aborted = threading.Event()
+        self.postcopy_started = threading.Event()
+        self.unreachable_hosts: set = set()
         self.calls: List[Tuple[Any, ...]] = []
         self.hooks: Dict[str, Callable[[], None]] = {}
         self.open_error: Optional[libvirtError] = None
@@ -166,9 +226,14 @@ class FakeLibvirt:
     def open(self, uri: Optional[str]) -> FakeConnection:
         self.hook("open")
         self.calls.append(("open", uri))
-        if self.open_error is not None:
+        host = ""
+        if uri and "//" in uri:
+            host = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1].split(":")[0]
+        if host in self.unreachable_hosts:
+            raise libvirtError(f"unable to connect to server at '{host}:16509': Connection refused", 38)
+        if self.open_error is not None and not host:
             raise self.open_error
-        return FakeConnection(self)
+        return FakeConnection(self, host, uri or "qemu:///system")
 
     def add(self, name: str, xml: str = "", persistent: bool = False,
             state: Tuple[int, int] = (1, 1)) -> FakeDomain:

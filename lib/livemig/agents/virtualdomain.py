@@ -75,7 +75,10 @@ class VirtualDomain(ResourceAgent):
                 f"(set to {given!r}); remove it or use ocf:heartbeat:VirtualDomain")
         shutdown_flags(values["shutdown_mode"] or "")
         from livemig.agents.virtualdomain_drbd import parse_peer_names, parse_resource_list
+        from livemig.virt.migration import plan_migration
 
+        # Everything migrate_to would build, checked now with a placeholder target.
+        plan_migration("validate", "validate-target", values, values["hypervisor"] or "qemu:///system", False)
         parse_resource_list(values["drbd_resources"] or "")
         parse_peer_names(values["drbd_peer_names"] or "")
         check_uri(values["hypervisor"])
@@ -232,24 +235,34 @@ class VirtualDomain(ResourceAgent):
         return code
 
     def action_migrate_to(self) -> OCFCode:
-        """The DRBD guard decides first; on refusal the domain stays untouched here.
-
-        The migration itself comes with the live-migration work; until then an
-        allowed migration is reported as not possible (code 1), so Pacemaker
-        recovers with a stop here and a start on the target.
-        """
-        from livemig.virt.lifecycle import monitor_domain
+        """Live-migrate to Pacemaker's target: the DRBD guard first, then the migration phases."""
+        from livemig.virt.migration import LiveMigration
 
         target = self.env.meta.get("migrate_target") or ""
         if not target:
             raise ArgsError("migrate_to needs OCF_RESKEY_CRM_meta_migrate_target (set by Pacemaker)")
         values = self.params()
         name, xml_text = self.load_config()
-        if monitor_domain(self, name, values) != OCFCode.SUCCESS:
-            raise GenericError(f"cannot migrate {name} to {target}: it is not running on this node")
-        self.drbd_plan(xml_text).guard(target)
-        raise GenericError(f"live migration of {name} to {target} is not implemented in this version of "
-                           "livemig (the DRBD guard allowed it); Pacemaker will stop and start it instead")
+        plan = self.drbd_plan(xml_text)
+        LiveMigration(self, name, values, target, guard=lambda: plan.guard(target)).run()
+        return OCFCode.SUCCESS
+
+    def action_migrate_from(self) -> OCFCode:
+        """On the target: the domain must have arrived and run here, within the deadline."""
+        from livemig.virt.lifecycle import await_monitor_scripts, save_config
+        from livemig.virt.migration import await_incoming, describe_completed
+
+        source = self.env.meta.get("migrate_source") or ""
+        if not source:
+            raise ArgsError("migrate_from needs OCF_RESKEY_CRM_meta_migrate_source (set by Pacemaker)")
+        values = self.params()
+        name, _ = self.load_config()
+        stats = await_incoming(self, name, values, source)
+        self.log.info("live migration of %s from %s completed: %s", name, source, describe_completed(stats))
+        await_monitor_scripts(self, values)
+        if values["save_config_on_stop"]:
+            save_config(self, name, values)
+        return OCFCode.SUCCESS
 
     def action_status(self) -> OCFCode:
         return self.action_monitor()

@@ -14,15 +14,6 @@ SHUTDOWN_MODES = ("acpi", "agent", "initctl", "signal", "paravirt")
 #: heartbeat parameters accepted but not implemented yet: a non-default value is
 #: a configuration error (code 6), never silently ignored. Maps name -> default.
 NOT_YET_SUPPORTED = {
-    "migration_transport": "",
-    "migration_user": "",
-    "migration_downtime": "0",
-    "migration_speed": "0",
-    "migration_network_suffix": "",
-    "migrateuri": "",
-    "migrateport": "",
-    "migrate_options": "",
-    "remoteuri": "",
     "sync_config_on_stop": "false",
     "backingfile": "",
     "stateless": "false",
@@ -116,26 +107,53 @@ PARAMETERS = [
        "while the only problems are transitional: the target still promoting, a resync finishing.",
        type="integer", default="0", minimum=0, maximum=3600),
     _p("migration_transport", "Remote hypervisor transport",
-       "Transport used to reach the peer's hypervisor while migrating." + _NOT_YET, default=""),
-    _p("migration_user", "Remote username for the remote URI",
-       "User name in the peer's hypervisor URI while migrating." + _NOT_YET),
+       "Transport used to reach the target's libvirtd while migrating (tcp, ssh, tls, ...): added to "
+       "the scheme of the hypervisor URI, e.g. qemu:///system becomes qemu+ssh://<target>/system. "
+       "Unset: libvirt's default transport.", default=""),
+    _p("migration_user", "Remote user name for the target's URI",
+       "User name put in the target's libvirt URI (user@target) while migrating."),
     _p("migration_downtime", "Live migration maximum downtime (ms)",
-       "Maximum downtime tolerated at the end of a live migration, in milliseconds; 0 keeps "
-       "libvirt's default." + _NOT_YET, type="integer", default="0"),
+       "Maximum downtime tolerated at the switch-over, in milliseconds, applied as soon as the "
+       "migration job exists; 0 keeps libvirt's default.", type="integer", default="0", minimum=0),
     _p("migration_speed", "Live migration bandwidth (MiB/s)",
-       "Bandwidth limit for live migration in MiB/s; 0 keeps libvirt's default." + _NOT_YET,
-       type="integer", default="0"),
+       "Bandwidth limit of the migration in MiB/s (libvirt's bandwidth parameter); 0 keeps libvirt's "
+       "default (unlimited).", type="integer", default="0", minimum=0),
     _p("migration_network_suffix", "Migration network host name suffix",
-       "Suffix appended to the target node name to form the migration host name." + _NOT_YET,
+       "Suffix inserted after the first label of the target node's name to reach it over a dedicated "
+       "migration network: node2.example.com with -mig becomes node2-mig.example.com, used for the "
+       "target's URI and for the migration stream (tcp://node2-mig.example.com[:migrateport]).",
        default=""),
-    _p("migrateuri", "Custom migrate URI for the migration stream",
-       "URI the migration data stream goes to (e.g. tcp://host)." + _NOT_YET),
-    _p("migrateport", "Port for the migrate URI",
-       "Port of the migration data stream." + _NOT_YET, type="integer"),
+    _p("migrateuri", "Custom URI for the migration stream",
+       "URI the migration data goes to, e.g. tcp://%n-mig:49152; %n stands for the target node name. "
+       "Unset: derived from migration_network_suffix and migrateport, else libvirt's default."),
+    _p("migrateport", "Port of the migration stream",
+       "Port for the migration stream URI; unset: libvirt picks one from its range.",
+       type="integer", minimum=1, maximum=65535),
     _p("migrate_options", "Live migration options",
-       "Extra virsh-style migrate options." + _NOT_YET),
-    _p("remoteuri", "Custom URI of the peer's hypervisor",
-       "URI of the target's hypervisor; %n stands for the target node name." + _NOT_YET),
+       "virsh migrate options, mapped to libvirt flags and parameters: --p2p, --tunnelled, "
+       "--compressed, --auto-converge, --postcopy, --tls, --persistent, --undefinesource, --unsafe, "
+       "--abort-on-error, --parallel, --parallel-connections N, --bandwidth MiB/s, --migrateuri URI, "
+       "--listen-address ADDR, --comp-methods, --auto-converge-initial/-increment, "
+       "--postcopy-bandwidth, --tls-destination, --verbose. Options that cannot work under "
+       "Pacemaker (--offline, --copy-storage-*, --dname, --timeout...) and unknown ones are a "
+       "configuration error, never ignored."),
+    _p("remoteuri", "Custom URI of the target's libvirtd",
+       "libvirt URI of the target's hypervisor; %n stands for the target node name. When set, "
+       "migration_transport, migration_user and migration_network_suffix do not change it."),
+    _p("migration_tls", "Encrypt the migration stream with TLS",
+       "Migrate over libvirt's native TLS (VIR_MIGRATE_TLS); both nodes need the migration TLS "
+       "certificates configured in qemu.conf.", type="boolean", default="false"),
+    _p("migration_convergence", "What to do when a migration does not converge",
+       "none: let it run until the deadline, then abort (the VM stays on the source). auto-converge: "
+       "QEMU throttles the guest's vCPUs when memory is dirtied faster than it is sent, and at half "
+       "of the migration's time the downtime limit is doubled (at least 600 ms). postcopy-after: at "
+       "half of the migration's time switch to post-copy (the VM then runs on the target and pulls "
+       "its remaining memory; if the target or the network is lost during post-copy the VM is "
+       "lost, so only choose it knowingly).", default="none",
+       choices=("none", "auto-converge", "postcopy-after")),
+    _p("migration_progress_interval", "Seconds between migration progress lines",
+       "How often migrate_to logs the migration's progress (processed and remaining MiB, dirty "
+       "rate, iteration, expected downtime).", type="integer", default="5", minimum=1, maximum=600),
 ]
 
 ACTIONS = [
@@ -143,6 +161,8 @@ ACTIONS = [
     Action("stop", timeout=90),
     Action("monitor", timeout=30, interval=10, depth=0),
     Action("status", timeout=30, interval=10, depth=0),
+    Action("migrate_to", timeout=120),
+    Action("migrate_from", timeout=60),
     Action("validate-all", timeout=10),
     Action("meta-data", timeout=5),
     Action("usage", timeout=5),

@@ -15,6 +15,7 @@ import sys
 from typing import Callable, Dict, List, Optional, Sequence, TextIO
 
 from livemig import __version__
+from livemig.cli import check_commands
 from livemig.cli.tables import status_table
 from livemig.drbd.guard import MODES, GuardCheck, GuardVerdict, evaluate_guard, resources_from_domain_xml
 from livemig.drbd.state import DrbdStateError, DrbdStatus, status_as_json
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='print {"allowed": ..., "checks": [...]} instead of text')
     _add_timeout(guard)
     guard.set_defaults(handler=_cmd_guard)
-    # Room for later commands ("check", "config"): each adds a parser and a handler here.
+    check_commands.add_parsers(commands, _seconds)
     return parser
 
 

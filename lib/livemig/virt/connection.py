@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional, TypeVar
 
 from livemig.ocf.deadline import Deadline
-from livemig.virt.bounded import CallTimeout, bounded_call
+from livemig.virt.bounded import BackgroundCall, CallTimeout, bounded_call
 
 log = logging.getLogger("livemig")
 T = TypeVar("T")
@@ -174,3 +174,38 @@ class Hypervisor:
             return False
         self._call("pool.create", pool.create, 0)
         return True
+
+    # -- migration ----------------------------------------------------------------------
+
+    def actual_uri(self) -> str:
+        """The URI libvirt actually connected to (what the default URI resolved to)."""
+        return str(self._call("getURI", self.conn.getURI))
+
+    def start_migration(self, dom: Any, dest_uri: str, params: Dict[str, Any], flags: int) -> BackgroundCall:
+        """virDomainMigrateToURI3 in the background; the caller polls and may abort."""
+        if self._stuck:
+            raise HypervisorUnreachable(f"libvirtd at {self.describe()} stopped answering ({self._stuck})")
+        return BackgroundCall("migrate", dom.migrateToURI3, dest_uri, params, flags).start()
+
+    def migration_error(self, exc: BaseException) -> HypervisorError:
+        if isinstance(exc, self.libvirt.libvirtError):
+            return HypervisorError(exc.get_error_message() or str(exc), exc.get_error_code())
+        if isinstance(exc, HypervisorError):
+            return exc
+        return HypervisorError(f"{type(exc).__name__}: {exc}")
+
+    def job_type(self, dom: Any, cap: float = 5.0) -> int:
+        return int(self._call("jobInfo", dom.jobInfo, cap=cap)[0])
+
+    def job_stats(self, dom: Any, completed: bool = False, cap: float = 5.0) -> Dict[str, Any]:
+        flags = 1 if completed else 0  # VIR_DOMAIN_JOB_STATS_COMPLETED
+        return dict(self._call("jobStats", dom.jobStats, flags, cap=cap))
+
+    def abort_job(self, dom: Any, cap: float = 10.0) -> None:
+        self._call("abortJob", dom.abortJob, cap=cap)
+
+    def set_max_downtime(self, dom: Any, ms: int, cap: float = 5.0) -> None:
+        self._call("migrateSetMaxDowntime", dom.migrateSetMaxDowntime, ms, 0, cap=cap)
+
+    def start_postcopy(self, dom: Any, cap: float = 5.0) -> None:
+        self._call("migrateStartPostCopy", dom.migrateStartPostCopy, 0, cap=cap)

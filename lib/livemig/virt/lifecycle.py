@@ -54,7 +54,8 @@ def _wait_until(ctx: AgentContext, hv: Hypervisor, name: str, want_running: bool
         done = (health is not None and health.running) if want_running else (health is None or health.stopped)
         if done:
             return True
-        if until.expired():
+        # Stop while a last libvirt call still has time to answer within the operation deadline.
+        if until.remaining() < POLL_INTERVAL or ctx.deadline.remaining() < POLL_INTERVAL:
             return False
         until.sleep(POLL_INTERVAL)
 
@@ -79,7 +80,7 @@ def start_domain(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> Non
                 health = classify(status.state, status.reason) if status else None
                 if health is not None and health.running:
                     ctx.log.info("domain %s is already running (%s)", name, health.detail)
-                    _await_monitor_scripts(ctx, values)
+                    await_monitor_scripts(ctx, values)
                     return
                 if health is not None and health.failed:
                     ctx.log.warning("domain %s is %s; destroying it before starting again", name, health.detail)
@@ -114,7 +115,7 @@ def start_domain(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> Non
     finally:
         hv.close()
     ctx.log.info("domain %s started", name)
-    _await_monitor_scripts(ctx, values)
+    await_monitor_scripts(ctx, values)
 
 
 def _snapshot_path(values: Mapping[str, Any], name: str) -> Optional[str]:
@@ -122,7 +123,7 @@ def _snapshot_path(values: Mapping[str, Any], name: str) -> Optional[str]:
     return os.path.join(directory, f"{name}.state") if directory else None
 
 
-def _await_monitor_scripts(ctx: AgentContext, values: Mapping[str, Any]) -> None:
+def await_monitor_scripts(ctx: AgentContext, values: Mapping[str, Any]) -> None:
     """start completes only once every monitor script passes (bounded by the deadline)."""
     scripts = (values.get("monitor_scripts") or "").split()
     if not scripts:
@@ -175,8 +176,6 @@ def stop_domain(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> None
 
 
 def _stop_with_libvirt(ctx: AgentContext, hv: Hypervisor, name: str, values: Mapping[str, Any]) -> None:
-    from livemig.virt.domain_xml import parse_domain_xml
-
     dom = hv.lookup(name)
     status = hv.status(dom) if dom is not None else None
     if status is None:
@@ -192,10 +191,7 @@ def _stop_with_libvirt(ctx: AgentContext, hv: Hypervisor, name: str, values: Map
         return
 
     if values.get("save_config_on_stop"):
-        xml = hv.xml_desc(dom, inactive=True)
-        parse_domain_xml(xml, origin=f"definition of running domain {name}")
-        _write_config(values["config"], xml)
-        ctx.log.info("saved the configuration of %s to %s", name, values["config"])
+        _save_config(ctx, hv, dom, name, values)
 
     state_file = _snapshot_path(values, name)
     if state_file:
@@ -247,6 +243,28 @@ def _destroy(ctx: AgentContext, hv: Hypervisor, name: str, dom: Any) -> None:
     if not _wait_until(ctx, hv, name, False, ctx.deadline):
         raise GenericError(f"domain {name} is still running after destroy")
     ctx.log.info("domain %s destroyed", name)
+
+
+def _save_config(ctx: AgentContext, hv: Hypervisor, dom: Any, name: str, values: Mapping[str, Any]) -> None:
+    from livemig.virt.domain_xml import parse_domain_xml
+
+    xml = hv.xml_desc(dom, inactive=True)
+    parse_domain_xml(xml, origin=f"definition of running domain {name}")
+    _write_config(values["config"], xml)
+    ctx.log.info("saved the configuration of %s to %s", name, values["config"])
+
+
+def save_config(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> None:
+    """save_config_on_stop after an incoming migration: the running definition into ``config``."""
+    hv = Hypervisor(values["hypervisor"], ctx.deadline)
+    try:
+        dom = hv.open().lookup(name)
+        if dom is not None:
+            _save_config(ctx, hv, dom, name, values)
+    except HypervisorError as exc:
+        ctx.log.warning("could not save the configuration of %s: %s", name, exc)
+    finally:
+        hv.close()
 
 
 def _write_config(path: str, xml: str) -> None:

@@ -4,8 +4,8 @@ import time
 from pathlib import Path
 
 import pytest
-from livemig.run import CommandResult
 
+from livemig.run import CommandResult
 from tests.unit.fake_libvirt import VIR_DOMAIN_SHUTOFF, FakeLibvirt, libvirtError
 
 
@@ -224,7 +224,11 @@ def test_no_utilization_outside_pacemaker(agent, fake_libvirt: FakeLibvirt, runn
     ({"force_stop": "maybe"}, 6, "not a boolean"),
     ({"shutdown_mode": "reboot"}, 6, "not one of"),
     ({"hypervisor": "qemu:///system\nrm -rf /"}, 6, "not a libvirt URI"),
-    ({"migration_speed": "100"}, 6, "not supported yet"),
+    ({"migrate_options": "--offline"}, 6, "not supported"),
+    ({"migrate_options": "--p2p --frobnicate"}, 6, "unknown option"),
+    ({"migration_transport": "tcp; reboot"}, 6, "not a libvirt transport"),
+    ({"migration_convergence": "postcopy-after", "migrate_options": "--tunnelled"}, 6, "tunnelled"),
+    ({"migration_speed": "-1"}, 6, "below the minimum"),
     ({"stateless": "true"}, 6, "not supported yet"),
     ({"snapshot": "/tmp", "force_stop": "1"}, 6, "cannot be used together"),
     ({"migrateport": "abc"}, 6, "not an integer"),

@@ -64,13 +64,14 @@ def test_migrate_to_refused_leaves_domain_running(agent, fake_libvirt: FakeLibvi
     assert not [c for c in fake_libvirt.calls if c[0] in ("shutdown", "destroy", "save")]
 
 
-def test_migrate_to_allowed_by_guard_but_not_implemented(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
+def test_migrate_to_allowed_by_guard_migrates(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
     fake_libvirt.add("vm1")
     drbd9("derived-dual-primary")
-    res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="salt-node3")  # type: ignore[arg-type]
-    assert res.code == 1
-    assert "guard allowed it" in res.reason
+    res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="salt-node3",  # type: ignore[arg-type]
+                migration_transport="tcp")
+    assert res.code == 0, res.stderr
     assert "DRBD guard: migrating to salt-node3 is safe" in res.stderr
+    assert "vm1" in fake_libvirt.hosts["salt-node3"] and "vm1" not in fake_libvirt.domains
 
 
 def test_migrate_to_with_hung_drbd_tool_is_refused_in_time(agent, fake_libvirt: FakeLibvirt, drbd9,

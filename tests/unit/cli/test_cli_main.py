@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 import pytest
+
 from livemig.cli.main import build_parser, main
 from livemig.run import CommandRunner
-
 from tests.unit.drbd.scripted import FIXTURES, ScriptedRunner, fixture, hung
 
 PROC9 = str(FIXTURES / "drbd9-proc-synthetic-version-only.txt")

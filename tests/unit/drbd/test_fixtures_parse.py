@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import pytest
+
 from livemig.drbd.config import parse_dump_xml
 from livemig.drbd.drbdadm8 import parse_cstates, parse_pairs
 from livemig.drbd.events2 import parse_events2
@@ -16,7 +17,6 @@ from livemig.drbd.show_text import parse_show_text
 from livemig.drbd.state import PeerVolumeState, VolumeState
 from livemig.drbd.status9 import parse_show_json, parse_status_json
 from livemig.drbd.status_text import parse_status_text
-
 from tests.unit.drbd.scripted import FIXTURES, fixture
 
 # minor -> (cs, local role, peer role, local disk, peer disk, protocol, flags, oos)

@@ -6,11 +6,11 @@ import json
 from typing import Any, Dict, List
 
 import pytest
+
 from livemig.drbd.guard import GuardCheck, GuardVerdict, evaluate_guard, select_target_peer
 from livemig.drbd.state import PeerState
 from livemig.ocf.deadline import Deadline
 from livemig.run import CommandResult, CommandRunner
-
 from tests.unit.drbd.builders import PROC9, TextProcReader, status9, status9_doc
 from tests.unit.drbd.scripted import ScriptedRunner, fixture
 

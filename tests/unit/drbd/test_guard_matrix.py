@@ -6,9 +6,9 @@ import itertools
 from typing import Any, Dict, Optional
 
 import pytest
+
 from livemig.drbd.guard import GuardVerdict, evaluate_guard
 from livemig.ocf.deadline import Deadline
-
 from tests.unit.drbd.builders import MISSING, PROC9, SAFE9, TextProcReader, proc8, proc8_line, status9
 from tests.unit.drbd.scripted import ScriptedRunner, fixture
 

@@ -7,10 +7,10 @@ from typing import Any, Dict, List
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from livemig.drbd.guard import evaluate_guard
 from livemig.ocf.deadline import Deadline
 from livemig.run import CommandNotFound, CommandResult, CommandTimeout
-
 from tests.unit.drbd.builders import MISSING, PROC9, SAFE9, TextProcReader, proc8, proc8_line, status9
 from tests.unit.drbd.scripted import ScriptedRunner, fixture
 

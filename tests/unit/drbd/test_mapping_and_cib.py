@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+
 from livemig.drbd.guard import resources_from_domain_xml
 from livemig.drbd.mapping import (
     DRBD_MAJOR,
@@ -22,7 +23,6 @@ from livemig.drbd.state import DrbdStateError
 from livemig.drbd.tools import DrbdReader
 from livemig.ocf.deadline import Deadline
 from livemig.pacemaker.cib import CibError, fence_constraint_ids, parse_cib, read_cib_xml
-
 from tests.unit.drbd.builders import PROC9, TextProcReader, proc8, proc8_line, status9
 from tests.unit.drbd.scripted import FIXTURES, ScriptedRunner, fixture, hung
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
+from lxml import etree
+
 from livemig.ocf.agent import ResourceAgent, exit_reason_line
 from livemig.ocf.codes import OCFCode
 from livemig.ocf.deadline import Deadline, DeadlineExceeded, operation_deadline
@@ -14,7 +16,6 @@ from livemig.ocf.errors import ConfigurationError, GenericError, NotInstalledErr
 from livemig.ocf.logs import debug_enabled, setup_logging
 from livemig.ocf.metadata import Action, AgentMetadata, Parameter, parse_boolean, parse_integer
 from livemig.ocf.statefile import StateFile
-from lxml import etree
 
 RA_DIR = Path("/usr/share/resource-agents")
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from livemig.ocf.errors import ConfigurationError
 from livemig.run import CommandNotFound, CommandRunner, CommandTimeout
 from livemig.virt.bounded import CallTimeout, bounded_call

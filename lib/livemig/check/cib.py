@@ -1,0 +1,380 @@
+"""Pacemaker configuration checks over a parsed CIB.
+
+What a live migration of a VM on DRBD dual-primary needs from Pacemaker:
+
+- every DRBD resource behind the VM's disks in a promotable clone of ``ocf:linbit:drbd``
+  (the current ``<clone>`` with ``promotable=true`` and ``promoted-max``, or the legacy
+  ``<master>`` with ``master-max``), two promoted instances and ``notify=true``;
+- the VM on a migration-capable agent (``ocf:livemig:VirtualDomain``, or
+  ``ocf:heartbeat:VirtualDomain`` without livemig's DRBD guard) with ``allow-migrate=true``;
+- the VM colocated (INFINITY) with the Promoted role of each clone, and ordered after
+  its promote;
+- fencing enabled with a fencing device, no leftover ``drbd-fence-by-handler-*``
+  constraint, and nothing in maintenance (cluster, node, VM or clone).
+
+Meta attributes are read from every ``meta_attributes`` set of an element in
+document order (the first value wins; rules are not evaluated), over its
+parents' and ``rsc_defaults``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from lxml import etree
+
+from livemig.check.model import LAYER_PACEMAKER, CheckResult, Fix, fail, ok, warn
+from livemig.ocf.metadata import FALSE_WORDS, TRUE_WORDS
+from livemig.pacemaker.cib import fence_constraint_ids
+
+MIGRATION_AGENTS = {("ocf", "livemig", "VirtualDomain"), ("ocf", "heartbeat", "VirtualDomain")}
+PROMOTED_ROLES = ("Promoted", "Master")
+INFINITY_SCORES = ("INFINITY", "+INFINITY", "inf", "+inf")
+
+
+def is_true(value: Optional[str]) -> Optional[bool]:
+    """Pacemaker's reading of a boolean (None when unset or not a boolean)."""
+    if value is None:
+        return None
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return None
+
+
+def _nvpairs(element: etree._Element, set_tag: str) -> Dict[str, str]:
+    found: Dict[str, str] = {}
+    for attr_set in element.findall(set_tag):
+        for pair in attr_set.iter("nvpair"):
+            name, value = pair.get("name"), pair.get("value")
+            if name and value is not None and name not in found:
+                found[name] = value
+    return found
+
+
+def own_meta(element: etree._Element) -> Dict[str, str]:
+    """The meta attributes set on ``element`` itself."""
+    return _nvpairs(element, "meta_attributes")
+
+
+def instance_attributes(element: etree._Element) -> Dict[str, str]:
+    return _nvpairs(element, "instance_attributes")
+
+
+def effective_meta(element: etree._Element, cib: etree._Element) -> Dict[str, str]:
+    """``rsc_defaults`` < the element's parents (outermost first) < the element itself."""
+    layers: List[Dict[str, str]] = []
+    node: Optional[etree._Element] = element
+    while node is not None and node.tag in ("primitive", "group", "clone", "master", "bundle"):
+        layers.append(own_meta(node))
+        node = node.getparent()
+    merged: Dict[str, str] = {}
+    for defaults in cib.findall("configuration/rsc_defaults"):
+        for key, value in _nvpairs(defaults, "meta_attributes").items():
+            merged.setdefault(key, value)
+    for layer in reversed(layers):
+        merged.update(layer)
+    return merged
+
+
+def cluster_properties(cib: etree._Element) -> Dict[str, str]:
+    found: Dict[str, str] = {}
+    for attr_set in cib.findall("configuration/crm_config/cluster_property_set"):
+        for pair in attr_set.iter("nvpair"):
+            name, value = pair.get("name"), pair.get("value")
+            if name and value is not None and name not in found:
+                found[name] = value
+    return found
+
+
+def find_resource(cib: etree._Element, resource_id: str) -> Optional[etree._Element]:
+    for element in cib.iterfind("configuration/resources//*[@id]"):
+        if element.get("id") == resource_id and element.tag in ("primitive", "group", "clone", "master"):
+            return element
+    return None
+
+
+def agent_name(primitive: etree._Element) -> str:
+    parts = [primitive.get("class") or "?", primitive.get("provider"), primitive.get("type") or "?"]
+    return ":".join(p for p in parts if p)
+
+
+def virtual_domain_primitives(cib: etree._Element) -> List[etree._Element]:
+    return [p for p in cib.iterfind("configuration/resources//primitive") if p.get("type") == "VirtualDomain"]
+
+
+@dataclass(frozen=True)
+class DrbdClone:
+    """The promotable clone around the ``ocf:linbit:drbd`` primitive of one DRBD resource."""
+
+    drbd_resource: str
+    primitive_id: str
+    clone_id: Optional[str]  # None: the primitive is not in a promotable clone
+    legacy: bool  # a <master> (master-max) rather than <clone promotable=true> (promoted-max)
+    element: Optional[etree._Element]
+
+    @property
+    def max_attribute(self) -> str:
+        return "master-max" if self.legacy else "promoted-max"
+
+
+def drbd_clones(cib: etree._Element, drbd_resource: str) -> List[DrbdClone]:
+    """Every ``ocf:linbit:drbd`` primitive with ``drbd_resource`` = the resource, and its clone."""
+    found: List[DrbdClone] = []
+    for primitive in cib.iterfind("configuration/resources//primitive"):
+        if (primitive.get("class"), primitive.get("provider"), primitive.get("type")) != ("ocf", "linbit", "drbd"):
+            continue
+        if instance_attributes(primitive).get("drbd_resource") != drbd_resource:
+            continue
+        parent = primitive.getparent()
+        clone_id: Optional[str] = None
+        legacy = False
+        element: Optional[etree._Element] = None
+        if parent is not None and parent.tag == "master":
+            clone_id, legacy, element = parent.get("id"), True, parent
+        elif parent is not None and parent.tag == "clone" and is_true(own_meta(parent).get("promotable")):
+            clone_id, element = parent.get("id"), parent
+        found.append(DrbdClone(drbd_resource, primitive.get("id") or "?", clone_id, legacy, element))
+    return found
+
+
+def check_pacemaker(cib: etree._Element, vm_id: str, drbd_resources: Sequence[str]) -> List[CheckResult]:
+    """Every Pacemaker check for resource ``vm_id`` on ``drbd_resources``."""
+    results: List[CheckResult] = []
+    vm = find_resource(cib, vm_id)
+    if vm is None or vm.tag != "primitive":
+        results.append(fail(LAYER_PACEMAKER, "vm-resource", f"no primitive {vm_id} in the CIB",
+                            Fix("create it with the commands `livemig config` prints")))
+        return results
+    results += _check_vm(cib, vm)
+    results += _check_cluster(cib)
+    for name in drbd_resources:
+        results += _check_drbd_resource(cib, vm, name)
+    return results
+
+
+def _check_vm(cib: etree._Element, vm: etree._Element) -> List[CheckResult]:
+    vm_id = vm.get("id") or "?"
+    results: List[CheckResult] = []
+    agent = (vm.get("class"), vm.get("provider"), vm.get("type"))
+    name = agent_name(vm)
+    if agent == ("ocf", "livemig", "VirtualDomain"):
+        results.append(ok(LAYER_PACEMAKER, "vm-agent", f"{vm_id} uses {name}"))
+    elif agent in MIGRATION_AGENTS:
+        results.append(warn(LAYER_PACEMAKER, "vm-agent",
+                            f"{vm_id} uses {name}: it migrates, but checks nothing about DRBD first",
+                            Fix("switch to ocf:livemig:VirtualDomain (same parameters): "
+                                f"crm configure edit {vm_id}, replace {name} by ocf:livemig:VirtualDomain")))
+    else:
+        results.append(fail(LAYER_PACEMAKER, "vm-agent",
+                            f"{vm_id} uses {name}, which cannot live-migrate a libvirt domain",
+                            Fix("recreate the resource with the commands `livemig config` prints "
+                                f"(crm configure delete {vm_id} first)")))
+    meta = effective_meta(vm, cib)
+    allow = is_true(meta.get("allow-migrate"))
+    if allow:
+        results.append(ok(LAYER_PACEMAKER, "allow-migrate", f"{vm_id}: allow-migrate={meta['allow-migrate']}"))
+    else:
+        seen = f"allow-migrate={meta['allow-migrate']}" if "allow-migrate" in meta else "allow-migrate not set"
+        results.append(fail(LAYER_PACEMAKER, "allow-migrate",
+                            f"{vm_id}: {seen}; Pacemaker stops and starts the VM instead of migrating it",
+                            Fix(crm=f"crm resource meta {vm_id} set allow-migrate true",
+                                pcs=f"pcs resource meta {vm_id} allow-migrate=true")))
+    results += _check_managed(vm_id, meta, "vm-managed")
+    return results
+
+
+def _check_managed(rid: str, meta: Dict[str, str], name: str, subject: str = "") -> List[CheckResult]:
+    problems: List[str] = []
+    crm: List[str] = []
+    pcs: List[str] = []
+    if is_true(meta.get("is-managed")) is False:
+        problems.append(f"is-managed={meta['is-managed']}")
+        crm.append(f"crm resource manage {rid}")
+        pcs.append(f"pcs resource manage {rid}")
+    if is_true(meta.get("maintenance")):
+        problems.append(f"maintenance={meta['maintenance']}")
+        crm.append(f"crm resource maintenance {rid} off")
+        pcs.append(f"pcs resource meta {rid} maintenance=false")
+    if not problems:
+        return [ok(LAYER_PACEMAKER, name, f"{rid} is managed", subject)]
+    return [fail(LAYER_PACEMAKER, name, f"{rid}: {', '.join(problems)}; Pacemaker will not act on it",
+                 Fix(crm="; ".join(crm), pcs="; ".join(pcs)), subject)]
+
+
+def _check_cluster(cib: etree._Element) -> List[CheckResult]:
+    results: List[CheckResult] = []
+    props = cluster_properties(cib)
+    key = "fencing-enabled" if "fencing-enabled" in props else "stonith-enabled"
+    enabled = is_true(props.get(key, "true"))
+    if enabled is False:
+        results.append(fail(LAYER_PACEMAKER, "fencing-enabled",
+                            f"{key}={props[key]}: a split brain between two primaries is not resolved by fencing",
+                            Fix(crm=f"crm configure property {key}=true",
+                                pcs=f"pcs property set {key}=true")))
+    else:
+        results.append(ok(LAYER_PACEMAKER, "fencing-enabled", f"{key}={props.get(key, 'true (default)')}"))
+    devices = [p.get("id") or "?" for p in cib.iterfind("configuration/resources//primitive")
+               if p.get("class") == "stonith"]
+    if devices:
+        results.append(ok(LAYER_PACEMAKER, "fencing-device", f"fencing devices: {', '.join(devices)}"))
+    else:
+        results.append(fail(LAYER_PACEMAKER, "fencing-device", "no fencing (stonith) device is configured",
+                            Fix("configure one that can power off every node, e.g. "
+                                "crm configure primitive fence-NODE stonith:fence_ipmilan params ip=BMC-ADDRESS "
+                                "username=USER password=PASSWORD pcmk_host_list=NODE "
+                                "(pcs stonith create fence-NODE fence_ipmilan ...)")))
+    mode = props.get("maintenance-mode")
+    if is_true(mode):
+        results.append(fail(LAYER_PACEMAKER, "maintenance-mode",
+                            f"maintenance-mode={mode}: the cluster manages nothing",
+                            Fix(crm="crm configure property maintenance-mode=false",
+                                pcs="pcs property set maintenance-mode=false",
+                                text="once DRBD and libvirt configuration changes are done on every node")))
+    else:
+        results.append(ok(LAYER_PACEMAKER, "maintenance-mode", f"maintenance-mode={mode or 'false (default)'}"))
+    for node in cib.iterfind("configuration/nodes/node"):
+        uname = node.get("uname") or node.get("id") or "?"
+        value = _nvpairs(node, "instance_attributes").get("maintenance")
+        if is_true(value):
+            results.append(warn(LAYER_PACEMAKER, "node-maintenance",
+                                f"node {uname} is in maintenance: resources on it are not managed",
+                                Fix(crm=f"crm node ready {uname}", pcs=f"pcs node unmaintenance {uname}"), uname))
+    return results
+
+
+def _check_drbd_resource(cib: etree._Element, vm: etree._Element, res: str) -> List[CheckResult]:
+    vm_id = vm.get("id") or "?"
+    clones = drbd_clones(cib, res)
+    promotable = [c for c in clones if c.clone_id is not None]
+    if not promotable:
+        if clones:
+            found = (f"ocf:linbit:drbd primitive {clones[0].primitive_id} for {res} is not in a promotable clone")
+        else:
+            found = f"no ocf:linbit:drbd resource has drbd_resource={res}"
+        clone_id = f"ms_drbd_{res}"
+        return [fail(LAYER_PACEMAKER, "drbd-clone", found,
+                     Fix(crm=f"crm configure primitive drbd_{res} ocf:linbit:drbd params drbd_resource={res}; "
+                             f"crm configure clone {clone_id} drbd_{res} meta promotable=true promoted-max=2 "
+                             "notify=true",
+                         pcs=f"pcs resource create drbd_{res} ocf:linbit:drbd drbd_resource={res} promotable "
+                             "promoted-max=2 notify=true",
+                         text="or run the commands `livemig config` prints"), res)]
+    clone = promotable[0]
+    cid = clone.clone_id or "?"
+    assert clone.element is not None
+    form = "legacy ms (master)" if clone.legacy else "promotable clone"
+    results = [ok(LAYER_PACEMAKER, "drbd-clone", f"{res} is managed by {form} {cid}", res)]
+    if len(promotable) > 1:
+        ids = ", ".join(c.clone_id or "?" for c in promotable)
+        results.append(warn(LAYER_PACEMAKER, "drbd-clone", f"{len(promotable)} clones manage {res}: {ids}",
+                            Fix(crm="keep one: crm configure delete <the others>"), res))
+    meta = effective_meta(clone.element, cib)
+    results += _check_promoted_max(clone, meta)
+    notify = meta.get("notify")
+    if is_true(notify):
+        results.append(ok(LAYER_PACEMAKER, "notify", f"{cid}: notify={notify}", res))
+    else:
+        results.append(fail(LAYER_PACEMAKER, "notify",
+                            f"{cid}: notify={notify or 'not set (false)'}; ocf:linbit:drbd needs notifications",
+                            Fix(crm=f"crm resource meta {cid} set notify true",
+                                pcs=f"pcs resource meta {cid} notify=true"), res))
+    results += _check_managed(cid, meta, "drbd-managed", res)
+    results.append(_check_colocation(cib, vm_id, cid, res))
+    results.append(_check_order(cib, vm_id, cid, res))
+    fences = fence_constraint_ids(cib, res)
+    if fences:
+        results.append(fail(LAYER_PACEMAKER, "fence-constraint",
+                            f"{fences[0]} is in the CIB: DRBD's fence-peer handler marked a peer's {res} "
+                            "as not to be trusted",
+                            Fix(crm=f"crm configure delete {fences[0]}", pcs=f"pcs constraint delete {fences[0]}",
+                                text=f"only once {res} is UpToDate on both nodes (livemig drbd status {res}); "
+                                     "the unfence handler normally removes it after the resync"), res))
+    else:
+        results.append(ok(LAYER_PACEMAKER, "fence-constraint", f"no drbd-fence-by-handler-{res}-* constraint", res))
+    return results
+
+
+def _check_promoted_max(clone: DrbdClone, meta: Dict[str, str]) -> List[CheckResult]:
+    cid = clone.clone_id or "?"
+    attr = clone.max_attribute
+    # Pacemaker reads either name on either form; the form's own name is the one to set.
+    raw = meta.get(attr) or meta.get("master-max" if attr == "promoted-max" else "promoted-max")
+    value = int(raw) if raw is not None and raw.strip().isdigit() else None
+    if value is not None and value >= 2:
+        return [ok(LAYER_PACEMAKER, "promoted-max", f"{cid}: {attr}={raw}", clone.drbd_resource)]
+    seen = f"{attr}={raw}" if raw is not None else f"{attr} not set (1)"
+    return [fail(LAYER_PACEMAKER, "promoted-max", f"{cid}: {seen}; dual-primary needs 2 promoted instances",
+                 Fix(crm=f"crm resource meta {cid} set {attr} 2", pcs=f"pcs resource meta {cid} {attr}=2"),
+                 clone.drbd_resource)]
+
+
+def _colocation_fix(vm_id: str, clone_id: str, remove: Optional[str]) -> Fix:
+    crm = f"crm configure colocation col_{vm_id}_on_{clone_id} inf: {vm_id} {clone_id}:Promoted"
+    pcs = f"pcs constraint colocation add {vm_id} with Promoted {clone_id} INFINITY"
+    if remove:
+        crm = f"crm configure delete {remove}; {crm}"
+        pcs = f"pcs constraint delete {remove}; {pcs}"
+    return Fix(crm=crm, pcs=pcs)
+
+
+def _check_colocation(cib: etree._Element, vm_id: str, clone_id: str, res: str) -> CheckResult:
+    wrong: Optional[str] = None
+    wrong_id: Optional[str] = None
+    in_sets = False
+    for constraint in cib.iterfind("configuration/constraints/rsc_colocation"):
+        cid = constraint.get("id") or "?"
+        if constraint.find("resource_set") is not None:
+            refs = {r.get("id") for r in constraint.iterfind("resource_set/resource_ref")}
+            in_sets = in_sets or {vm_id, clone_id} <= refs
+            continue
+        if constraint.get("rsc") != vm_id or constraint.get("with-rsc") != clone_id:
+            continue
+        role = constraint.get("with-rsc-role")
+        score = constraint.get("score")
+        if role in PROMOTED_ROLES and score in INFINITY_SCORES:
+            return ok(LAYER_PACEMAKER, "colocation", f"{cid}: {vm_id} with {clone_id}:{role}, score {score}", res)
+        wrong_id = cid
+        wrong = (f"{cid}: {vm_id} with {clone_id}{':' + role if role else ''} score {score or '?'}; "
+                 "needs the Promoted role and score INFINITY")
+    if wrong is not None:
+        return fail(LAYER_PACEMAKER, "colocation", wrong, _colocation_fix(vm_id, clone_id, wrong_id), res)
+    found = f"no colocation of {vm_id} with the Promoted role of {clone_id}"
+    if in_sets:
+        found += " (a colocation set names both; sets are not analysed: use a plain colocation)"
+    return fail(LAYER_PACEMAKER, "colocation", found, _colocation_fix(vm_id, clone_id, None), res)
+
+
+def _order_fix(vm_id: str, clone_id: str, remove: Optional[str]) -> Fix:
+    crm = f"crm configure order ord_{clone_id}_before_{vm_id} Mandatory: {clone_id}:promote {vm_id}:start"
+    pcs = f"pcs constraint order promote {clone_id} then start {vm_id}"
+    if remove:
+        crm = f"crm configure delete {remove}; {crm}"
+        pcs = f"pcs constraint delete {remove}; {pcs}"
+    return Fix(crm=crm, pcs=pcs)
+
+
+def _check_order(cib: etree._Element, vm_id: str, clone_id: str, res: str) -> CheckResult:
+    wrong: Optional[str] = None
+    wrong_id: Optional[str] = None
+    for constraint in cib.iterfind("configuration/constraints/rsc_order"):
+        if constraint.get("first") != clone_id or constraint.get("then") != vm_id:
+            continue
+        oid = constraint.get("id") or "?"
+        first_action = constraint.get("first-action") or "start"
+        then_action = constraint.get("then-action") or first_action
+        kind = constraint.get("kind")
+        score = constraint.get("score")
+        mandatory = kind == "Mandatory" or (kind is None and score != "0")
+        if first_action == "promote" and then_action == "start" and mandatory:
+            return ok(LAYER_PACEMAKER, "order", f"{oid}: {clone_id}:promote then {vm_id}:start", res)
+        wrong_id = oid
+        wrong = (f"{oid}: {clone_id}:{first_action} then {vm_id}:{then_action} ({kind or 'score ' + (score or '?')}); "
+                 "needs Mandatory promote then start")
+    if wrong is not None:
+        return fail(LAYER_PACEMAKER, "order", wrong, _order_fix(vm_id, clone_id, wrong_id), res)
+    return fail(LAYER_PACEMAKER, "order", f"no order: {clone_id}:promote then {vm_id}:start",
+                _order_fix(vm_id, clone_id, None), res)

@@ -1,0 +1,197 @@
+"""Gather the inputs of ``livemig check`` and run every layer's checks.
+
+Inputs, each replaceable for tests and for checking saved files:
+
+1. the CIB: ``cibadmin --query`` (or a file through ``CIB_file``);
+2. the VM's primitive, by resource id or by the domain name in its ``config`` file;
+3. the domain XML: the primitive's ``config`` file (or given text);
+4. the DRBD configuration: ``drbdadm -v dump-xml all`` (or given text);
+5. DRBD runtime state, through the migration guard (skippable);
+6. the peer's libvirtd, one bounded connection (skippable).
+
+Something that cannot be read becomes an ``unknown`` row; nothing raises.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from lxml import etree
+
+from livemig.check import cib as cib_checks
+from livemig.check.domain import check_domain, check_guard_resources, domain_name
+from livemig.check.drbd_config import check_drbd_config, parse_views
+from livemig.check.libvirt import Connector, check_libvirt, peer_uri
+from livemig.check.model import (
+    LAYER_DOMAIN,
+    LAYER_DRBD_CONFIG,
+    LAYER_DRBD_RUNTIME,
+    LAYER_PACEMAKER,
+    CheckReport,
+    CheckResult,
+    Fix,
+    fail,
+    unknown,
+    warn,
+)
+from livemig.check.runtime import check_runtime
+from livemig.drbd.guard import MODE_AUTO_PROMOTE, MODE_DUAL_PRIMARY
+from livemig.drbd.mapping import StatFunction
+from livemig.drbd.state import DrbdStateError
+from livemig.drbd.tools import DrbdReader
+from livemig.ocf.deadline import Deadline
+from livemig.pacemaker.cib import CibError, parse_cib, read_cib_xml
+from livemig.run import CommandRunner
+
+MAX_DOMAIN_XML_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class CheckOptions:
+    """What to check and where the inputs come from (None: read them live)."""
+
+    cib_file: Optional[str] = None
+    drbd_xml: Optional[str] = None
+    domain_xml: Optional[str] = None
+    domain_xml_path: Optional[str] = None
+    peer: Optional[str] = None
+    local_node: Optional[str] = None
+    peer_names: Mapping[str, str] = field(default_factory=dict)
+    peer_uri: Optional[str] = None
+    runtime: bool = True
+    libvirt: bool = True
+
+
+def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline: Deadline,
+             reader: Optional[DrbdReader] = None, stat: StatFunction = os.stat,
+             connect: Optional[Connector] = None) -> CheckReport:
+    """Every check for VM ``vm`` (a Pacemaker resource id or a domain name)."""
+    results: List[CheckResult] = []
+    try:
+        cib_xml = read_cib_xml(runner, deadline, cib_file=options.cib_file)
+        cib = parse_cib(cib_xml)
+    except CibError as exc:
+        results.append(unknown(LAYER_PACEMAKER, "cib", f"could not read the CIB: {exc}",
+                               Fix("run on a cluster node (cibadmin --query must work), or pass --cib FILE")))
+        return CheckReport(vm=vm, results=results)
+    primitive = _find_vm(cib, vm, options)
+    vm_id = primitive.get("id") if primitive is not None else None
+    params = cib_checks.instance_attributes(primitive) if primitive is not None else {}
+    if primitive is None:
+        results.append(fail(LAYER_PACEMAKER, "vm-resource",
+                            f"no primitive has id {vm} or runs a domain named {vm}",
+                            Fix("create it with the commands `livemig config` prints")))
+
+    config_path = options.domain_xml_path or params.get("config")
+    xml_text = options.domain_xml
+    if xml_text is None:
+        xml_text, problem = _read_domain_xml(params.get("config"))
+        if problem:
+            results.append(unknown(LAYER_DOMAIN, "domain-xml", problem,
+                                   Fix("run where the config file exists, or pass --domain-xml FILE")))
+
+    drbd_text: Optional[str] = options.drbd_xml
+    reader = reader or DrbdReader(runner, deadline)
+    if drbd_text is None:
+        try:
+            drbd_text = reader.run_tool(["drbdadm", "-v", "dump-xml", "all"])
+        except DrbdStateError as exc:
+            results.append(unknown(LAYER_DRBD_CONFIG, "drbd-config", f"could not read the DRBD configuration: "
+                                   f"{exc}", Fix("run on a DRBD node, or pass --drbd-xml FILE")))
+    minor_names = _minor_names(drbd_text)
+
+    resources: List[str] = []
+    name: Optional[str] = None
+    if xml_text is not None:
+        findings = check_domain(xml_text, minor_names, stat=stat)
+        results += findings.results
+        resources = findings.drbd_resources
+        name = findings.name
+    if not resources and params.get("drbd_resources"):
+        resources = [w for w in params["drbd_resources"].replace(",", " ").split() if w]
+    if vm_id is not None:
+        results += check_guard_resources(vm_id, params.get("drbd_resources"), resources)
+    if drbd_text is not None and resources:
+        results += check_drbd_config(drbd_text, resources)
+    if vm_id is not None:
+        results += cib_checks.check_pacemaker(cib, vm_id, resources)
+
+    peer, why = _peer(cib, options)
+    clones: Dict[str, str] = {}
+    for res in resources:
+        found = [c.clone_id for c in cib_checks.drbd_clones(cib, res) if c.clone_id]
+        if found:
+            clones[res] = found[0] or ""
+    if not options.runtime:
+        results.append(warn(LAYER_DRBD_RUNTIME, "drbd-state", "not checked (--skip-runtime)",
+                            Fix("livemig guard --peer NODE --domain-xml FILE")))
+    elif peer is None:
+        results.append(unknown(LAYER_DRBD_RUNTIME, "drbd-state", why, Fix("name the target with --peer NODE")))
+    elif resources:
+        mode = MODE_AUTO_PROMOTE if params.get("drbd_guard") == MODE_AUTO_PROMOTE else MODE_DUAL_PRIMARY
+        results += check_runtime(resources, peer, runner=runner, deadline=deadline, cib_xml=cib_xml,
+                                 clones=clones, mode=mode, peer_names=options.peer_names, reader=reader)
+    uri = peer_uri(peer, params, options.peer_uri) if peer is not None else None
+    results += check_libvirt(peer, uri, config_path, deadline=deadline, connect=connect,
+                             skip_connect=not options.libvirt)
+    return CheckReport(vm=vm_id or vm, results=results, domain=name, drbd_resources=resources, peer=peer)
+
+
+def _find_vm(cib: etree._Element, vm: str, options: CheckOptions) -> Optional[etree._Element]:
+    element = cib_checks.find_resource(cib, vm)
+    if element is not None and element.tag == "primitive":
+        return element
+    candidates = cib_checks.virtual_domain_primitives(cib)
+    for primitive in candidates:
+        text, _problem = _read_domain_xml(cib_checks.instance_attributes(primitive).get("config"))
+        if text is not None and domain_name(text) == vm:
+            return primitive
+    if options.domain_xml is not None and domain_name(options.domain_xml) == vm and len(candidates) == 1:
+        return candidates[0]
+    return None
+
+
+def _read_domain_xml(path: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    if not path:
+        return None, "the VM resource has no config parameter"
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_DOMAIN_XML_BYTES + 1)
+    except OSError as exc:
+        return None, f"cannot read the config file {path}: {exc.strerror}"
+    if len(data) > MAX_DOMAIN_XML_BYTES:
+        return None, f"{path} is larger than {MAX_DOMAIN_XML_BYTES} bytes"
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, f"{path} is not UTF-8 text"
+
+
+def _minor_names(drbd_text: Optional[str]) -> Dict[int, str]:
+    if drbd_text is None:
+        return {}
+    try:
+        views = parse_views(drbd_text)
+    except (DrbdStateError, etree.XMLSyntaxError):
+        return {}
+    return {minor: view.name for view in views.values() for minor in view.config.minors()}
+
+
+def _short(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _peer(cib: etree._Element, options: CheckOptions) -> Tuple[Optional[str], str]:
+    """The migration target: --peer, or the one CIB node that is not this one."""
+    if options.peer:
+        return options.peer, ""
+    local = options.local_node or socket.gethostname()
+    nodes = [n.get("uname") or "" for n in cib.iterfind("configuration/nodes/node") if n.get("uname")]
+    others = [n for n in nodes if _short(n) != _short(local)]
+    if len(others) == 1 and len(nodes) == 2:
+        return others[0], ""
+    return None, (f"cannot tell the target node: this node is {local}, the CIB lists "
+                  f"{', '.join(nodes) or 'no nodes'}")

@@ -1,0 +1,198 @@
+"""``livemig check`` and ``livemig config``: argument parsing and printing only.
+
+The checks are :mod:`livemig.check`; this module reads the files named on the
+command line, calls :func:`livemig.check.readiness.check_vm` or the command
+builders, and turns the result into text, JSON and an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Callable, Dict, Optional, Sequence, TextIO
+
+from livemig.check.config_commands import ConfigError, VmSetup, crmsh_commands, pcs_commands
+from livemig.check.domain import domain_name
+from livemig.check.model import MAINTENANCE_REMINDER
+from livemig.check.readiness import CheckOptions, check_vm
+from livemig.check.report import format_json, format_report
+from livemig.drbd.mapping import domain_disks, drbd_refs_for_disk
+from livemig.drbd.state import DrbdStateError
+from livemig.ocf.deadline import Deadline
+from livemig.ocf.metadata import Action
+from livemig.run import CommandRunner
+
+EXIT_USAGE = 2
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+DEFAULT_TIMEOUT = 60.0
+
+CHECK_EPILOG = f"""\
+layers checked:
+  domain        every disk on DRBD (by-res path, DRBD minor, LVM or file system on DRBD);
+                the agent's drbd_resources, when set, names all of them
+  drbd-config   allow-two-primaries (8.3 flag, 8.4 yes, DRBD 9 per connection), protocol C,
+                fencing resource-and-stonith, crm-fence-peer / crm-unfence-peer handlers,
+                become-primary-on both only with two primaries, after-sb policies
+  drbd-runtime  the migration guard: both Primary, Connected, UpToDate (skip: --skip-runtime)
+  pacemaker     promotable clone (promoted-max=2, or legacy ms master-max=2) with notify=true,
+                a migration-capable agent with allow-migrate=true, colocation with the
+                Promoted role, order promote then start, fencing on with a device, no
+                drbd-fence-by-handler constraint, no maintenance (cluster, node, resources)
+  libvirt       the target's libvirtd reachable (one bounded connection; skip: --skip-libvirt);
+                the config file on the target is not checked (a warning says how)
+
+exit status:
+  0  nothing fails (warnings may remain)
+  1  something fails: each FAIL line shows its fix
+  2  could not check (an input unreadable: '??' lines), or bad usage
+
+{MAINTENANCE_REMINDER}
+"""
+
+CONFIG_EPILOG = """\
+The commands create, for each DRBD resource, an ocf:linbit:drbd primitive drbd_<RES> in a
+promotable clone ms_drbd_<RES> (promoted-max=2, notify=true), the VM as ocf:livemig:VirtualDomain
+with allow-migrate=true and the operation timeouts from the agent's meta-data, a colocation
+with the Promoted role and an order promote-then-start. Fencing stays enabled: a fencing
+device for every node must exist (it is site-specific and not printed).
+"""
+
+Seconds = Callable[[str], float]
+
+
+def add_parsers(commands: Any, seconds: Seconds) -> None:
+    """Add ``check`` and ``config`` to the ``livemig`` subcommands."""
+    check = commands.add_parser(
+        "check", help="can this VM be live-migrated safely? what fixes it if not",
+        description="Check every layer a live migration of VM on DRBD dual-primary depends on, "
+                    "and print the fix for each problem. VM is the Pacemaker resource id or the domain name.",
+        epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("vm", metavar="VM", help="the Pacemaker resource id, or the libvirt domain name")
+    check.add_argument("--cib", metavar="FILE", help="read the CIB from FILE instead of the live cluster")
+    check.add_argument("--drbd-xml", metavar="FILE",
+                       help="DRBD configuration as `drbdadm -v dump-xml` prints it, instead of running it")
+    check.add_argument("--domain-xml", metavar="FILE",
+                       help="the domain XML, instead of the file the resource's config parameter names")
+    check.add_argument("--peer", metavar="NODE", help="the migration target (default: the other node of two)")
+    check.add_argument("--peer-name", dest="peer_names", action="append", default=[], metavar="NODE=HOST",
+                       help="the DRBD host name of a Pacemaker node, where they differ (repeatable)")
+    check.add_argument("--peer-uri", metavar="URI",
+                       help="libvirt URI of the target, %%n standing for its node name "
+                            "(default: from the resource: remoteuri, else qemu+ssh://%%n/system)")
+    check.add_argument("--skip-runtime", action="store_true", help="do not read DRBD runtime state")
+    check.add_argument("--skip-libvirt", action="store_true", help="do not connect to the target's libvirtd")
+    check.add_argument("--pcs", action="store_true", help="write fixes as pcs commands instead of crmsh")
+    check.add_argument("--problems", action="store_true", help="list only the lines that are not ok")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                       help=f"give up after SECONDS in all (default: {DEFAULT_TIMEOUT:.0f})")
+    check.set_defaults(handler=cmd_check)
+
+    config = commands.add_parser(
+        "config", help="print the crmsh (or pcs) commands that set a VM up for live migration",
+        description="Print the crmsh (or, with --pcs, pcs) commands that create the DRBD promotable clone, "
+                    "the VM primitive and the constraints live migration needs.",
+        epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    config.add_argument("vm", metavar="VM", help="the Pacemaker resource id to create")
+    config.add_argument("--domain-xml", required=True, metavar="FILE", help="the domain's XML file")
+    config.add_argument("--drbd-resource", dest="drbd_resources", action="append", required=True,
+                        metavar="RES", help="a DRBD resource behind the VM's disks (repeatable)")
+    config.add_argument("--config-path", metavar="PATH",
+                        help="the config parameter: where the XML lives on every node (default: FILE's "
+                             "absolute path)")
+    config.add_argument("--hypervisor", default="qemu:///system", metavar="URI",
+                        help="the hypervisor parameter (default: qemu:///system)")
+    config.add_argument("--pcs", action="store_true", help="print pcs commands instead of crmsh")
+    config.set_defaults(handler=cmd_config)
+
+
+def _read(path: str, option: str, err: TextIO) -> Optional[str]:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        err.write(f"livemig: {option} {path}: {exc.strerror}\n")
+        return None
+    if len(data) > MAX_INPUT_BYTES:
+        err.write(f"livemig: {option} {path}: larger than {MAX_INPUT_BYTES} bytes\n")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        err.write(f"livemig: {option} {path}: not UTF-8 text\n")
+        return None
+
+
+def _peer_names(items: Sequence[str], err: TextIO) -> Optional[Dict[str, str]]:
+    mapping: Dict[str, str] = {}
+    for item in items:
+        node, sep, host = item.partition("=")
+        if not sep or not node.strip() or not host.strip():
+            err.write(f"livemig check: --peer-name wants NODE=HOST, got {item!r}\n")
+            return None
+        mapping[node.strip()] = host.strip()
+    return mapping
+
+
+def cmd_check(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    options = CheckOptions(cib_file=args.cib, peer=args.peer, peer_uri=args.peer_uri,
+                           runtime=not args.skip_runtime, libvirt=not args.skip_libvirt)
+    if args.cib is not None and _read(args.cib, "--cib", err) is None:
+        return EXIT_USAGE
+    if args.drbd_xml is not None:
+        options.drbd_xml = _read(args.drbd_xml, "--drbd-xml", err)
+        if options.drbd_xml is None:
+            return EXIT_USAGE
+    if args.domain_xml is not None:
+        options.domain_xml = _read(args.domain_xml, "--domain-xml", err)
+        if options.domain_xml is None:
+            return EXIT_USAGE
+    names = _peer_names(args.peer_names, err)
+    if names is None:
+        return EXIT_USAGE
+    options.peer_names = names
+    report = check_vm(args.vm, options, runner=runner, deadline=Deadline(args.timeout))
+    out.write(format_json(report) if args.json else format_report(report, pcs=args.pcs,
+                                                                  problems_only=args.problems))
+    return report.exit_code
+
+
+def vm_actions() -> Sequence[Action]:
+    """The agent's declared actions (its meta-data), for operation timeouts."""
+    from livemig.agents.virtualdomain_meta import METADATA
+
+    return list(METADATA.actions)
+
+
+def cmd_config(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    text = _read(args.domain_xml, "--domain-xml", err)
+    if text is None:
+        return EXIT_USAGE
+    if domain_name(text) is None:
+        err.write(f"livemig config: --domain-xml {args.domain_xml}: not a libvirt domain XML with a <name>\n")
+        return EXIT_USAGE
+    resources = list(dict.fromkeys(args.drbd_resources))
+    _warn_unnamed_resources(text, resources, err)
+    setup = VmSetup(vm_id=args.vm, config_path=args.config_path or os.path.abspath(args.domain_xml),
+                    drbd_resources=resources, actions=vm_actions(), hypervisor=args.hypervisor)
+    try:
+        out.write(pcs_commands(setup) if args.pcs else crmsh_commands(setup))
+    except ConfigError as exc:
+        err.write(f"livemig config: {exc}\n")
+        return EXIT_USAGE
+    return 0
+
+
+def _warn_unnamed_resources(xml_text: str, resources: Sequence[str], err: TextIO) -> None:
+    """Say so when the domain's by-res disks name DRBD resources not given with --drbd-resource."""
+    try:
+        disks = domain_disks(xml_text)
+    except DrbdStateError:
+        return
+    for disk in disks:
+        if disk.source is None or not disk.source.startswith("/dev/drbd/by-res/"):
+            continue
+        for ref in drbd_refs_for_disk(disk):  # a by-res path is read from its name, nothing is opened
+            if ref.resource and ref.resource not in resources:
+                err.write(f"livemig config: warning: disk {disk.label()} is on DRBD resource {ref.resource}, "
+                          "which no --drbd-resource names\n")

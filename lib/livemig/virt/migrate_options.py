@@ -1,0 +1,161 @@
+"""``migrate_options``: virsh-style migrate options mapped to libvirt flags and parameters.
+
+Every option either maps to a flag or a typed parameter of
+virDomainMigrateToURI3, or is refused with code 6. None is ignored: an
+option an operator wrote expecting an effect must either have it or fail.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Union
+
+from livemig.ocf.errors import ConfigurationError
+
+# virDomainMigrateFlags (stable libvirt ABI).
+LIVE = 1
+PEER2PEER = 2
+TUNNELLED = 4
+PERSIST_DEST = 8
+UNDEFINE_SOURCE = 16
+PAUSED = 32
+UNSAFE = 512
+COMPRESSED = 2048
+ABORT_ON_ERROR = 4096
+AUTO_CONVERGE = 8192
+RDMA_PIN_ALL = 16384
+POSTCOPY = 32768
+TLS = 65536
+PARALLEL = 131072
+ZEROCOPY = 1048576
+
+FLAG_OPTIONS: Dict[str, int] = {
+    "--live": LIVE,
+    "--p2p": PEER2PEER,
+    "--tunnelled": TUNNELLED,
+    "--persistent": PERSIST_DEST,
+    "--undefinesource": UNDEFINE_SOURCE,
+    "--suspend": PAUSED,
+    "--unsafe": UNSAFE,
+    "--compressed": COMPRESSED,
+    "--abort-on-error": ABORT_ON_ERROR,
+    "--auto-converge": AUTO_CONVERGE,
+    "--rdma-pin-all": RDMA_PIN_ALL,
+    "--postcopy": POSTCOPY,
+    "--tls": TLS,
+    "--parallel": PARALLEL,
+    "--zerocopy": ZEROCOPY,
+}
+
+Converter = Callable[[str, str], Union[int, str]]
+
+
+def _uint(option: str, value: str) -> int:
+    if not value.isdigit() or len(value) > 12:
+        raise ConfigurationError(f"migrate_options {option}={value!r}: needs a non-negative integer")
+    return int(value)
+
+
+def _text(option: str, value: str) -> str:
+    if not value or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ConfigurationError(f"migrate_options {option}={value!r}: needs a value without white space")
+    return value
+
+
+#: options with a value -> (typed migration parameter, converter)
+VALUE_OPTIONS: Dict[str, tuple[str, Converter]] = {
+    "--bandwidth": ("bandwidth", _uint),
+    "--postcopy-bandwidth": ("bandwidth.postcopy", _uint),
+    "--migrateuri": ("migrate_uri", _text),
+    "--listen-address": ("listen_address", _text),
+    "--graphicsuri": ("graphics_uri", _text),
+    "--parallel-connections": ("parallel.connections", _uint),
+    "--comp-methods": ("compression", _text),
+    "--comp-mt-level": ("compression.mt.level", _uint),
+    "--comp-mt-threads": ("compression.mt.threads", _uint),
+    "--comp-mt-dthreads": ("compression.mt.dthreads", _uint),
+    "--comp-xbzrle-cache": ("compression.xbzrle.cache", _uint),
+    "--auto-converge-initial": ("auto_converge.initial", _uint),
+    "--auto-converge-increment": ("auto_converge.increment", _uint),
+    "--tls-destination": ("tls.destination", _text),
+}
+
+#: options that cannot work for a cluster-managed live migration, with why
+REFUSED_OPTIONS: Dict[str, str] = {
+    "--direct": "livemig always migrates peer-to-peer (--p2p); direct migration is not supported",
+    "--offline": "an offline migration does not move a running VM",
+    "--copy-storage-all": "copying storage makes no sense for disks replicated by DRBD",
+    "--copy-storage-inc": "copying storage makes no sense for disks replicated by DRBD",
+    "--copy-storage-synchronous-writes": "copying storage makes no sense for disks replicated by DRBD",
+    "--migrate-disks": "copying storage makes no sense for disks replicated by DRBD",
+    "--disks-port": "copying storage makes no sense for disks replicated by DRBD",
+    "--disks-uri": "copying storage makes no sense for disks replicated by DRBD",
+    "--dname": "renaming the domain on the target would hide it from the agent",
+    "--xml": "a different destination XML is not supported; change the config file instead",
+    "--persistent-xml": "a different persistent XML is not supported; change the config file instead",
+    "--change-protection": "livemig holds the migration job itself",
+    "--timeout": "use migration_convergence and the operation timeout instead",
+    "--timeout-suspend": "use migration_convergence and the operation timeout instead",
+    "--timeout-postcopy": "use migration_convergence=postcopy-after instead",
+    "--postcopy-after-precopy": "use migration_convergence=postcopy-after instead",
+    "--postcopy-resume": "resuming a failed post-copy migration needs an operator, not the agent",
+    "--desturi": "the target comes from Pacemaker (and remoteuri)",
+    "--domain": "the domain comes from the config file",
+    "--async": "livemig always follows the migration job itself",
+}
+
+#: accepted and meaningless here (livemig logs progress itself)
+NO_OP_OPTIONS = {"--verbose"}
+
+
+@dataclass
+class MigrateOptions:
+    flags: int = 0
+    params: Dict[str, Union[int, str]] = field(default_factory=dict)
+    given: List[str] = field(default_factory=list)
+
+    @property
+    def migrate_uri(self) -> Optional[str]:
+        value = self.params.get("migrate_uri")
+        return str(value) if value is not None else None
+
+
+def parse_migrate_options(text: str) -> MigrateOptions:
+    """Parse ``migrate_options``; ConfigurationError for anything unknown or refused."""
+    try:
+        words = shlex.split(text or "", comments=False, posix=True)
+    except ValueError as exc:
+        raise ConfigurationError(f"migrate_options: {exc}") from None
+    result = MigrateOptions()
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        name, eq, inline = word.partition("=")
+        if name in FLAG_OPTIONS and not eq:
+            result.flags |= FLAG_OPTIONS[name]
+        elif name in VALUE_OPTIONS:
+            if eq:
+                value = inline
+            elif i < len(words):
+                value = words[i]
+                i += 1
+            else:
+                raise ConfigurationError(f"migrate_options {name} needs a value")
+            key, convert = VALUE_OPTIONS[name]
+            result.params[key] = convert(name, value)
+        elif name in NO_OP_OPTIONS and not eq:
+            pass
+        elif name in REFUSED_OPTIONS:
+            raise ConfigurationError(f"migrate_options {name} is not supported: {REFUSED_OPTIONS[name]}")
+        else:
+            raise ConfigurationError(f"migrate_options: unknown option {word!r}")
+        result.given.append(name)
+    if result.flags & POSTCOPY and result.flags & TUNNELLED:
+        raise ConfigurationError("migrate_options: --postcopy cannot be combined with --tunnelled")
+    if result.flags & PARALLEL and result.flags & TUNNELLED:
+        raise ConfigurationError("migrate_options: --parallel cannot be combined with --tunnelled")
+    if "parallel.connections" in result.params and not result.flags & PARALLEL:
+        raise ConfigurationError("migrate_options: --parallel-connections needs --parallel")
+    return result

@@ -1,0 +1,371 @@
+"""Live migration, as named phases.
+
+migrate_to (on the source)::
+
+    prepare   read the target from Pacemaker, build the URIs, flags and parameters,
+              check the domain runs here (persistent or transient decides the flags)
+    guard     the DRBD guard's verdict; on refusal nothing has been touched
+    migrate   virDomainMigrateToURI3(LIVE|PEER2PEER|...) in the background while
+              this thread logs progress every few seconds (job stats), applies the
+              downtime limit once the job exists, escalates the convergence policy
+              at half of the migration's time, and aborts the job at its deadline
+    finish    success: the final statistics from the target
+    abort     the job is aborted; then the agent checks where the domain runs and
+              says so: it must run on exactly one node
+
+migrate_from (on the target): wait, bounded, until the domain runs here and is
+no longer paused by the migration; then monitor scripts and save_config_on_stop.
+
+The migration's own deadline keeps a reserve (15% of the time, 5 to 20 s)
+inside the operation deadline for the abort and the checks after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Union
+
+from livemig.ocf.deadline import Deadline
+from livemig.ocf.errors import ConfigurationError, GenericError
+from livemig.virt import migrate_options as mo
+from livemig.virt.connection import Hypervisor, HypervisorError, HypervisorUnreachable
+from livemig.virt.migration_uri import migration_stream_uri, remote_uri
+from livemig.virt.states import PAUSED, PAUSED_MIGRATION, PAUSED_POSTCOPY, RUNNING, classify
+
+CONVERGENCE_POLICIES = ("none", "auto-converge", "postcopy-after")
+#: the escalation point, as a fraction of the migration's time
+ESCALATE_AT = 0.5
+RUNNING_POSTCOPY = 10  # VIR_DOMAIN_RUNNING_POSTCOPY: running on the target, pages still pulled
+MIB = 1024 * 1024
+
+
+@dataclass
+class MigrationPlan:
+    domain: str
+    target: str
+    dest_uri: str
+    flags: int
+    params: Dict[str, Union[int, str]] = field(default_factory=dict)
+    downtime_ms: int = 0
+    convergence: str = "none"
+    progress_interval: float = 5.0
+
+    def describe(self) -> str:
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return (f"to {self.dest_uri}" + (f" ({extra})" if extra else "")
+                + f", flags {self.flags:#x}, convergence {self.convergence}")
+
+
+def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_uri: str,
+                   persistent: bool) -> MigrationPlan:
+    """The plan from the agent's parameters (ConfigurationError on anything unusable)."""
+    options = mo.parse_migrate_options(values.get("migrate_options") or "")
+    suffix = values.get("migration_network_suffix") or ""
+    dest = remote_uri(local_uri, target, remoteuri=values.get("remoteuri") or "",
+                      transport=values.get("migration_transport") or "",
+                      user=values.get("migration_user") or "", suffix=suffix)
+    stream = migration_stream_uri(target, migrateuri=values.get("migrateuri") or "",
+                                  option_uri=options.migrate_uri or "", suffix=suffix,
+                                  port=values.get("migrateport") or None)
+    params: Dict[str, Union[int, str]] = dict(options.params)
+    params.pop("migrate_uri", None)
+    if stream:
+        params["migrate_uri"] = stream
+    speed = int(values.get("migration_speed") or 0)
+    if speed and "bandwidth" not in params:
+        params["bandwidth"] = speed
+    flags = mo.LIVE | mo.PEER2PEER | options.flags
+    if values.get("migration_tls"):
+        flags |= mo.TLS
+    convergence = values.get("migration_convergence") or "none"
+    if convergence not in CONVERGENCE_POLICIES:
+        choices = ", ".join(CONVERGENCE_POLICIES)
+        raise ConfigurationError(f"migration_convergence={convergence!r} is not one of {choices}")
+    if convergence == "auto-converge":
+        flags |= mo.AUTO_CONVERGE
+    elif convergence == "postcopy-after":
+        if flags & mo.TUNNELLED:
+            raise ConfigurationError("migration_convergence=postcopy-after cannot be used with --tunnelled")
+        flags |= mo.POSTCOPY
+    if persistent and not {"--persistent", "--undefinesource"} & set(options.given):
+        # The domain ends up defined on the target exactly as it was on the source.
+        flags |= mo.PERSIST_DEST | mo.UNDEFINE_SOURCE
+    if flags & mo.TUNNELLED and "migrate_uri" in params:
+        raise ConfigurationError("a migration URI (migrateuri, migrateport, migration_network_suffix) "
+                                 "cannot be used with --tunnelled")
+    return MigrationPlan(domain=domain, target=target, dest_uri=dest, flags=flags, params=params,
+                         downtime_ms=int(values.get("migration_downtime") or 0), convergence=convergence,
+                         progress_interval=float(values.get("migration_progress_interval") or 5))
+
+
+def migration_deadline(deadline: Deadline) -> Deadline:
+    left = deadline.remaining()
+    reserve = min(20.0, max(5.0, left * 0.15))
+    if reserve > left / 2:
+        reserve = left / 2
+    return Deadline(left - reserve)
+
+
+def describe_progress(stats: Mapping[str, Any]) -> str:
+    def mib(key: str) -> str:
+        value = stats.get(key)
+        return f"{int(value) / MIB:.0f}" if isinstance(value, int) else "?"
+
+    parts = [f"processed {mib('data_processed')} MiB", f"remaining {mib('data_remaining')} MiB"]
+    rate = stats.get("memory_dirty_rate")
+    page = stats.get("memory_page_size") or 4096
+    if isinstance(rate, int):
+        parts.append(f"dirty rate {rate * page / MIB:.1f} MiB/s")
+    if "memory_bps" in stats:
+        parts.append(f"speed {int(stats['memory_bps']) / MIB:.1f} MiB/s")
+    if "memory_iteration" in stats:
+        parts.append(f"iteration {stats['memory_iteration']}")
+    if "downtime" in stats:
+        parts.append(f"expected downtime {stats['downtime']} ms")
+    return ", ".join(parts)
+
+
+def describe_completed(stats: Mapping[str, Any]) -> str:
+    parts = []
+    if "time_elapsed" in stats:
+        parts.append(f"total time {int(stats['time_elapsed'])} ms")
+    if "downtime" in stats:
+        parts.append(f"downtime {int(stats['downtime'])} ms")
+    if "data_processed" in stats:
+        parts.append(f"data {int(stats['data_processed']) / MIB:.0f} MiB")
+    if "memory_iteration" in stats:
+        parts.append(f"iterations {stats['memory_iteration']}")
+    return ", ".join(parts) or "no statistics"
+
+
+class LiveMigration:
+    """migrate_to for one domain; :meth:`run` raises GenericError unless it arrived on the target."""
+
+    def __init__(self, ctx: Any, name: str, values: Mapping[str, Any], target: str,
+                 guard: Callable[[], None]) -> None:
+        self.ctx = ctx
+        self.log = ctx.log
+        self.name = name
+        self.values = values
+        self.target = target
+        self.guard = guard
+        self.local = ctx.env.node_name or "this node"
+        self.last_stats: Dict[str, Any] = {}
+
+    def run(self) -> None:
+        hv = Hypervisor(self.values["hypervisor"], self.ctx.deadline)
+        try:
+            try:
+                dom, plan = self.prepare(hv)
+            except HypervisorError as exc:
+                raise GenericError(f"cannot migrate {self.name}: {exc}") from None
+            self.guard()
+            self.migrate(hv, dom, plan)
+        finally:
+            hv.close()
+
+    # -- prepare ---------------------------------------------------------------------------
+
+    def prepare(self, hv: Hypervisor) -> tuple[Any, MigrationPlan]:
+        hv.open()
+        dom = hv.lookup(self.name)
+        status = hv.status(dom) if dom is not None else None
+        if status is None or not classify(status.state, status.reason).running:
+            raise GenericError(f"cannot migrate {self.name} to {self.target}: it is not running on this node")
+        local_uri = self.values["hypervisor"] or hv.actual_uri()
+        plan = plan_migration(self.name, self.target, self.values, local_uri, hv.is_persistent(dom))
+        self.log.info("migrating %s %s", self.name, plan.describe())
+        return dom, plan
+
+    # -- migrate ---------------------------------------------------------------------------
+
+    def migrate(self, hv: Hypervisor, dom: Any, plan: MigrationPlan) -> None:
+        until = migration_deadline(self.ctx.deadline)
+        call = hv.start_migration(dom, plan.dest_uri, plan.params, plan.flags)
+        downtime_pending = plan.downtime_ms > 0
+        escalated = plan.convergence == "none"
+        postcopy = False
+        next_report = until.elapsed() + min(plan.progress_interval, 2.0)
+        while not call.wait(min(0.5, max(0.05, (until if not postcopy else self.ctx.deadline).remaining()))):
+            if downtime_pending:
+                downtime_pending = not self._apply_downtime(hv, dom, plan.downtime_ms)
+            if until.elapsed() >= next_report:
+                self._report(hv, dom)
+                next_report = until.elapsed() + plan.progress_interval
+            if not escalated and until.elapsed() >= until.total * ESCALATE_AT:
+                escalated = True
+                postcopy = self._escalate(hv, dom, plan)
+            if postcopy:
+                if self.ctx.deadline.expired():
+                    raise GenericError(
+                        f"post-copy migration of {self.name} to {self.target} still running at the deadline: "
+                        f"the VM already runs on {self.target} and is pulling its remaining memory; do not "
+                        "stop it on either node until the libvirt job ends")
+            elif until.expired():
+                self._abort(hv, dom, call, until, plan)
+        try:
+            call.result()
+        except BaseException as exc:  # noqa: BLE001 - any failure: find the VM, then report
+            self._failed(hv, plan, hv.migration_error(exc))
+            return
+        self._finish(plan)
+
+    def _apply_downtime(self, hv: Hypervisor, dom: Any, ms: int) -> bool:
+        """Set the downtime limit once the job exists; True when done (or impossible)."""
+        try:
+            if hv.job_type(dom) == 0:
+                return False
+            hv.set_max_downtime(dom, ms)
+            self.log.info("maximum downtime set to %d ms", ms)
+        except HypervisorError as exc:
+            self.log.warning("could not set the maximum downtime to %d ms: %s", ms, exc)
+        return True
+
+    def _report(self, hv: Hypervisor, dom: Any) -> None:
+        try:
+            stats = hv.job_stats(dom)
+        except HypervisorError as exc:
+            self.log.debug("no job statistics: %s", exc)
+            return
+        if stats:
+            self.last_stats = stats
+            self.log.info("migration of %s to %s: %s", self.name, self.target, describe_progress(stats))
+
+    def _escalate(self, hv: Hypervisor, dom: Any, plan: MigrationPlan) -> bool:
+        """Half the time is gone: push harder. True once post-copy has started."""
+        try:
+            if plan.convergence == "postcopy-after":
+                hv.start_postcopy(dom)
+                self.log.warning("migration of %s not converging: switched to post-copy (the VM now runs on %s)",
+                                 self.name, self.target)
+                return True
+            if plan.convergence == "auto-converge":
+                ms = max(plan.downtime_ms, 300) * 2
+                hv.set_max_downtime(dom, ms)
+                self.log.warning("migration of %s not converging: auto-converge throttling, downtime limit "
+                                 "raised to %d ms", self.name, ms)
+        except HypervisorError as exc:
+            self.log.warning("could not escalate the migration of %s: %s", self.name, exc)
+        return False
+
+    def _abort(self, hv: Hypervisor, dom: Any, call: Any, until: Deadline, plan: MigrationPlan) -> None:
+        progress = describe_progress(self.last_stats) if self.last_stats else "no progress reported"
+        self.log.warning("migration of %s did not complete within %.0fs: aborting", self.name, until.total)
+        try:
+            hv.abort_job(dom)
+        except HypervisorError as exc:
+            self.log.warning("abortJob: %s", exc)
+        call.wait(self.ctx.deadline.remaining())
+        where = self._where()
+        raise GenericError(
+            f"live migration of {self.name} to {self.target} aborted after {until.total:.0f}s ({progress}); "
+            f"{where}. Raise the migrate_to timeout, raise migration_speed, or set "
+            "migration_convergence=auto-converge")
+
+    def _failed(self, hv: Hypervisor, plan: MigrationPlan, exc: HypervisorError) -> None:
+        where_here = self._runs_here()
+        if where_here:
+            raise GenericError(f"live migration of {self.name} to {self.target} failed: {exc}; "
+                               f"{self.name} still runs on {self.local}")
+        there = self._runs_on_target(plan)
+        if there is True:
+            self.log.warning("migration reported an error (%s) but %s now runs on %s only", exc, self.name,
+                             self.target)
+            return
+        state = "does not run on either node" if there is False else f"is not on {self.local}; {self.target} " \
+                "could not be asked"
+        raise GenericError(f"live migration of {self.name} to {self.target} failed: {exc}; the domain {state}")
+
+    def _finish(self, plan: MigrationPlan) -> None:
+        """The domain has arrived: nothing from here on may turn that into a failure."""
+        try:
+            stats = self._target_stats(plan)
+        except Exception as exc:  # noqa: BLE001 - statistics are informational only
+            self.log.debug("no completed job statistics: %s", exc)
+            stats = {}
+        self.log.info("live migration of %s to %s completed: %s", self.name, self.target,
+                      describe_completed(stats) if stats else describe_progress(self.last_stats))
+
+    # -- where is it? ----------------------------------------------------------------------
+
+    def _runs_here(self) -> Optional[bool]:
+        hv = Hypervisor(self.values["hypervisor"], self.ctx.deadline, call_cap=5.0)
+        try:
+            hv.open(cap=5.0)
+            dom = hv.lookup(self.name)
+            status = hv.status(dom) if dom is not None else None
+            return status is not None and classify(status.state, status.reason).running
+        except HypervisorError:
+            return None
+        finally:
+            hv.close()
+
+    def _where(self) -> str:
+        here = self._runs_here()
+        if here:
+            return f"{self.name} still runs on {self.local}"
+        if here is False:
+            return f"{self.name} no longer runs on {self.local}"
+        return f"could not ask libvirtd on {self.local} where {self.name} runs"
+
+    def _runs_on_target(self, plan: MigrationPlan) -> Optional[bool]:
+        hv = Hypervisor(plan.dest_uri, self.ctx.deadline, call_cap=5.0)
+        try:
+            hv.open(cap=5.0)
+            dom = hv.lookup(self.name)
+            status = hv.status(dom) if dom is not None else None
+            return status is not None and classify(status.state, status.reason).running
+        except HypervisorError:
+            return None
+        finally:
+            hv.close()
+
+    def _target_stats(self, plan: MigrationPlan) -> Dict[str, Any]:
+        hv = Hypervisor(plan.dest_uri, self.ctx.deadline, call_cap=5.0)
+        try:
+            hv.open(cap=5.0)
+            dom = hv.lookup(self.name)
+            return hv.job_stats(dom, completed=True) if dom is not None else {}
+        except HypervisorError as exc:
+            self.log.debug("no completed job statistics from %s: %s", plan.dest_uri, exc)
+            return {}
+        finally:
+            hv.close()
+
+
+def await_incoming(ctx: Any, name: str, values: Mapping[str, Any], source: str) -> Dict[str, Any]:
+    """migrate_from: wait until ``name`` runs here, not paused by the migration.
+
+    Returns the completed job statistics (may be empty). GenericError at the deadline.
+    """
+    hv = Hypervisor(values["hypervisor"], ctx.deadline)
+    seen = "not present"
+    try:
+        try:
+            hv.open()
+        except HypervisorUnreachable as exc:
+            raise GenericError(f"migrate_from {source}: {exc}") from None
+        while True:
+            try:
+                dom = hv.lookup(name)
+                status = hv.status(dom) if dom is not None else None
+            except HypervisorError as exc:
+                raise GenericError(f"migrate_from {source}: {exc}") from None
+            if status is not None:
+                health = classify(status.state, status.reason)
+                migrating = (status.state == PAUSED and status.reason in (PAUSED_MIGRATION, PAUSED_POSTCOPY)) or \
+                            (status.state == RUNNING and status.reason == RUNNING_POSTCOPY)
+                if health.failed:
+                    raise GenericError(f"{name} arrived from {source} but is {health.detail}")
+                if health.running and not migrating:
+                    try:
+                        return hv.job_stats(dom, completed=True)
+                    except HypervisorError:
+                        return {}
+                seen = "still migrating" if migrating else health.detail
+            if ctx.deadline.remaining() < 0.5:
+                raise GenericError(f"{name} did not arrive running from {source} before the deadline "
+                                   f"(last seen here: {seen})")
+            ctx.deadline.sleep(0.25)
+    finally:
+        hv.close()

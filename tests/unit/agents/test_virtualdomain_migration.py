@@ -1,0 +1,116 @@
+"""migrate_to / migrate_from against the scripted two-host fake libvirt."""
+
+from __future__ import annotations
+
+import time
+
+from tests.unit.fake_libvirt import FakeLibvirt
+
+TARGET = {"OCF_RESKEY_CRM_meta_migrate_target": "node2", "migration_transport": "tcp"}
+
+
+def migrate(agent, **kw):  # type: ignore[no-untyped-def]
+    params = dict(TARGET)
+    params.update(kw)
+    return agent("migrate_to", **params)
+
+
+def test_migrate_to_moves_the_domain_and_logs_final_stats(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    res = migrate(agent, migration_speed="100", migrateport="49152", migration_downtime="250")
+    assert res.code == 0, res.stderr
+    call = next(c for c in fake_libvirt.calls if c[0] == "migrate")
+    assert call[2] == "qemu+tcp://node2/system"
+    assert call[3] == {"bandwidth": 100, "migrate_uri": "tcp://node2:49152"}
+    assert call[4] == 1 | 2
+    assert "vm1" in fake_libvirt.hosts["node2"] and "vm1" not in fake_libvirt.domains
+    assert "completed: total time 1234 ms, downtime 42 ms, data 150 MiB" in res.stderr
+
+
+def test_downtime_set_once_the_job_exists_and_progress_logged(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 2.5
+    res = migrate(agent, migration_downtime="250", migration_progress_interval="1")
+    assert res.code == 0, res.stderr
+    assert ("downtime", "vm1", 250) in fake_libvirt.calls
+    assert "processed 64 MiB, remaining 32 MiB, dirty rate 10.0 MiB/s, iteration 3" in res.stderr
+
+
+def test_persistent_source_is_defined_on_target(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1", persistent=True)
+    assert migrate(agent).code == 0
+    flags = next(c for c in fake_libvirt.calls if c[0] == "migrate")[4]
+    assert flags & 8 and flags & 16
+    assert fake_libvirt.hosts["node2"]["vm1"].persistent
+
+
+def test_deadline_aborts_and_the_vm_stays_on_the_source(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 60
+    started = time.monotonic()
+    res = migrate(agent, timeout_ms=12000)
+    elapsed = time.monotonic() - started
+    assert res.code == 1
+    assert elapsed < 12
+    assert ("abortJob", "vm1") in fake_libvirt.calls
+    assert "aborted after" in res.reason and "vm1 still runs on" in res.reason
+    assert "migration_convergence=auto-converge" in res.reason
+    assert "vm1" in fake_libvirt.domains
+
+
+def test_postcopy_after_switches_at_half_time(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 60
+    res = migrate(agent, timeout_ms=12000, migration_convergence="postcopy-after")
+    assert res.code == 0, res.stderr
+    assert ("postcopy", "vm1") in fake_libvirt.calls
+    assert not [c for c in fake_libvirt.calls if c[0] == "abortJob"]
+    assert next(c for c in fake_libvirt.calls if c[0] == "migrate")[4] & 32768
+
+
+def test_auto_converge_raises_downtime_at_half_time(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 60
+    res = migrate(agent, timeout_ms=12000, migration_convergence="auto-converge", migration_downtime="400")
+    assert res.code == 1
+    assert ("downtime", "vm1", 800) in fake_libvirt.calls
+    assert next(c for c in fake_libvirt.calls if c[0] == "migrate")[4] & 8192
+
+
+def test_failed_migration_says_where_the_vm_runs(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["error"] = "Unable to read from monitor: Connection reset by peer"
+    res = migrate(agent)
+    assert res.code == 1
+    assert "Connection reset by peer" in res.reason and "vm1 still runs on" in res.reason
+
+
+def test_guard_refusal_and_config_errors_touch_nothing(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    res = migrate(agent, migrate_options="--offline")
+    assert res.code == 6
+    assert not [c for c in fake_libvirt.calls if c[0] == "migrate"]
+
+
+def test_migrate_from_waits_for_the_domain(agent, fake_libvirt: FakeLibvirt) -> None:
+    dom = fake_libvirt.add("vm1", state=(3, 2))  # paused by the incoming migration
+    dom.completed = {"time_elapsed": 900, "downtime": 35}
+
+    def resume() -> None:
+        time.sleep(0.6)
+        dom.state_ = (1, 2)
+
+    import threading
+
+    threading.Thread(target=resume, daemon=True).start()
+    res = agent("migrate_from", OCF_RESKEY_CRM_meta_migrate_source="node1")
+    assert res.code == 0, res.stderr
+    assert "from node1 completed: total time 900 ms, downtime 35 ms" in res.stderr
+
+
+def test_migrate_from_needs_source_and_a_domain_that_arrives(agent, fake_libvirt: FakeLibvirt) -> None:
+    assert agent("migrate_from").code == 2
+    started = time.monotonic()
+    res = agent("migrate_from", timeout_ms=5000, OCF_RESKEY_CRM_meta_migrate_source="node1")
+    assert res.code == 1 and "did not arrive running from node1" in res.reason
+    assert time.monotonic() - started < 5
