@@ -366,9 +366,6 @@ def configure_cluster(names: List[str], state: Dict[str, Any], vm: bool = True) 
     agent = vm_agent()
     state["vm_agent"] = agent
     cmds[6] = cmds[6].replace("ocf:livemig:VirtualDomain", agent)
-    if agent == "ocf:livemig:VirtualDomain":
-        # Not (yet) a parameter of ours: it would make the resource 'not configured'.
-        cmds[6] = cmds[6].replace(" migration_transport=tcp", "")
     if not FENCING:
         cmds[1] = "crm configure property stonith-enabled=false"
         del cmds[3]

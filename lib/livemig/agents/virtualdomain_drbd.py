@@ -1,8 +1,8 @@
 """The DRBD side of ocf:livemig:VirtualDomain: which resources, and the checks per action.
 
 - start: in ``dual-primary`` mode every DRBD resource behind the VM must be
-  Primary on this node (code 1 otherwise: the promotable clone or the
-  constraints are not doing their job).
+  Primary and UpToDate on this node (code 1 otherwise: the promotable clone
+  or the constraints are not doing their job, or the data is not current).
 - monitor at OCF_CHECK_LEVEL >= 10: local role, I/O and disk state.
 - migrate_to: the guard's verdict (:func:`livemig.drbd.guard.evaluate_guard`)
   before anything is migrated.
@@ -97,6 +97,12 @@ class DrbdPlan:
                         f"DRBD resource {name} is {entry.role or 'in an unknown role'} on this node; the VM "
                         "needs it Primary: check the promotable clone (promoted-max=2) and the colocation "
                         "and order constraints with its Promoted role")
+                for vol in entry.volumes:
+                    if vol.disk != "UpToDate":
+                        which = vol.volume if vol.volume is not None else vol.minor
+                        raise GenericError(
+                            f"DRBD resource {name} volume {which} is {vol.disk or 'in an unknown state'} on this "
+                            "node; starting the VM on it would use data that is not UpToDate")
 
     def check_monitor(self) -> None:
         """Deep monitor: local DRBD trouble under a running VM is a failure (code 1)."""

@@ -198,7 +198,9 @@ class Hypervisor:
         return int(self._call("jobInfo", dom.jobInfo, cap=cap)[0])
 
     def job_stats(self, dom: Any, completed: bool = False, cap: float = 5.0) -> Dict[str, Any]:
-        flags = 1 if completed else 0  # VIR_DOMAIN_JOB_STATS_COMPLETED
+        # VIR_DOMAIN_JOB_STATS_COMPLETED | KEEP_COMPLETED: reading them must not discard them
+        # (the source reads the target's, then migrate_from reads them again).
+        flags = 1 | 2 if completed else 0
         return dict(self._call("jobStats", dom.jobStats, flags, cap=cap))
 
     def abort_job(self, dom: Any, cap: float = 10.0) -> None:
