@@ -13,7 +13,7 @@ EXTRA_PYTHONS ?= 3.9 3.13
 APT_PACKAGES = \
 	python3 python3-venv python3-dev python3-libvirt python3-lxml \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
-	libvirt-dev pkg-config gcc \
+	libvirt-dev pkg-config gcc libc6-dev \
 	pacemaker pacemaker-cli-utils corosync crmsh pcs resource-agents \
 	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod \
 	$(EXTRA_APT_PACKAGES)
@@ -22,11 +22,12 @@ PIP_PACKAGES := pytest pytest-timeout hypothesis ruff mypy lxml-stubs types-setu
 
 -include mk/*.mk
 
-.PHONY: help deps apt-deps venv lint unit integration test test-extra-pythons demo clean
+.PHONY: help deps apt-deps venv lint unit test test-extra-pythons demo demo-local clean
 
 help:
-	@echo "make demo   - run the agent's lifecycle against a real VM on a local libvirtd"
-	@echo "make test   - install every dependency and run the whole test suite"
+	@echo "make demo        - two-node lab: a VM live-migrated by Pacemaker there and back"
+	@echo "make demo-local  - the agent's lifecycle against a real VM on one local libvirtd"
+	@echo "make test        - install every dependency and run the whole test suite"
 
 apt-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -61,6 +62,9 @@ test: deps lint
 	$(MAKE) test-extra-pythons
 
 demo: deps
+	$(VPY) tests/lab/demo.py
+
+demo-local: deps
 	$(VPY) tests/demo.py
 
 clean:

@@ -17,6 +17,21 @@ def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
+def migration_lines(vm: str) -> list:
+    """The agent's "live migration ... completed: ... downtime N ms" lines, oldest first."""
+    lines = []
+    for nd in sorted((labctl.LAB_DIR / "nodes").iterdir()):
+        logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
+        if logf.exists():
+            for line in logf.read_text(errors="replace").splitlines():
+                if f"VirtualDomain({vm})" in line and "live migration of" in line and "completed" in line:
+                    lines.append(line)
+    lines = [line.split("INFO: ", 1)[-1] for line in sorted(lines)]  # syslog-style stamps sort in a day
+    seen = set()
+    unique = [x for x in lines if not (x in seen or seen.add(x))]  # type: ignore[func-returns-value]
+    return unique
+
+
 def main() -> int:
     keep = os.environ.get("KEEP") == "1"
     timings = []
@@ -41,22 +56,31 @@ def main() -> int:
         src = labctl.wait_resource_on(first, vm, None)
         timings.append(("start VM", time.monotonic() - t))
         dst = next(n for n in state["names"] if n != src)
-        banner(f"crm resource move {vm} {dst}")
-        t = time.monotonic()
-        labctl.on_node(first, ["crm", "-w", "resource", "move", vm, dst], timeout=240)
-        labctl.wait_resource_on(first, vm, dst)
-        timings.append(("move VM", time.monotonic() - t))
-        labctl.on_node(first, ["crm", "resource", "clear", vm], check=False)
+        for there in (dst, src):
+            seen = len(migration_lines(vm))
+            banner(f"crm resource move {vm} {there}")
+            t = time.monotonic()
+            labctl.on_node(first, ["crm", "-w", "resource", "move", vm, there], timeout=240)
+            labctl.wait_resource_on(first, vm, there)
+            timings.append((f"move to {there}", time.monotonic() - t))
+            labctl.on_node(first, ["crm", "resource", "clear", vm], check=False)
+            for line in migration_lines(vm)[seen:]:
+                print(f"  {line}")
         banner("crm_mon -1")
         print(labctl.on_node(first, ["crm_mon", "-1", "-r"], check=False).stdout.rstrip())
         banner("summary")
         print("  VM agent: {}".format(state.get("vm_agent")))
-        print(f"  {vm} ran on {src}, then on {dst} (QEMU pid on host: {labctl.qemu_pids()})")
+        print(f"  {vm} ran on {src}, then on {dst}, then on {src} again (QEMU pid on host: {labctl.qemu_pids()})")
         print(f"  agent actions Pacemaker called for {vm}:")
         for op in labctl.agent_ops(vm):
             print(f"    {op['time']:<20} {op['node']:<6} {op['action']:<13} rc={op['rc']} {op['ms']:8.0f} ms")
-        migrated = any(op["action"] == "migrate_from" and op["rc"] == 0 for op in labctl.agent_ops(vm))
-        print("  move was a %s" % ("live migration (migrate_to/migrate_from)" if migrated else "stop + start"))
+        ops = labctl.agent_ops(vm)
+        migrations = sum(1 for op in ops if op["action"] == "migrate_from" and op["rc"] == 0)
+        restarts = sum(1 for op in ops if op["action"] == "start") - 1
+        print(f"  moves: {migrations} live migrations (migrate_to + migrate_from), {max(restarts, 0)} restarts")
+        downtimes = [line for line in migration_lines(vm) if "from" in line]
+        for line in downtimes:
+            print(f"  libvirt: {line}")
         for what, secs in timings:
             print(f"  {what:<10} {secs:6.1f} s")
         ok = True

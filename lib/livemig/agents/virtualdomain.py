@@ -174,8 +174,6 @@ class VirtualDomain(ResourceAgent):
         values = self.params()
         self.domain_name(strict=True)
         self.check_local_files(values)
-        if values["snapshot"] and not os.path.isdir(values["snapshot"]):
-            raise NotInstalledError(f"snapshot directory {values['snapshot']} does not exist")
         if self.env.check_level >= 10:
             from livemig.virt.connection import Hypervisor, HypervisorUnreachable
 
@@ -200,9 +198,12 @@ class VirtualDomain(ResourceAgent):
         return OCFCode.SUCCESS
 
     def check_local_files(self, values: Dict[str, Any]) -> None:
+        """What this node must have for the resource (code 5 otherwise)."""
         for script in self.monitor_scripts(values):
             if not os.access(script, os.X_OK):
                 raise NotInstalledError(f"monitor script {script} is missing or not executable")
+        if values["snapshot"] and not os.path.isdir(values["snapshot"]):
+            raise NotInstalledError(f"snapshot directory {values['snapshot']} does not exist")
 
     def action_stop(self) -> OCFCode:
         from livemig.virt.lifecycle import stop_domain
@@ -210,10 +211,31 @@ class VirtualDomain(ResourceAgent):
         values = self.params(lenient=True)
         name = self.domain_name(strict=False)
         if name is None:
-            raise GenericError(
-                f"cannot tell which domain to stop: config {values['config']} is unreadable or invalid "
-                "and no domain name is remembered on this node; fix the file and clean up the resource")
+            return self._stop_unknown_domain(values)
         stop_domain(self, name, values)
+        return OCFCode.SUCCESS
+
+    def _stop_unknown_domain(self, values: Dict[str, Any]) -> OCFCode:
+        """Stop when the config cannot be read and no name was ever remembered here.
+
+        The name is remembered by every action that meets the domain (start,
+        probe, monitor, migrate_from) in a state file that lives until reboot,
+        as the domains do. With none, this agent never started or saw a domain
+        for this resource on this node since boot: typically a start that
+        failed on a missing config file, where failing the stop would get the
+        node fenced for nothing. The one guess left: a running domain named
+        like the resource is not claimed stopped.
+        """
+        from livemig.virt.lifecycle import domain_is_running
+
+        instance = self.env.resource_instance.split(":", 1)[0]
+        if instance and instance != "undef" and domain_is_running(self, instance, values):
+            raise GenericError(
+                f"domain {instance} runs here and config {values['config']} is unreadable: not claiming it "
+                "stopped; fix the config file, then clean up the resource")
+        self.log.warning("config %s is unreadable and no domain was started or seen for %s on this node "
+                         "since boot: nothing to stop", values["config"], instance)
+        self.notice = f"no domain of this resource ran here since boot (config {values['config']} unreadable)"
         return OCFCode.SUCCESS
 
     def action_monitor(self) -> OCFCode:

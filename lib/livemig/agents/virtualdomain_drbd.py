@@ -132,7 +132,7 @@ class DrbdPlan:
             self.log.info("DRBD guard off: not checking DRBD before migrating to %s", target)
             return
         if self.detection_error:
-            raise GenericError(f"live migration to {target} refused: {self.detection_error} "
+            raise GenericError(f"DRBD guard refused migration to {target}: {self.detection_error} "
                                "(set drbd_resources, or drbd_guard=off if no disk is on DRBD)")
         from livemig.drbd.guard import evaluate_guard
 
@@ -141,7 +141,10 @@ class DrbdPlan:
                                  peer_names=self.peer_names, wait=wait)
         if not verdict.allowed:
             reasons = verdict.reasons() or ["no DRBD check could be made"]
-            raise GenericError(f"live migration to {target} refused by the DRBD guard: " + "; ".join(reasons))
+            for line in reasons:
+                self.log.error("DRBD guard: %s", line)
+            more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+            raise GenericError(f"DRBD guard refused migration to {target}: {reasons[0]}{more}")
         self.log.info("DRBD guard: migrating to %s is safe for %s", target, ", ".join(self.resources))
 
     def _status(self, action: str) -> Any:

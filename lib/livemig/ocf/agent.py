@@ -30,13 +30,21 @@ DEFAULT_EXIT_REASON_PREFIX = "ocf-exit-reason:"
 _STATIC_ACTIONS = ("meta-data", "usage", "help", "methods")
 
 
+#: Pacemaker keeps at most this much of an exit reason (longer ones are cut or dropped,
+#: depending on the version); the full text always goes to the log.
+EXIT_REASON_MAX = 128
+
+
 def exit_reason_line(reason: str, environ: Mapping[str, str]) -> str:
     """The line Pacemaker's executor picks up as the exit reason.
 
-    Newlines are folded: the executor reads one line.
+    Newlines are folded (the executor reads one line) and the text is cut to
+    :data:`EXIT_REASON_MAX` characters, so the most important words come first.
     """
     prefix = environ.get("OCF_EXIT_REASON_PREFIX", DEFAULT_EXIT_REASON_PREFIX)
     flat = " ".join(reason.split())
+    if len(flat) > EXIT_REASON_MAX:
+        flat = flat[:EXIT_REASON_MAX - 12].rstrip(" ;,") + " (see log)"
     return f"{prefix}{flat}"
 
 
@@ -49,6 +57,9 @@ class ResourceAgent:
         self.env = env
         self.log = log
         self.deadline = deadline
+        #: set by a handler that succeeds in a degraded way (e.g. state read from /proc
+        #: because libvirtd did not answer): printed as the exit reason with the code
+        self.notice: Optional[str] = None
 
     # -- helpers for subclasses ---------------------------------------------------------
 
@@ -107,6 +118,8 @@ class ResourceAgent:
             if handler is None:
                 return OCFCode.ERR_UNIMPLEMENTED
             code = handler()
+            if agent.notice:
+                err.write(exit_reason_line(agent.notice, env_map) + "\n")
             return int(code)
         except OCFError as exc:
             return cls._fail(log, err, env_map, exc.code, exc.reason)

@@ -22,9 +22,10 @@ from livemig.run import CommandError, CommandRunner
 from livemig.virt.connection import Hypervisor, HypervisorError, HypervisorUnreachable
 from livemig.virt.options import is_local_qemu, shutdown_flags
 from livemig.virt.qemu_proc import find_qemu_pids
-from livemig.virt.states import DomainHealth, classify
+from livemig.virt.states import SHUTOFF_CRASHED, DomainHealth, classify
 
 POLL_INTERVAL = 0.5
+SHUTDOWN_REPEAT = 5.0  # seconds between repeated shutdown requests
 
 
 class AgentContext(Protocol):
@@ -33,6 +34,7 @@ class AgentContext(Protocol):
     deadline: Deadline
     state: StateFile
     runner: CommandRunner
+    notice: Optional[str]
 
 
 def _health(hv: Hypervisor, name: str) -> Optional[DomainHealth]:
@@ -153,6 +155,18 @@ def run_monitor_scripts(ctx: AgentContext, scripts: List[str]) -> Optional[str]:
     return None
 
 
+def domain_is_running(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> bool:
+    """Whether ``name`` runs here; True when that cannot be told (the safe answer for stop)."""
+    hv = Hypervisor(values["hypervisor"], ctx.deadline, call_cap=max(1.0, ctx.deadline.remaining() * 0.5))
+    try:
+        health = _health(hv.open(), name)
+        return health is not None and not health.stopped
+    except HypervisorError:
+        return not is_local_qemu(values["hypervisor"]) or bool(find_qemu_pids(name))
+    finally:
+        hv.close()
+
+
 # -- stop --------------------------------------------------------------------------------
 
 
@@ -214,12 +228,18 @@ def _stop_with_libvirt(ctx: AgentContext, hv: Hypervisor, name: str, values: Map
     left = ctx.deadline.remaining()
     reserve = min(30.0, max(3.0, left * 0.25))
     graceful = Deadline(max(0.0, left - reserve))
+    flags = shutdown_flags(values.get("shutdown_mode") or "")
     try:
-        hv.shutdown(dom, shutdown_flags(values.get("shutdown_mode") or ""))
+        hv.shutdown(dom, flags)
         ctx.log.info("asked %s to shut down; waiting up to %.0fs", name, graceful.remaining())
-        if _wait_until(ctx, hv, name, False, graceful):
-            ctx.log.info("domain %s shut down gracefully", name)
-            return
+        # A guest still booting misses a single ACPI event: ask again every few seconds.
+        while not graceful.expired():
+            if _wait_until(ctx, hv, name, False, graceful.sub(1.0) if graceful.remaining() < SHUTDOWN_REPEAT
+                           else Deadline(SHUTDOWN_REPEAT)):
+                ctx.log.info("domain %s shut down gracefully", name)
+                return
+            if graceful.remaining() > POLL_INTERVAL:
+                hv.shutdown(dom, flags)
         ctx.log.warning("domain %s did not shut down within %.0fs: destroying it", name, graceful.total)
     except HypervisorUnreachable:
         raise
@@ -301,6 +321,7 @@ def _stop_without_libvirt(ctx: AgentContext, name: str, uri: Optional[str], prob
     pids = find_qemu_pids(name)
     if not pids:
         ctx.log.warning("%s; no QEMU process of %s runs here: it is stopped", problem, name)
+        ctx.notice = f"{problem}; no QEMU process of {name} in /proc: stopped"
         return
     ctx.log.warning("%s; terminating QEMU process(es) %s of domain %s directly",
                     problem, ", ".join(map(str, pids)), name)
@@ -319,6 +340,7 @@ def _stop_without_libvirt(ctx: AgentContext, name: str, uri: Optional[str], prob
         pids = find_qemu_pids(name)
         if not pids:
             ctx.log.info("QEMU process of %s is gone", name)
+            ctx.notice = f"{problem}; stopped {name} by terminating its QEMU process"
             return
     raise GenericError(f"cannot stop {name}: {problem}; its QEMU process {pids[0]} survived SIGKILL")
 
@@ -344,6 +366,8 @@ def monitor_domain(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> O
         return OCFCode.NOT_RUNNING
     health = classify(status.state, status.reason)
     if health.stopped:
+        if status.reason == SHUTOFF_CRASHED and not ctx.env.is_probe:
+            raise GenericError(f"domain {name} is shut off after a crash (its QEMU process died)")
         return OCFCode.NOT_RUNNING
     if health.failed:
         raise GenericError(f"domain {name} is {health.detail}")
@@ -364,8 +388,10 @@ def _monitor_without_libvirt(ctx: AgentContext, name: str, uri: Optional[str], p
     if pids:
         ctx.log.warning("%s; QEMU process %d of domain %s is running (read from /proc): reporting running",
                         problem, pids[0], name)
+        ctx.notice = f"{problem}; QEMU process {pids[0]} of {name} runs (from /proc)"
         return OCFCode.SUCCESS
     ctx.log.warning("%s; no QEMU process of domain %s in /proc: reporting not running", problem, name)
+    ctx.notice = f"{problem}; no QEMU process of {name} in /proc"
     return OCFCode.NOT_RUNNING
 
 

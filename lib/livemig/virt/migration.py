@@ -258,15 +258,13 @@ class LiveMigration:
         call.wait(self.ctx.deadline.remaining())
         where = self._where()
         raise GenericError(
-            f"live migration of {self.name} to {self.target} aborted after {until.total:.0f}s ({progress}); "
-            f"{where}. Raise the migrate_to timeout, raise migration_speed, or set "
-            "migration_convergence=auto-converge")
+            f"migration to {self.target} aborted at its {until.total:.0f}s deadline, {where} ({progress}); "
+            "raise the migrate_to timeout or migration_speed, or set migration_convergence=auto-converge")
 
     def _failed(self, hv: Hypervisor, plan: MigrationPlan, exc: HypervisorError) -> None:
         where_here = self._runs_here()
         if where_here:
-            raise GenericError(f"live migration of {self.name} to {self.target} failed: {exc}; "
-                               f"{self.name} still runs on {self.local}")
+            raise GenericError(f"migration to {self.target} failed, {self.name} still runs on {self.local}: {exc}")
         there = self._runs_on_target(plan)
         if there is True:
             self.log.warning("migration reported an error (%s) but %s now runs on %s only", exc, self.name,
@@ -274,7 +272,7 @@ class LiveMigration:
             return
         state = "does not run on either node" if there is False else f"is not on {self.local}; {self.target} " \
                 "could not be asked"
-        raise GenericError(f"live migration of {self.name} to {self.target} failed: {exc}; the domain {state}")
+        raise GenericError(f"migration to {self.target} failed and {self.name} {state}: {exc}")
 
     def _finish(self, plan: MigrationPlan) -> None:
         """The domain has arrived: nothing from here on may turn that into a failure."""
@@ -305,8 +303,8 @@ class LiveMigration:
         if here:
             return f"{self.name} still runs on {self.local}"
         if here is False:
-            return f"{self.name} no longer runs on {self.local}"
-        return f"could not ask libvirtd on {self.local} where {self.name} runs"
+            return f"{self.name} NO LONGER runs on {self.local}"
+        return f"libvirtd on {self.local} cannot tell where {self.name} runs"
 
     def _runs_on_target(self, plan: MigrationPlan) -> Optional[bool]:
         hv = Hypervisor(plan.dest_uri, self.ctx.deadline, call_cap=5.0)

@@ -32,6 +32,7 @@ _PAUSED_FAILED = {
     PAUSED_API_ERROR: "paused after a libvirt API error",
 }
 PAUSED_MIGRATION = 2
+SHUTOFF_CRASHED = 3  # virDomainShutoffReason: QEMU died
 PAUSED_POSTCOPY = 12
 _PAUSED_NAMES = {
     0: "unknown", 1: "user", 2: "migration", 3: "save", 4: "dump", 7: "from snapshot",

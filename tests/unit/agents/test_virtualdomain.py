@@ -76,6 +76,30 @@ def test_stop_falls_back_to_destroy_within_deadline(agent, fake_libvirt: FakeLib
     assert [c[0] for c in fake_libvirt.calls if c[0] in ("shutdown", "destroy")] == ["shutdown", "destroy"]
 
 
+def test_stop_repeats_the_shutdown_request(agent, fake_libvirt: FakeLibvirt) -> None:
+    dom = fake_libvirt.add("vm1")
+    dom.ignores_shutdown = True
+    asked = []
+
+    def second_time_lucky() -> None:
+        asked.append(1)
+        if len(asked) == 2:
+            dom.ignores_shutdown = False
+
+    fake_libvirt.hooks["shutdown"] = second_time_lucky
+    res = agent("stop", timeout_ms=30000)
+    assert res.code == 0, res.stderr
+    assert len(asked) == 2
+    assert not [c for c in fake_libvirt.calls if c[0] == "destroy"]
+
+
+def test_recurring_monitor_reports_a_crash_shutoff(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1", persistent=True, state=(VIR_DOMAIN_SHUTOFF, 3))
+    res = agent("monitor", interval_ms=10000)
+    assert res.code == 1 and "after a crash" in res.reason
+    assert agent("monitor").code == 7  # a probe: it is not running
+
+
 def test_force_stop_destroys_at_once(agent, fake_libvirt: FakeLibvirt) -> None:
     fake_libvirt.add("vm1")
     assert agent("stop", force_stop="true").code == 0
@@ -98,11 +122,20 @@ def test_stop_remembers_name_when_config_becomes_unreadable(agent, fake_libvirt:
 
 
 def test_stop_without_any_name_fails_rather_than_lie(agent, fake_libvirt: FakeLibvirt, config_file: Path) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1")  # named like the resource: it may well be ours
     config_file.unlink()
     res = agent("stop")
     assert res.code == 1
-    assert "cannot tell which domain to stop" in res.reason
+    assert res.reason.startswith("domain vm1 runs here and config")
+
+
+def test_stop_after_a_start_that_never_found_its_config(agent, fake_libvirt: FakeLibvirt, config_file: Path) -> None:
+    """A typo in config= must not get nodes fenced: start fails (5), the stop after it succeeds."""
+    config_file.unlink()
+    assert agent("start").code == 5
+    res = agent("stop")
+    assert res.code == 0, res.stderr
+    assert "no domain of this resource ran here since boot" in res.reason
 
 
 def test_save_config_on_stop_writes_the_running_definition(agent, fake_libvirt: FakeLibvirt,
@@ -148,6 +181,7 @@ def test_probe_falls_back_to_proc_when_libvirtd_hangs(agent, fake_libvirt: FakeL
     assert time.monotonic() - started < 6
     assert res.code == 0
     assert "QEMU process 4242" in res.stderr
+    assert "did not answer" in res.reason and "from /proc" in res.reason  # said even on success
 
 
 def test_monitor_with_hung_libvirtd_and_no_qemu_is_not_running(agent, fake_libvirt: FakeLibvirt,
@@ -156,6 +190,7 @@ def test_monitor_with_hung_libvirtd_and_no_qemu_is_not_running(agent, fake_libvi
     monkeypatch.setattr("livemig.virt.lifecycle.find_qemu_pids", lambda name: [])
     res = agent("monitor", timeout_ms=6000)
     assert res.code == 7
+    assert "no QEMU process of vm1 in /proc" in res.reason
 
 
 def test_monitor_remote_uri_and_hung_libvirtd_is_an_error(agent, fake_libvirt: FakeLibvirt) -> None:

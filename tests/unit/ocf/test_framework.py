@@ -210,3 +210,9 @@ def test_statefile_unwritable_directory_is_not_an_error(tmp_path: Path) -> None:
     blocker.write_text("")
     sf = StateFile("Agent", "r", {"HA_RSCTMP": str(blocker / "sub")})
     assert sf.save({"a": 1}) is False
+
+
+def test_exit_reason_is_cut_to_what_pacemaker_keeps() -> None:
+    line = exit_reason_line("x" * 300, {})
+    assert len(line) == len("ocf-exit-reason:") + 128 - 12 + len(" (see log)")
+    assert line.endswith("(see log)")

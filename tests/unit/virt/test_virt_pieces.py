@@ -98,6 +98,7 @@ def test_state_constants_match_libvirt() -> None:
     assert states.PAUSED_MIGRATION == libvirt.VIR_DOMAIN_PAUSED_MIGRATION
     assert states.PAUSED_POSTCOPY == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY
     assert states.PAUSED_API_ERROR == getattr(libvirt, "VIR_DOMAIN_PAUSED_API_ERROR", 14)
+    assert states.SHUTOFF_CRASHED == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
 
 
 def test_io_error_pause_reason_is_actionable() -> None:
