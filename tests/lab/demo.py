@@ -38,6 +38,7 @@ def main() -> int:
     t = time.monotonic()
     banner("building the lab (2 nodes: corosync, pacemaker, libvirtd; simulated DRBD)")
     try:
+        labctl.acquire_lab_lock()  # held until this process exits
         state = labctl.up(int(os.environ.get("LAB_NODES", "2")))
     except labctl.LabError as exc:
         print(f"lab up failed: {exc}", file=sys.stderr)

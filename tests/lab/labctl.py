@@ -54,6 +54,31 @@ class LabError(RuntimeError):
     """A lab component could not be set up."""
 
 
+LAB_LOCK = Path("/run/lock/livemig-lab.lock")
+
+
+def acquire_lab_lock(timeout: float = 1800.0) -> int:
+    """Hold the machine's one lab: an exclusive flock, waited for (bounded) rather than failed.
+
+    Two test sessions (or a session and `make demo`) on one machine take turns.
+    Returns the fd; closing it (or exiting) releases the lock.
+    """
+    import fcntl
+
+    LAB_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(LAB_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise LabError(f"another lab holds {LAB_LOCK} for more than {timeout:.0f}s") from None
+            time.sleep(1.0)
+
+
 def log(msg: str) -> None:
     sys.stderr.write(f"[lab {time.monotonic() - _T0:6.1f}s] {msg}\n")
     sys.stderr.flush()

@@ -59,11 +59,15 @@ _SESSION = LabSession()
 @pytest.fixture(scope="session")
 def lab_session() -> Iterator[LabSession]:
     session = _SESSION
+    lock = labctl.acquire_lab_lock()  # another session's lab: wait for it, don't collide
     try:
         yield session
     finally:
-        if session.is_up or labctl.LAB_DIR.exists():
-            session.down()
+        try:
+            if session.is_up or labctl.LAB_DIR.exists():
+                session.down()
+        finally:
+            os.close(lock)
 
 
 @pytest.fixture()
