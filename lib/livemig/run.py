@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import signal
-import subprocess
 import time
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+
+if TYPE_CHECKING:
+    import subprocess  # nosec B404 # argv lists only, never shell=True (see CommandRunner)
+
+# subprocess, shutil and signal are imported where a command is run: a steady-state
+# monitor runs none, and shutil alone pulls in bz2, lzma and fnmatch.
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class CommandRunner:
     def which(self, program: str) -> Optional[str]:
         if os.sep in program:
             return program if os.access(program, os.X_OK) else None
+        import shutil
+
         return shutil.which(program, path=self._path or os.environ.get("PATH", os.defpath))
 
     def run(
@@ -100,10 +105,12 @@ class CommandRunner:
         if env:
             full_env.update(env)
         timeout = max(0.0, timeout)
+        import subprocess  # nosec B404 # argv lists only, never shell=True
+
         started = time.monotonic()
         log.debug("running: %s (timeout %.1fs)", " ".join(argv), timeout)
         try:
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # nosec B603 # argv from livemig's code, no shell
                 [exe, *argv[1:]],
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -130,6 +137,9 @@ class CommandRunner:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+    import subprocess  # nosec B404 # only for TimeoutExpired/Popen types
+
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:

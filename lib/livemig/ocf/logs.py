@@ -13,14 +13,12 @@ resource instance, like resource-agents' ``ocf_log``.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 from typing import List, Mapping, Optional
 
 LOGGER_NAME = "livemig"
-
-_FACILITIES = logging.handlers.SysLogHandler.facility_names
+SYSLOG_SOCKET = "/dev/log"
 
 
 def _first(env: Mapping[str, str], *names: str) -> Optional[str]:
@@ -58,11 +56,18 @@ def setup_logging(agent: str, instance: str, environ: Optional[Mapping[str, str]
     tag = f"{agent}({instance})[{os.getpid()}]"
     handlers: List[logging.Handler] = []
 
+    # A log line that cannot be written is dropped, never turned into a traceback on
+    # stderr (where Pacemaker looks for the exit reason).
+    logging.raiseExceptions = False
     facility = _first(env, "HA_LOGFACILITY", "PCMK_logfacility")
-    if facility and facility.lower() not in ("none", "no", "false"):
-        code = _FACILITIES.get(facility.lower(), logging.handlers.SysLogHandler.LOG_DAEMON)
+    # SysLogHandler swallows a failed connect and fails at every emit instead: only use it
+    # when a syslog socket exists (a node may run no syslog daemon at all).
+    if facility and facility.lower() not in ("none", "no", "false") and os.path.exists(SYSLOG_SOCKET):
+        # Imported only when syslog is wanted: logging.handlers pulls in socket, pickle and queue.
+        from logging.handlers import SysLogHandler as syslog_cls  # noqa: N813
+        code = syslog_cls.facility_names.get(facility.lower(), syslog_cls.LOG_DAEMON)
         try:
-            syslog = logging.handlers.SysLogHandler(address="/dev/log", facility=code)
+            syslog = syslog_cls(address="/dev/log", facility=code)
             syslog.setFormatter(logging.Formatter(f"{tag}: %(levelname)s: %(message)s"))
             handlers.append(syslog)
         except OSError:

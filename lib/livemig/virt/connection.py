@@ -9,8 +9,10 @@ fail at once instead of queueing behind the stuck one.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from livemig.ocf.deadline import Deadline
 from livemig.virt.bounded import BackgroundCall, CallTimeout, bounded_call
@@ -19,6 +21,11 @@ log = logging.getLogger("livemig")
 T = TypeVar("T")
 
 _handler_registered = False
+_event_loop_lock = threading.Lock()
+_event_loop_running = False
+
+#: virDomainEventID VIR_DOMAIN_EVENT_ID_LIFECYCLE (stable ABI)
+EVENT_ID_LIFECYCLE = 0
 
 
 def quiet_libvirt() -> Any:
@@ -30,6 +37,40 @@ def quiet_libvirt() -> Any:
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         _handler_registered = True
     return libvirt
+
+
+def start_event_loop(libvirt: Any) -> bool:
+    """Run libvirt's default event loop in a daemon thread, once per process.
+
+    Must happen before a connection is opened for that connection to deliver
+    events. False when this libvirt binding has no event loop (then callers poll).
+    The thread blocks in poll(2) between events and costs nothing while idle;
+    like every abandoned call, it never delays the agent's exit (``os._exit``).
+    """
+    global _event_loop_running
+    with _event_loop_lock:
+        if _event_loop_running:
+            return True
+        register = getattr(libvirt, "virEventRegisterDefaultImpl", None)
+        run_once = getattr(libvirt, "virEventRunDefaultImpl", None)
+        if register is None or run_once is None:
+            return False
+        try:
+            register()
+        except Exception as exc:  # noqa: BLE001 - no events: the caller polls instead
+            log.debug("libvirt event loop unavailable: %s", exc)
+            return False
+
+        def loop() -> None:
+            while True:
+                try:
+                    run_once()
+                except Exception:  # noqa: BLE001 - keep the loop alive; never spin
+                    time.sleep(0.1)
+
+        threading.Thread(target=loop, name="libvirt:events", daemon=True).start()
+        _event_loop_running = True
+        return True
 
 
 class HypervisorError(Exception):
@@ -53,13 +94,21 @@ class DomainStatus:
 
 
 class Hypervisor:
-    def __init__(self, uri: Optional[str], deadline: Deadline, call_cap: float = 30.0) -> None:
+    """``events=True``: lifecycle events wake :meth:`wait_for_change` (used while waiting for a
+    domain to stop); without them, or when libvirt cannot deliver them, it sleeps its interval."""
+
+    def __init__(self, uri: Optional[str], deadline: Deadline, call_cap: float = 30.0,
+                 events: bool = False) -> None:
         self.uri = uri
         self.deadline = deadline
         self.call_cap = call_cap
         self._conn: Any = None
         self._stuck: Optional[str] = None
         self.libvirt = quiet_libvirt()
+        self._events = events
+        self._changed = threading.Event()
+        self._watching: Optional[bool] = None  # None: not tried yet
+        self._callback_ids: List[int] = []
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -80,6 +129,8 @@ class Hypervisor:
 
     def open(self, cap: Optional[float] = None) -> Hypervisor:
         if self._conn is None:
+            if self._events and not start_event_loop(self.libvirt):
+                self._events = False
             try:
                 self._conn = self._call("connect", self.libvirt.open, self.uri, cap=cap)
             except HypervisorUnreachable:
@@ -96,11 +147,53 @@ class Hypervisor:
 
     def close(self) -> None:
         if self._conn is not None and not self._stuck:
+            for cb_id in self._callback_ids:
+                try:
+                    bounded_call("domainEventDeregisterAny", self.deadline.bound(2.0),
+                                 self._conn.domainEventDeregisterAny, cb_id)
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    break
+            self._callback_ids = []
             try:
                 bounded_call("close", self.deadline.bound(2.0), self._conn.close)
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:  # noqa: BLE001 # nosec B110 # closing is best effort
                 pass
         self._conn = None
+
+    # -- waiting for a domain to change ----------------------------------------------------
+
+    def _on_lifecycle(self, _conn: Any, _dom: Any, _event: int, _detail: int, _opaque: Any) -> None:
+        self._changed.set()
+
+    def watch(self) -> bool:
+        """Subscribe to this connection's domain lifecycle events (once); False when polling."""
+        if self._watching is None:
+            self._watching = False
+            register = getattr(self.conn, "domainEventRegisterAny", None) if self._events else None
+            if register is not None:
+                try:
+                    cb_id = self._call("domainEventRegisterAny", register, None, EVENT_ID_LIFECYCLE,
+                                       self._on_lifecycle, None, cap=5.0)
+                except HypervisorUnreachable:
+                    raise
+                except HypervisorError as exc:
+                    log.debug("no lifecycle events from %s (%s): polling", self.describe(), exc)
+                else:
+                    self._callback_ids.append(int(cb_id))
+                    self._watching = True
+        return self._watching
+
+    def mark(self) -> None:
+        """Forget events seen so far: call before reading the state a wait depends on."""
+        self._changed.clear()
+
+    def wait_for_change(self, seconds: float) -> None:
+        """Return when a lifecycle event arrived since :meth:`mark`, or after ``seconds``."""
+        seconds = self.deadline.bound(seconds)
+        if self._watching:
+            self._changed.wait(seconds)
+        else:
+            time.sleep(seconds)
 
     def is_no_domain(self, exc: HypervisorError) -> bool:
         return bool(exc.code == self.libvirt.VIR_ERR_NO_DOMAIN)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import tempfile
 import time
 from typing import Any, Dict, List, Mapping, Optional, Protocol
 
@@ -50,8 +48,15 @@ def _health(hv: Hypervisor, name: str) -> Optional[DomainHealth]:
 
 def _wait_until(ctx: AgentContext, hv: Hypervisor, name: str, want_running: bool,
                 until: Deadline) -> bool:
-    """Poll until the domain runs (or is gone/off); False when ``until`` passes first."""
+    """Wait until the domain runs (or is gone/off); False when ``until`` passes first.
+
+    Event-driven where the connection delivers lifecycle events (see
+    :meth:`Hypervisor.watch`): the state is read again as soon as libvirt reports
+    a change, and every POLL_INTERVAL anyway. Otherwise a plain poll.
+    """
+    hv.watch()
     while True:
+        hv.mark()  # before reading: a change that lands after the read wakes the wait below
         health = _health(hv, name)
         done = (health is not None and health.running) if want_running else (health is None or health.stopped)
         if done:
@@ -59,7 +64,7 @@ def _wait_until(ctx: AgentContext, hv: Hypervisor, name: str, want_running: bool
         # Stop while a last libvirt call still has time to answer within the operation deadline.
         if until.remaining() < POLL_INTERVAL or ctx.deadline.remaining() < POLL_INTERVAL:
             return False
-        until.sleep(POLL_INTERVAL)
+        hv.wait_for_change(until.bound(POLL_INTERVAL))
 
 
 # -- start -------------------------------------------------------------------------------
@@ -172,7 +177,8 @@ def domain_is_running(ctx: AgentContext, name: str, values: Mapping[str, Any]) -
 
 def stop_domain(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> None:
     uri = values["hypervisor"]
-    hv = Hypervisor(uri, ctx.deadline)
+    # events: the guest's power-off is seen when libvirt reports it, not at the next poll.
+    hv = Hypervisor(uri, ctx.deadline, events=True)
     try:
         try:
             hv.open(cap=ctx.deadline.remaining() * 0.5)
@@ -295,6 +301,8 @@ def _write_config(path: str, xml: str) -> None:
         mode = os.stat(path).st_mode & 0o7777
     except OSError:
         pass
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".livemig-", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -325,6 +333,8 @@ def _stop_without_libvirt(ctx: AgentContext, name: str, uri: Optional[str], prob
         return
     ctx.log.warning("%s; terminating QEMU process(es) %s of domain %s directly",
                     problem, ", ".join(map(str, pids)), name)
+    import signal
+
     for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         for pid in pids:
             try:

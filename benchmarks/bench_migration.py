@@ -1,0 +1,151 @@
+"""Live migration on the lab's node pair: migrate_to + migrate_from through the agent vs virsh.
+
+    python3 benchmarks/bench_migration.py [--reps 3] [--dirty-mib-s 20]
+
+Brings the two-node lab up (``--bare --no-vm``: no cluster configuration, the lock of
+tests/lab/labctl.py serializes it machine-wide), runs a tiny guest outside Pacemaker and moves it
+back and forth, alternating ocf:livemig:VirtualDomain's ``migrate_to`` (source) then
+``migrate_from`` (target), as Pacemaker calls them, with ``virsh migrate --live --p2p DOM
+qemu+tcp://TARGET/system`` (the same flags the agent uses for a transient domain:
+VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER, the same target URI). Directions alternate so that both
+methods go both ways. Downtime and libvirt's own total time are read from the completed job
+statistics on the target (``virsh domjobinfo --completed --keep-completed``). Always tears the
+lab down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, fmt_ratio, fmt_s, machine, median, say, table  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+import labctl  # noqa: E402
+
+from tests.support import guest  # noqa: E402
+
+AGENT = "/usr/lib/ocf/resource.d/livemig/VirtualDomain"  # in the nodes: the working tree's agent
+NAME = "lmbench"
+
+
+def agent(node: str, action: str, config: str, **env: str) -> Tuple[int, float]:
+    argv = ["env", "OCF_ROOT=/usr/lib/ocf", f"OCF_RESOURCE_INSTANCE={NAME}", f"OCF_RESKEY_config={config}",
+            "OCF_RESKEY_hypervisor=qemu:///system", "OCF_RESKEY_CRM_meta_timeout=120000",
+            "OCF_RESKEY_migration_transport=tcp", "HA_RSCTMP=/run/resource-agents", "HA_logfacility=none",
+            *[f"{k}={v}" for k, v in env.items()], AGENT, action]
+    t0 = time.monotonic()
+    res = labctl.on_node(node, argv, check=False, timeout=180)
+    wall = time.monotonic() - t0
+    if res.returncode != 0:
+        say(f"  WARNING: {action} on {node} returned {res.returncode}: {res.stderr.strip()[-300:]}")
+    return res.returncode, wall
+
+
+def virsh_migrate(source: str, target: str) -> Tuple[int, float]:
+    t0 = time.monotonic()
+    res = labctl.on_node(source, ["virsh", "migrate", "--live", "--p2p", NAME, f"qemu+tcp://{target}/system"],
+                         check=False, timeout=180)
+    wall = time.monotonic() - t0
+    if res.returncode != 0:
+        say(f"  WARNING: virsh migrate {source}->{target}: {res.stderr.strip()[-300:]}")
+    return res.returncode, wall
+
+
+def job_stats(node: str) -> Dict[str, str]:
+    res = labctl.on_node(node, ["virsh", "domjobinfo", "--completed", "--keep-completed", NAME], check=False)
+    stats = {}
+    for line in res.stdout.splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            stats[key.strip()] = value.strip()
+    return stats
+
+
+def ms(stats: Dict[str, str], key: str) -> float:
+    try:
+        return float(stats.get(key, "nan").split()[0]) / 1000.0
+    except ValueError:
+        return float("nan")
+
+
+def run(reps: int, dirty: float) -> List[List[str]]:
+    shared = Path(labctl.vm_config_path()).parent
+    shared.mkdir(parents=True, exist_ok=True)
+    image = guest.ensure_guest_image()
+    rows = []
+    for label, rate in (("idle guest", 0.0), (f"guest dirtying {dirty:g} MiB/s", dirty)):
+        config = str(shared / f"{NAME}.xml")
+        console = shared / f"{NAME}.console"
+        Path(config).write_text(guest.domain_xml(NAME, image, console_log=console, dirty_mib_s=rate))
+        console.write_bytes(b"")
+        nodes = labctl.load_state()["names"][:2]
+        code, _ = agent(nodes[0], "start", config)
+        if code != 0:
+            raise RuntimeError("cannot start the benchmark guest")
+        guest.wait_for_console(console, guest.READY, 120)
+        time.sleep(2.0 if rate else 0.5)  # let the dirtying reach its rate
+        where = 0
+        results: Dict[str, List[Tuple[float, float, float]]] = {"livemig": [], "virsh": []}
+        order = []
+        for i in range(reps):
+            order += [("livemig", "virsh")] if i % 2 == 0 else [("virsh", "livemig")]
+        for pair in order:
+            for method in pair:
+                src, dst = nodes[where], nodes[1 - where]
+                if method == "livemig":
+                    c1, w1 = agent(src, "migrate_to", config, OCF_RESKEY_CRM_meta_migrate_target=dst)
+                    c2, w2 = agent(dst, "migrate_from", config, OCF_RESKEY_CRM_meta_migrate_source=src)
+                    ok, wall = c1 == 0 and c2 == 0, w1 + w2
+                else:
+                    c, wall = virsh_migrate(src, dst)
+                    ok = c == 0
+                if not ok:
+                    raise RuntimeError(f"{method} migration {src}->{dst} failed")
+                stats = job_stats(dst)
+                results[method].append((wall, ms(stats, "Total downtime"), ms(stats, "Time elapsed")))
+                where = 1 - where
+        agent(nodes[where], "stop", config)
+        lm, vs = results["livemig"], results["virsh"]
+        lm_wall, vs_wall = median([r[0] for r in lm]), median([r[0] for r in vs])
+        lm_down, vs_down = median([r[1] for r in lm]), median([r[1] for r in vs])
+        rows.append([label, fmt_s(lm_wall), fmt_s(vs_wall), fmt_ratio(lm_wall / vs_wall),
+                     fmt_s(median([r[2] for r in lm])), fmt_s(median([r[2] for r in vs])),
+                     fmt_s(lm_down), fmt_s(vs_down),
+                     " ".join(f"{r[1] * 1000:.0f}" for r in lm) + " / " + " ".join(f"{r[1] * 1000:.0f}" for r in vs)])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3, help="migrations per method and guest")
+    parser.add_argument("--dirty-mib-s", type=float, default=20.0)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        say("the benchmarks need root (the lab runs in namespaces)")
+        return 1
+    say(f"machine: {machine()}")
+    fd = labctl.acquire_lab_lock()
+    try:
+        labctl.up(2, configure=False, vm=False)
+        try:
+            rows = run(args.reps, args.dirty_mib_s)
+        finally:
+            labctl.down()
+    finally:
+        os.close(fd)
+    say(table(f"Live migration node1 <-> node2, median of {args.reps} per method "
+              "(agent: migrate_to wall + migrate_from wall; virsh: virsh migrate wall)",
+              ["guest", "livemig wall", "virsh wall", "livemig/virsh", "libvirt time, livemig",
+               "libvirt time, virsh", "downtime livemig", "downtime virsh", "downtimes ms (livemig / virsh)"],
+              rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+# `make bench`: livemig vs ocf:heartbeat:VirtualDomain, side by side (docs/performance.md). Root.
+.PHONY: bench bench-local bench-migration
+
+BENCH_ARGS ?=
+BENCH_MIGRATION_ARGS ?=
+
+bench: bench-local bench-migration
+
+bench-local: deps
+	$(VPY) benchmarks/bench_local.py $(BENCH_ARGS)
+
+bench-migration: deps
+	$(VPY) benchmarks/bench_migration.py $(BENCH_MIGRATION_ARGS)
