@@ -18,7 +18,7 @@ APT_PACKAGES = \
 	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod \
 	$(EXTRA_APT_PACKAGES)
 
-PIP_PACKAGES := pytest pytest-timeout hypothesis ruff mypy lxml-stubs types-setuptools
+PIP_PACKAGES := pytest pytest-timeout hypothesis ruff mypy lxml-stubs types-setuptools bandit
 
 -include mk/*.mk
 
@@ -48,8 +48,9 @@ venv: apt-deps $(VENV)/.stamp
 deps: apt-deps venv
 
 lint: deps
-	$(VENV)/bin/ruff check lib agents/VirtualDomain tests
+	$(VENV)/bin/ruff check lib agents/VirtualDomain tests benchmarks tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/bandit -q -r lib
 
 unit: deps
 	$(VPY) -m pytest tests/unit

@@ -32,7 +32,7 @@ OK, GENERIC, NOT_INSTALLED, NOT_CONFIGURED, NOT_RUNNING = 0, 1, 5, 6, 7
 #: config files the test prepares (see test_virtualdomain_bad_input.py)
 CONFIG_KINDS = (
     "valid", "missing", "dangling-symlink", "directory", "empty", "not-xml",
-    "no-name", "empty-name", "not-a-domain",
+    "no-name", "empty-name", "not-a-domain", "xxe", "billion-laughs", "huge",
 )
 
 BOTH = ("validate-all", "start")
@@ -73,6 +73,12 @@ TABLE = [
     BadInput("config-no-name", {"config": "{config:no-name}"}, NOT_CONFIGURED, "name"),
     BadInput("config-empty-name", {"config": "{config:empty-name}"}, NOT_CONFIGURED, "name"),
     BadInput("config-not-a-domain", {"config": "{config:not-a-domain}"}, NOT_CONFIGURED, "domain"),
+    BadInput("config-xxe", {"config": "{config:xxe}"}, NOT_CONFIGURED, "DOCTYPE", guess=False,
+             note="an external entity naming a local file: refused, the file is never opened"),
+    BadInput("config-billion-laughs", {"config": "{config:billion-laughs}"}, NOT_CONFIGURED, "DOCTYPE", guess=False,
+             note="nested entities: refused before any expansion"),
+    BadInput("config-huge", {"config": "{config:huge}"}, NOT_CONFIGURED, "larger than", guess=False,
+             note="over 4 MiB: a configuration error everywhere, not a node-local one"),
     # --- parameter types ------------------------------------------------------------------
     BadInput("force_stop-not-boolean", {"force_stop": "maybe"}, NOT_CONFIGURED, "force_stop"),
     BadInput("autoset_utilization_cpu-not-boolean", {"autoset_utilization_cpu": "perhaps"},
@@ -80,6 +86,18 @@ TABLE = [
     BadInput("save_config_on_stop-not-boolean", {"save_config_on_stop": "xyz"},
              NOT_CONFIGURED, "save_config_on_stop"),
     BadInput("migration_downtime-not-integer", {"migration_downtime": "abc"}, NOT_CONFIGURED, "migration_downtime"),
+    BadInput("migration_downtime-double-minus", {"migration_downtime": "--5"}, NOT_CONFIGURED, "migration_downtime",
+             note="int() would raise: was an internal error (1)"),
+    BadInput("migrateport-non-ascii-digit", {"migrateport": "\u00b2"}, NOT_CONFIGURED, "migrateport",
+             note="str.isdigit() accepts it, int() does not: was an internal error (1)"),
+    BadInput("migrateport-out-of-range", {"migrateport": "70000"}, NOT_CONFIGURED, "maximum"),
+    BadInput("remoteuri-percent-abuse", {"remoteuri": "qemu+tcp://%n/system%s"}, NOT_CONFIGURED, "only %n"),
+    BadInput("migrateuri-traversal", {"migrateuri": "unix:///run/../etc/x"}, NOT_CONFIGURED, "'..'"),
+    BadInput("remoteuri-not-a-uri", {"remoteuri": "../../etc/shadow"}, NOT_CONFIGURED, "not a URI"),
+    BadInput("drbd_resources-option-injection", {"drbd_resources": "-c"}, NOT_CONFIGURED, "drbd_resources",
+             note="a leading '-' would be an option of drbdadm"),
+    BadInput("shutdown_mode-shell", {"shutdown_mode": "acpi;reboot"}, NOT_CONFIGURED, "shutdown_mode",
+             note="no shell ever sees a value"),
     # --- values and combinations ---------------------------------------------------------------
     BadInput("shutdown_mode-unknown", {"shutdown_mode": "reboot"}, NOT_CONFIGURED, "shutdown_mode"),
     BadInput("shutdown_mode-one-unknown", {"shutdown_mode": "acpi,bogus"}, NOT_CONFIGURED, "bogus"),

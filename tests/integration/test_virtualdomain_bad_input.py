@@ -28,6 +28,14 @@ def _config_files(directory: Path, name: str, image: guest.GuestImage) -> Dict[s
     files["no-name"].write_text(valid.replace(f"<name>{name}</name>", ""))
     files["empty-name"].write_text(valid.replace(f"<name>{name}</name>", "<name>  </name>"))
     files["not-a-domain"].write_text(f"<network><name>{name}</name></network>\n")
+    secret = directory / "secret"
+    secret.write_text("SECRET\n")
+    files["xxe"].write_text(f"<!DOCTYPE domain [<!ENTITY x SYSTEM 'file://{secret}'>]><domain><name>&x;</name></domain>")
+    entities = "".join(f"<!ENTITY {chr(98 + i)} '{('&' + chr(97 + i) + ';') * 10}'>" for i in range(9))
+    files["billion-laughs"].write_text(f"<!DOCTYPE d [<!ENTITY a 'aaaa'>{entities}]><domain><name>&j;</name></domain>")
+    files["huge"].write_text(valid)
+    with open(files["huge"], "r+b") as fh:
+        fh.truncate(5 << 20)  # sparse: over the 4 MiB limit without writing it
     return files
 
 

@@ -13,6 +13,7 @@ find the domain when the config file has become unreadable.
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from livemig.agents.virtualdomain_meta import METADATA, NOT_YET_SUPPORTED
@@ -25,6 +26,19 @@ from livemig.virt.options import check_uri, shutdown_flags
 
 if TYPE_CHECKING:
     from livemig.agents.virtualdomain_drbd import DrbdPlan
+    from livemig.ocf.metadata import Parameter
+
+#: what an integer parameter may look like: ASCII digits, one optional sign. Checked
+#: before the generic parser, which lets "--5" and "\u00b2" through to int() (ValueError: code 1).
+_INTEGER = re.compile(r"^\s*[+-]?[0-9]{1,18}\s*$")
+
+
+def parse_parameter(param: Parameter, raw: Optional[str]) -> Any:
+    """``param.parse(raw)``, with integers checked strictly first (ConfigurationError, never ValueError)."""
+    if param.type == "integer" and raw is not None and raw.strip() and not _INTEGER.match(raw):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise ConfigurationError(f"parameter {param.name}={shown!r} is not an integer")
+    return param.parse(raw)
 
 
 class VirtualDomain(ResourceAgent):
@@ -48,16 +62,30 @@ class VirtualDomain(ResourceAgent):
                 values: Dict[str, Any] = {}
                 for p in self.metadata.parameters:
                     try:
-                        values[p.name] = p.parse(raw.get(p.name))
-                    except ConfigurationError as exc:
+                        values[p.name] = parse_parameter(p, raw.get(p.name))
+                    except (ConfigurationError, ValueError) as exc:
                         self.log.warning("%s; using its default for stop", exc)
                         values[p.name] = p.parse(None) if p.name != "config" else raw.get("config")
+                self._lenient_fallbacks(values)
                 self._params = values
             else:
-                values = self.metadata.parse_params(raw)
+                values = {p.name: parse_parameter(p, raw.get(p.name)) for p in self.metadata.parameters}
                 self._check_combinations(values, raw)
                 self._params = values
         return self._params
+
+    def _lenient_fallbacks(self, values: Dict[str, Any]) -> None:
+        """stop with a value that would fail it: the safe default instead (a failed stop means fencing)."""
+        try:
+            shutdown_flags(values["shutdown_mode"] or "")
+        except ConfigurationError as exc:
+            self.log.warning("%s; using the hypervisor's default shutdown for stop", exc)
+            values["shutdown_mode"] = ""
+        snapshot = values["snapshot"]
+        if snapshot and not (os.path.isabs(snapshot) and os.path.isdir(snapshot)):
+            self.log.warning("snapshot directory %r is not an existing absolute path; stop shuts the domain "
+                             "down instead of saving its state", snapshot)
+            values["snapshot"] = ""
 
     def _check_combinations(self, values: Dict[str, Any], raw: Dict[str, str]) -> None:
         config = values["config"]
@@ -159,14 +187,52 @@ class VirtualDomain(ResourceAgent):
         return None
 
     def remember(self, name: str, path: Optional[str] = None, ident: Optional[List[int]] = None) -> None:
+        """Remember ``name`` as this resource's domain.
+
+        A different name remembered before (the config file now names another
+        domain, or ``config`` points at another file) is kept in
+        ``earlier_names`` until a stop has made sure that domain is gone: it
+        may still run, and must neither be forgotten nor run beside the new one.
+        """
         path = path or self.params(lenient=True)["config"]
         if ident is None:
             ident = self._config_identity(path)
         data = self.state.load()
-        if data.get("name") != name or data.get("config") != path or data.get("config_identity") != ident:
-            data.update(name=name, config=path, config_identity=ident)
+        earlier = self.earlier_names(data, name)
+        old = data.get("name")
+        if isinstance(old, str) and old and old != name and old not in earlier:
+            self.log.warning("config %s now names domain %s; %s, remembered for this resource, is kept "
+                             "in mind until a stop", path, name, old)
+            earlier.append(old)
+        if data.get("name") != name or data.get("config") != path or data.get("config_identity") != ident \
+                or (data.get("earlier_names") or []) != earlier:
+            data.update(name=name, config=path, config_identity=ident, earlier_names=earlier)
             if not self.state.save(data):
                 self.log.debug("could not write %s", self.state.path)
+
+    def earlier_names(self, data: Optional[Dict[str, Any]] = None, current: Optional[str] = None) -> List[str]:
+        """Names this resource's domain had before the current one, possibly still running here."""
+        data = self.state.load() if data is None else data
+        names = data.get("earlier_names")
+        if not isinstance(names, list):
+            return []
+        return [n for n in names if isinstance(n, str) and n and n != current]
+
+    def refuse_if_earlier_domain_runs(self, name: str, values: Dict[str, Any], action: str) -> None:
+        """GenericError when a domain this resource ran under another name still runs here."""
+        from livemig.virt.lifecycle import domain_is_running
+
+        for old in self.earlier_names(current=name):
+            if domain_is_running(self, old, values):
+                raise GenericError(
+                    f"{action}: domain {old} of this resource still runs here but config now names {name}; "
+                    "stop the resource (stops both) before changing the domain's name")
+
+    def forget_earlier_names(self, keep: List[str]) -> None:
+        data = self.state.load()
+        if data.get("earlier_names"):
+            data["earlier_names"] = keep
+            self.state.save(data)
 
     # -- actions -----------------------------------------------------------------------------
 
@@ -192,9 +258,11 @@ class VirtualDomain(ResourceAgent):
         values = self.params()
         name, xml_text = self.load_config()
         self.check_local_files(values)
+        self.refuse_if_earlier_domain_runs(name, values, "start")
         self.drbd_plan(xml_text).check_start()
         start_domain(self, name, values)
         self.remember(name)
+        self.state.update(running_here=True)
         return OCFCode.SUCCESS
 
     def check_local_files(self, values: Dict[str, Any]) -> None:
@@ -210,9 +278,18 @@ class VirtualDomain(ResourceAgent):
 
         values = self.params(lenient=True)
         name = self.domain_name(strict=False)
+        earlier = self.earlier_names(current=name)
+        for old in earlier:
+            # The config named another domain before: make sure that one is gone too.
+            self.log.info("stopping %s, this resource's domain before config named %s", old, name)
+            stop_domain(self, old, values)
+        if earlier:
+            self.forget_earlier_names([])
         if name is None:
             return self._stop_unknown_domain(values)
         stop_domain(self, name, values)
+        if self.state.load().get("running_here"):
+            self.state.update(running_here=False)
         return OCFCode.SUCCESS
 
     def _stop_unknown_domain(self, values: Dict[str, Any]) -> OCFCode:
@@ -250,7 +327,12 @@ class VirtualDomain(ResourceAgent):
                 return OCFCode.NOT_RUNNING
             raise NotInstalledError(
                 f"configuration file {values['config']} is unreadable or invalid on this node")
+        self.refuse_if_earlier_domain_runs(name, values, "monitor")
         code = monitor_domain(self, name, values)
+        if code == OCFCode.NOT_RUNNING and not self.env.is_probe and self.state.load().get("running_here"):
+            # A transient domain whose QEMU died is simply gone from libvirt: say what happened.
+            raise GenericError(f"domain {name} is gone (QEMU died or was killed?): it was started here and "
+                               "not stopped; see libvirt's QEMU log")
         if code == OCFCode.SUCCESS and self.env.check_level >= 10 and not self.env.is_probe:
             _, xml_text = self.load_config()
             self.drbd_plan(xml_text).check_monitor()
@@ -265,8 +347,10 @@ class VirtualDomain(ResourceAgent):
             raise ArgsError("migrate_to needs OCF_RESKEY_CRM_meta_migrate_target (set by Pacemaker)")
         values = self.params()
         name, xml_text = self.load_config()
+        self.refuse_if_earlier_domain_runs(name, values, "migrate_to")
         plan = self.drbd_plan(xml_text)
         LiveMigration(self, name, values, target, guard=lambda: plan.guard(target)).run()
+        self.state.update(running_here=False)
         return OCFCode.SUCCESS
 
     def action_migrate_from(self) -> OCFCode:
@@ -284,6 +368,7 @@ class VirtualDomain(ResourceAgent):
         await_monitor_scripts(self, values)
         if values["save_config_on_stop"]:
             save_config(self, name, values)
+        self.state.update(running_here=True)
         return OCFCode.SUCCESS
 
     def action_status(self) -> OCFCode:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Dict, List, Mapping, Optional
 
 from livemig.ocf.deadline import Deadline
@@ -20,12 +21,15 @@ from livemig.ocf.errors import ConfigurationError, GenericError
 from livemig.run import CommandRunner
 
 GUARD_MODES = ("auto", "dual-primary", "auto-promote", "off")
+#: a DRBD resource, host or Pacemaker node name as livemig accepts it: ASCII, no leading '-'
+_DRBD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
 
 
 def parse_resource_list(value: str) -> List[str]:
     names = [n for n in value.replace(",", " ").split() if n]
     for name in names:
-        if not all(c.isalnum() or c in "_.-+" for c in name):
+        # ASCII only, and never a leading '-': the name goes into drbdadm's argv.
+        if not _DRBD_NAME.match(name):
             raise ConfigurationError(f"drbd_resources: {name!r} is not a DRBD resource name")
     return list(dict.fromkeys(names))
 
@@ -35,7 +39,7 @@ def parse_peer_names(value: str) -> Dict[str, str]:
     mapping: Dict[str, str] = {}
     for item in value.replace(",", " ").split():
         node, sep, host = item.partition("=")
-        if not sep or not node or not host:
+        if not sep or not _DRBD_NAME.match(node) or not _DRBD_NAME.match(host):
             raise ConfigurationError(f"drbd_peer_names: {item!r} is not NODE=DRBD_HOST")
         mapping[node] = host
     return mapping

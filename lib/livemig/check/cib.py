@@ -265,7 +265,7 @@ def _check_drbd_resource(cib: etree._Element, vm: etree._Element, res: str) -> L
                          text="or run the commands `livemig config` prints"), res)]
     clone = promotable[0]
     cid = clone.clone_id or "?"
-    assert clone.element is not None
+    assert clone.element is not None  # nosec B101 # narrows the type for mypy; clones are parsed from elements
     form = "legacy ms (master)" if clone.legacy else "promotable clone"
     results = [ok(LAYER_PACEMAKER, "drbd-clone", f"{res} is managed by {form} {cid}", res)]
     if len(promotable) > 1:

@@ -130,4 +130,7 @@ class DrbdReader:
     # -- configuration --------------------------------------------------------
     def dump_xml(self, resource: str) -> List[DrbdResourceConfig]:
         """``drbdadm -v dump-xml <resource>`` (``-v`` folds ``common`` in)."""
+        if not resource or resource.startswith("-"):
+            # From a /dev/drbd/by-res/<name> path in the domain XML: never an option.
+            raise DrbdStateError(f"{resource!r} is not a DRBD resource name")
         return list(parse_dump_xml(self.run_tool(["drbdadm", "-v", "dump-xml", resource])))

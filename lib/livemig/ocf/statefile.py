@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import stat
 from typing import Any, Dict, Mapping, Optional
 
 DEFAULT_RSCTMP = "/run/resource-agents"
+MAX_STATE_BYTES = 64 * 1024
 _SAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
@@ -25,12 +26,36 @@ class StateFile:
         name = _SAFE.sub("_", f"livemig-{agent}-{instance}")[:200]
         self.path = os.path.join(directory, name + ".json")
 
-    def load(self) -> Dict[str, Any]:
+    def _trusted_directory(self) -> bool:
+        """Only a directory another user cannot plant files in (or a sticky one) is used."""
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            st = os.stat(os.path.dirname(self.path))
+        except OSError:
+            return False
+        writable_by_others = st.st_mode & 0o022
+        return st.st_uid in (0, os.geteuid()) and (not writable_by_others or bool(st.st_mode & 0o1000))
+
+    def load(self) -> Dict[str, Any]:
+        """The remembered state; {} for anything missing, corrupt or not trustworthy.
+
+        The file is not followed through a symlink and must be a regular file
+        owned by this user and writable by no one else: stop acts on what is
+        remembered here, so it must be what this agent wrote.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return {}
+        try:
+            st = os.fstat(fd)
+            if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022
+                    or st.st_size > MAX_STATE_BYTES or not self._trusted_directory()):
+                return {}
+            data = json.loads(os.read(fd, MAX_STATE_BYTES + 1).decode("utf-8"))
         except (OSError, ValueError):
             return {}
+        finally:
+            os.close(fd)
         return data if isinstance(data, dict) else {}
 
     def save(self, data: Mapping[str, Any]) -> bool:
@@ -38,6 +63,10 @@ class StateFile:
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
+            if not self._trusted_directory():
+                return False
+            import tempfile  # here: a steady-state monitor only reads (tempfile pulls in shutil, random)
+
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

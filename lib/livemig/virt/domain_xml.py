@@ -57,12 +57,14 @@ def read_config_text(path: str) -> str:
         if not stat.S_ISREG(st.st_mode):
             raise ConfigUnreadable(f"{path} is not a regular file")
         if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigUnreadable(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+            raise DomainXMLError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a domain definition")
         data = os.read(fd, MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigUnreadable(f"{path}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # grew between fstat and read
+        raise DomainXMLError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a domain definition")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -87,7 +89,8 @@ def parse_domain_xml(text: str, origin: str = "domain XML") -> DomainConfig:
     if not name:
         raise DomainXMLError(f"{origin} has no <name>")
     if len(name) > 255 or "/" in name or any(ord(c) < 32 for c in name):
-        raise DomainXMLError(f"{origin}: domain name {name!r} is not a valid libvirt domain name")
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise DomainXMLError(f"invalid domain name {shown!r} in {origin} (at most 255 characters, no '/')")
     uuid = (root.findtext("uuid") or "").strip() or None
 
     disks: List[DiskSource] = []

@@ -52,7 +52,7 @@ Converter = Callable[[str, str], Union[int, str]]
 
 
 def _uint(option: str, value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:  # int() refuses "\u00b2"
         raise ConfigurationError(f"migrate_options {option}={value!r}: needs a non-negative integer")
     return int(value)
 

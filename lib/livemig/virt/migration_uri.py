@@ -30,6 +30,8 @@ _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _TRANSPORT = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _URI = re.compile(r"^(?P<scheme>[a-z][a-z0-9]*)(?:\+(?P<transport>[a-z0-9]+))?://(?P<authority>[^/?#]*)"
                   r"(?P<path>/[^?#]*)?(?:\?(?P<query>[^#]*))?$")
+#: a URI after %n substitution: a scheme, then only RFC 3986 characters (ASCII, no white space)
+_URI_TEXT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
 #: query parameters that only make sense for a local socket
 _LOCAL_ONLY_QUERY = {"socket", "mode"}
 
@@ -56,6 +58,10 @@ def substitute_node(template: str, node: str, what: str) -> str:
         raise ConfigurationError(f"{what}={template!r}: only %n may be substituted")
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ConfigurationError(f"{what}={template!r} contains white space or control characters")
+    if not _URI_TEXT.match(value) or len(value) > 1024:
+        raise ConfigurationError(f"{what}={template!r} is not a URI (scheme:..., ASCII only)")
+    if ".." in value.split("?", 1)[0].split("/"):
+        raise ConfigurationError(f"{what}={template!r}: '..' path segments are not allowed")
     return value
 
 

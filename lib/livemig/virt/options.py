@@ -27,7 +27,8 @@ def check_uri(uri: Optional[str]) -> None:
     """ConfigurationError unless ``uri`` looks like a libvirt URI (None: libvirt's default)."""
     if uri is None:
         return
-    if not uri or len(uri) > 1024 or any(c.isspace() or ord(c) < 32 for c in uri) or ":" not in uri:
+    if not uri or len(uri) > 1024 or not uri.isascii() or any(c.isspace() or ord(c) < 32 for c in uri) \
+            or ":" not in uri:
         raise ConfigurationError(f"hypervisor={uri!r} is not a libvirt URI (e.g. qemu:///system)")
 
 

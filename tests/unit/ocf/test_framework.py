@@ -90,7 +90,7 @@ def test_parameter_parsing() -> None:
     with pytest.raises(ConfigurationError, match="not a boolean"):
         parse_boolean("x", "maybe")
     assert parse_integer("n", " 42 ") == 42
-    for bad in ("4x", "", "1e3", "9" * 30):
+    for bad in ("4x", "", "1e3", "9" * 30, "--5", "+-5", "\u00b2", "\u0665", "5 5"):
         with pytest.raises(ConfigurationError):
             parse_integer("n", bad)
     with pytest.raises(ConfigurationError, match="below the minimum"):
@@ -216,3 +216,51 @@ def test_exit_reason_is_cut_to_what_pacemaker_keeps() -> None:
     line = exit_reason_line("x" * 300, {})
     assert len(line) == len("ocf-exit-reason:") + 128 - 12 + len(" (see log)")
     assert line.endswith("(see log)")
+
+
+def test_unreachable_syslog_never_prints_tracebacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+    import sys
+
+    monkeypatch.setattr("livemig.ocf.logs.SYSLOG_SOCKET", str(tmp_path / "no-such-socket"))
+    err = io.StringIO()
+    log = setup_logging("Test", "vm9", {"HA_LOGFACILITY": "daemon"}, stream=err)
+    with contextlib.redirect_stderr(err):
+        log.error("boom")
+    assert "Traceback" not in err.getvalue() and "Logging error" not in err.getvalue()
+    assert "boom" in err.getvalue()  # fell back to stderr
+    sys.stderr.flush()
+
+
+def test_broken_log_handler_is_silent(tmp_path: Path) -> None:
+    import contextlib
+
+    logfile = tmp_path / "ha.log"
+    log = setup_logging("Test", "vm9", {"HA_LOGFILE": str(logfile)})
+    for handler in log.handlers:
+        handler.stream.close()  # type: ignore[attr-defined]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        log.error("lost")
+    assert err.getvalue() == ""
+
+
+def test_statefile_ignores_symlinks_and_foreign_files(tmp_path: Path) -> None:
+    import os
+
+    sf = StateFile("Agent", "r", {"HA_RSCTMP": str(tmp_path)})
+    target = tmp_path / "elsewhere.json"
+    target.write_text('{"name": "planted"}')
+    os.symlink(target, sf.path)
+    assert sf.load() == {}
+    os.unlink(sf.path)
+    Path(sf.path).write_text('{"name": "vm1"}')
+    os.chmod(sf.path, 0o666)  # writable by anyone: not trusted
+    assert sf.load() == {}
+    os.chmod(sf.path, 0o600)
+    assert sf.load() == {"name": "vm1"}
+    os.chmod(tmp_path, 0o777)  # a world-writable directory without the sticky bit
+    try:
+        assert sf.load() == {} and sf.save({"a": 1}) is False
+    finally:
+        os.chmod(tmp_path, 0o755)
