@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
@@ -47,12 +46,19 @@ class CommandTimeout(CommandError):
     """The program did not finish within its bound and was killed."""
 
 
-@dataclass(frozen=True)
 class CommandResult:
-    argv: Sequence[str]
-    returncode: int
-    stdout: str
-    stderr: str
+    """What a command did: its argv, exit code and decoded output."""
+
+    __slots__ = ("argv", "returncode", "stdout", "stderr")
+
+    def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"CommandResult({list(self.argv)!r}, {self.returncode})"
 
     @property
     def ok(self) -> bool:

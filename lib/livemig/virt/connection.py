@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, TypeVar
 
 from livemig.ocf.deadline import Deadline
 from livemig.virt.bounded import BackgroundCall, CallTimeout, bounded_call
@@ -85,8 +84,7 @@ class HypervisorUnreachable(HypervisorError):
     """The connection could not be opened, or libvirtd stopped answering."""
 
 
-@dataclass(frozen=True)
-class DomainStatus:
+class DomainStatus(NamedTuple):
     state: int
     reason: int
     max_memory_kib: int = 0

@@ -8,7 +8,7 @@ are stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Numeric values of libvirt's virDomainState / virDomainPausedReason, stable ABI.
 NOSTATE, RUNNING, BLOCKED, PAUSED, SHUTDOWN, SHUTOFF, CRASHED, PMSUSPENDED = range(8)
@@ -40,8 +40,7 @@ _PAUSED_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class DomainHealth:
+class DomainHealth(NamedTuple):
     """What the agent reports: running (0), failed (1, with ``detail``) or stopped (7)."""
 
     running: bool
