@@ -9,10 +9,11 @@ cannot keep the agent waiting.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+
+from livemig.ocf.logs import get_logger
 
 if TYPE_CHECKING:
     import subprocess  # nosec B404 # argv lists only, never shell=True (see CommandRunner)
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 # subprocess, shutil and signal are imported where a command is run: a steady-state
 # monitor runs none, and shutil alone pulls in bz2, lzma and fnmatch.
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class CommandError(Exception):

@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
-import logging
 import re
-from typing import Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.errors import ConfigurationError, GenericError
 from livemig.run import CommandRunner
+
+if TYPE_CHECKING:
+    import logging
 
 GUARD_MODES = ("auto", "dual-primary", "auto-promote", "off")
 #: a DRBD resource, host or Pacemaker node name as livemig accepts it: ASCII, no leading '-'

@@ -29,7 +29,6 @@ peer and no mapping, that peer is the target.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -38,10 +37,11 @@ from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, Pe
 from livemig.drbd.status9 import ShowResource
 from livemig.drbd.tools import DrbdReader
 from livemig.ocf.deadline import Deadline
+from livemig.ocf.logs import get_logger
 from livemig.pacemaker.cib import CibError, fence_constraint_ids, parse_cib, read_cib_xml
 from livemig.run import CommandRunner
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MODE_DUAL_PRIMARY = "dual-primary"
 MODE_AUTO_PROMOTE = "auto-promote"

@@ -12,7 +12,6 @@ read from that file; 9 prints only its version there and is read with
 
 from __future__ import annotations
 
-import logging
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from livemig.drbd.config import DrbdResourceConfig, parse_dump_xml
@@ -21,9 +20,10 @@ from livemig.drbd.proc import ProcDrbd, proc_drbd_path, read_proc_drbd
 from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus
 from livemig.drbd.status9 import ShowResource, parse_show_json, parse_status_json
 from livemig.ocf.deadline import Deadline
+from livemig.ocf.logs import get_logger
 from livemig.run import CommandError, CommandRunner
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: No single DRBD tool call may take longer than this (and never past the deadline).
 DEFAULT_CALL_TIMEOUT = 10.0

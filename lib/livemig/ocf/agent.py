@@ -11,10 +11,9 @@ traceback goes to the log at debug level, never to stdout).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, TextIO
 
 from livemig.ocf.codes import OCFCode
 from livemig.ocf.deadline import Deadline, DeadlineExceeded, operation_deadline
@@ -22,6 +21,9 @@ from livemig.ocf.environment import OCFEnvironment
 from livemig.ocf.errors import OCFError
 from livemig.ocf.logs import setup_logging
 from livemig.ocf.metadata import AgentMetadata
+
+if TYPE_CHECKING:
+    import logging
 
 DEFAULT_EXIT_REASON_PREFIX = "ocf-exit-reason:"
 
@@ -149,6 +151,7 @@ def run(agent_cls: type[ResourceAgent]) -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        logging.shutdown()
+        if "logging" in sys.modules:  # flush file handlers; never imported by a quiet monitor
+            sys.modules["logging"].shutdown()
     finally:
         os._exit(code)

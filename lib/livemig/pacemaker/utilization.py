@@ -8,13 +8,13 @@ forks nothing.
 
 from __future__ import annotations
 
-import logging
 from typing import Dict, Mapping, MutableMapping, Optional
 
 from livemig.ocf.deadline import Deadline
+from livemig.ocf.logs import get_logger
 from livemig.run import CommandError, CommandRunner
 
-log = logging.getLogger("livemig")
+log = get_logger("livemig")
 
 UNSET = None
 

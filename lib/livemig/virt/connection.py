@@ -8,15 +8,15 @@ fail at once instead of queueing behind the stuck one.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, TypeVar
 
 from livemig.ocf.deadline import Deadline
+from livemig.ocf.logs import get_logger
 from livemig.virt.bounded import BackgroundCall, CallTimeout, bounded_call
 
-log = logging.getLogger("livemig")
+log = get_logger("livemig")
 T = TypeVar("T")
 
 _handler_registered = False

@@ -6,10 +6,9 @@ an operator can act on; they never wait past ``ctx.deadline``.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from typing import Any, Dict, List, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol
 
 from livemig.ocf.codes import OCFCode
 from livemig.ocf.deadline import Deadline
@@ -21,6 +20,9 @@ from livemig.virt.connection import Hypervisor, HypervisorError, HypervisorUnrea
 from livemig.virt.options import is_local_qemu, shutdown_flags
 from livemig.virt.qemu_proc import find_qemu_pids
 from livemig.virt.states import SHUTOFF_CRASHED, DomainHealth, classify
+
+if TYPE_CHECKING:
+    import logging
 
 POLL_INTERVAL = 0.5
 SHUTDOWN_REPEAT = 5.0  # seconds between repeated shutdown requests
