@@ -13,9 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import drbdsim  # noqa: E402
 
-FIXTURES = Path("/work/shared/fixtures/drbd")
-if not FIXTURES.exists():
-    FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "drbd"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "drbd"  # the repo's copies of the real outputs
 
 
 @pytest.fixture()
