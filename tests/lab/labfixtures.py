@@ -67,7 +67,7 @@ def lab_session() -> Iterator[LabSession]:
             if session.is_up or labctl.LAB_DIR.exists():
                 session.down()
         finally:
-            os.close(lock)
+            labctl.release_lab_lock(lock)
 
 
 @pytest.fixture()

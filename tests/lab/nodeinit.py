@@ -54,17 +54,24 @@ def build_view(cfg: Dict[str, Any]) -> None:
         base = os.path.join(node_dir, "ovl", path.strip("/"))
         mount("-t", "overlay", "overlay", "-o",
               f"lowerdir={path},upperdir={base}/upper,workdir={base}/work", path)
-    # /run: private tmpfs, with the lab directory carried over at the same path.
-    stage = "/var/lib/.livemig-lab-stage"
-    os.makedirs(stage, exist_ok=True)
-    mount("--bind", lab, stage)
+    # /run and /tmp: private tmpfs, with the lab directory (and the working tree, when a
+    # checkout lives there, as a CI clone may) carried over at the same path.
+    repo = cfg.get("repo") or ""
+    carried = [lab] + [repo for top in ("/run/", "/tmp/") if repo.startswith(top)]
+    stages = []
+    for i, path in enumerate(carried):
+        stage = f"/var/lib/.livemig-lab-stage{i}"
+        os.makedirs(stage, exist_ok=True)
+        mount("--bind", path, stage)
+        stages.append((stage, path))
     mount("-t", "tmpfs", "-o", "mode=0755,nosuid,nodev,size=256m", "tmpfs", "/run")
-    os.makedirs(lab)
-    mount("--move", stage, lab)
-    os.rmdir(stage)
     os.makedirs("/run/lock", mode=0o1777)
     os.chmod("/run/lock", 0o1777)
     mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev,size=256m", "tmpfs", "/tmp")
+    for stage, path in stages:
+        os.makedirs(path, exist_ok=True)
+        mount("--move", stage, path)
+        os.rmdir(stage)
     # /dev: a private copy, so that /dev/drbd* and /dev/shm exist only in this node.
     dev = "/run/.livemig-dev"
     os.makedirs(dev)

@@ -33,7 +33,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -296,6 +296,37 @@ def test_ocf_tester(installed: Packages, domain_xml: Path, tmp_path: Path) -> No
     assert not unexpected, output
     if proc.returncode != 0:
         assert failures, output  # failed, but only on the checks the test driver cannot pass
+
+
+@pytest.fixture(scope="module")
+def real_libvirtd() -> Iterator[Any]:
+    """A private real libvirtd (tests/support/libvirtd.py) for a full ocf-tester pass."""
+    from tests.support.libvirtd import LibvirtDaemon, LibvirtdError
+
+    daemon = LibvirtDaemon()
+    try:
+        daemon.setup()
+    except (LibvirtdError, OSError) as exc:
+        pytest.fail(f"cannot start the test libvirtd: {exc}", pytrace=False)
+    try:
+        yield daemon
+    finally:
+        daemon.teardown()
+
+
+def test_ocf_tester_with_a_real_guest(installed: Packages, real_libvirtd: Any, tmp_path: Path) -> None:
+    """The installed agent, Debian's python3, a real libvirtd and guest: every ocf-tester check passes."""
+    from tests.support import guest
+
+    config = tmp_path / "lmpkg-ocftester.xml"
+    config.write_text(guest.domain_xml("lmpkg-ocftester", guest.ensure_guest_image()))
+    config.chmod(0o644)
+    proc = run(["ocf-tester", "-n", "lmpkg-ocftester", "-o", f"hypervisor={real_libvirtd.uri}",
+                "-o", f"config={config}", str(AGENT)],
+               env=system_env(HA_RSCTMP=str(tmp_path / "rsctmp")), timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert not re.findall(r"^\* rc=\d+: ", proc.stdout, re.M), output
 
 
 def test_crm_resource_show_metadata(installed: Packages) -> None:
