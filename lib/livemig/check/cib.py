@@ -122,10 +122,12 @@ class DrbdClone:
 
 
 def drbd_clones(cib: etree._Element, drbd_resource: str) -> List[DrbdClone]:
-    """Every ``ocf:linbit:drbd`` primitive with ``drbd_resource`` = the resource, and its clone."""
+    """Every ``ocf:*:drbd`` primitive (normally ocf:linbit:drbd) with ``drbd_resource`` = the resource."""
     found: List[DrbdClone] = []
     for primitive in cib.iterfind("configuration/resources//primitive"):
-        if (primitive.get("class"), primitive.get("provider"), primitive.get("type")) != ("ocf", "linbit", "drbd"):
+        # ocf:linbit:drbd in the field; any OCF agent named drbd managing a drbd_resource
+        # (a distribution's or a lab's own) is the same thing to Pacemaker.
+        if (primitive.get("class"), primitive.get("type")) != ("ocf", "drbd"):
             continue
         if instance_attributes(primitive).get("drbd_resource") != drbd_resource:
             continue
@@ -254,7 +256,7 @@ def _check_drbd_resource(cib: etree._Element, vm: etree._Element, res: str) -> L
         if clones:
             found = (f"ocf:linbit:drbd primitive {clones[0].primitive_id} for {res} is not in a promotable clone")
         else:
-            found = f"no ocf:linbit:drbd resource has drbd_resource={res}"
+            found = f"no ocf:*:drbd resource has drbd_resource={res}"
         clone_id = f"ms_drbd_{res}"
         return [fail(LAYER_PACEMAKER, "drbd-clone", found,
                      Fix(crm=f"crm configure primitive drbd_{res} ocf:linbit:drbd params drbd_resource={res}; "
