@@ -253,18 +253,30 @@ def test_guard_refuses_when_the_target_is_disconnected(lab: LabSession, cluster_
     res = lab.run(target, "drbdadm", "disconnect", labctl.DRBD_RES, check=False)
     assert res.returncode == 0, res.stderr
     try:
+        ops_before = len(labctl.agent_ops(labctl.VM_NAME))
         with QemuCounter() as counter:
             lab.crm("resource", "move", labctl.VM_NAME, target)
-            failed: Optional[str] = labctl.wait_for("migrate_to failure", lambda: _failure_reason(lab, "migrate_to"),
-                                                     timeout=90, interval=0.5)
+            labctl.wait_for("migrate_to failure", lambda: _failure_reason(lab, "migrate_to") is not None,
+                            timeout=90, interval=0.5)
             _vm_on(lab)
-        assert failed is not None and failed.startswith(f"DRBD guard refused migration to {target}"), failed
-        assert "Connected" in failed, failed
+        ops = [(o["node"], o["action"], o["rc"]) for o in labctl.agent_ops(labctl.VM_NAME)[ops_before:]]
+        assert (source, "migrate_to", 1) in ops, ops
+        assert not [o for o in ops if o[1] == "migrate_from"], ops
+        # The agent's reason, as pacemaker-execd received it on the source. (Pacemaker 2.1.5
+        # records it for a failed stop, but leaves a failed migrate_to's exit-reason empty.)
+        said = _agent_lines(source, "DRBD guard refused migration")
+        assert said and f"ocf-exit-reason:DRBD guard refused migration to {target}" in said[-1], said
+        assert "needs Connected" in said[-1], said
         assert counter.max == 1, "the VM ran on both nodes at once"
     finally:
         lab.crm("resource", "clear", labctl.VM_NAME)
         for node in lab.names:
             lab.run(node, "drbdadm", "connect", labctl.DRBD_RES, check=False)
+
+
+def _agent_lines(node: str, needle: str) -> List[str]:
+    logf = labctl.LAB_DIR / "nodes" / node / "ovl/var/upper/log/pacemaker/pacemaker.log"
+    return [line for line in logf.read_text(errors="replace").splitlines() if needle in line and "execd" in line]
 
 
 def _failure_reason(lab: LabSession, action: str) -> Optional[str]:
