@@ -263,11 +263,13 @@ def test_guard_refuses_when_the_target_is_disconnected(lab: LabSession, cluster_
         assert failure is not None and failure.get("node") == source and failure.get("exitcode") == "1", failure
         ops = [(o["node"], o["action"], o["rc"]) for o in labctl.agent_ops(labctl.VM_NAME)[ops_before:]]
         assert not [o for o in ops if o[1] == "migrate_from"], ops
-        # The agent's reason, as pacemaker-execd received it on the source. (Pacemaker 2.1.5
-        # records it for a failed stop, but leaves a failed migrate_to's exit-reason empty.)
-        said = _agent_lines(source, "DRBD guard refused migration")
-        assert said and f"ocf-exit-reason:DRBD guard refused migration to {target}" in said[-1], said
-        assert "needs Connected" in said[-1], said
+        # The agent's exit reason as pacemaker-execd parsed it on the source ("exited with
+        # status 1 (<reason>)"). Pacemaker 2.1.5's controller then records an empty exit-reason
+        # for a failed migrate_to in the CIB (it keeps a failed stop's), so crm_mon shows none.
+        finished = [line for line in _agent_lines(source, "(log_finished)") if "migrate_to" in line]
+        assert finished, _agent_lines(source, "migrate_to")
+        assert f"exited with status 1 (DRBD guard refused migration to {target}: " in finished[-1], finished
+        assert "needs Connected" in finished[-1], finished
         assert counter.max == 1, "the VM ran on both nodes at once"
     finally:
         lab.crm("resource", "clear", labctl.VM_NAME)
