@@ -23,7 +23,7 @@ inside the operation deadline for the abort and the checks after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union
 
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.errors import ConfigurationError, GenericError
@@ -32,6 +32,7 @@ from livemig.virt.connection import Hypervisor, HypervisorError, HypervisorUnrea
 from livemig.virt.migration_uri import migration_stream_uri, remote_uri
 from livemig.virt.states import PAUSED, PAUSED_MIGRATION, PAUSED_POSTCOPY, RUNNING, classify
 
+T = TypeVar("T")
 CONVERGENCE_POLICIES = ("none", "auto-converge", "postcopy-after")
 #: the escalation point, as a fraction of the migration's time
 ESCALATE_AT = 0.5
@@ -286,17 +287,31 @@ class LiveMigration:
 
     # -- where is it? ----------------------------------------------------------------------
 
-    def _runs_here(self) -> Optional[bool]:
-        hv = Hypervisor(self.values["hypervisor"], self.ctx.deadline, call_cap=5.0)
+    def _ask(self, uri: Optional[str], question: Callable[[Hypervisor, Any], T], default: T) -> T:
+        """``question(hv, domain)`` on the libvirtd at ``uri`` (5 s bounds); ``default`` if it cannot answer."""
+        hv = Hypervisor(uri, self.ctx.deadline, call_cap=5.0)
         try:
             hv.open(cap=5.0)
-            dom = hv.lookup(self.name)
-            status = hv.status(dom) if dom is not None else None
-            return status is not None and classify(status.state, status.reason).running
-        except HypervisorError:
-            return None
+            return question(hv, hv.lookup(self.name))
+        except HypervisorError as exc:
+            self.log.debug("%s could not answer about %s: %s", uri or "the local libvirtd", self.name, exc)
+            return default
         finally:
             hv.close()
+
+    @staticmethod
+    def _running(hv: Hypervisor, dom: Any) -> Optional[bool]:
+        status = hv.status(dom) if dom is not None else None
+        return status is not None and classify(status.state, status.reason).running
+
+    def _runs_here(self) -> Optional[bool]:
+        return self._ask(self.values["hypervisor"], self._running, None)
+
+    def _runs_on_target(self, plan: MigrationPlan) -> Optional[bool]:
+        return self._ask(plan.dest_uri, self._running, None)
+
+    def _target_stats(self, plan: MigrationPlan) -> Dict[str, Any]:
+        return self._ask(plan.dest_uri, lambda hv, dom: hv.job_stats(dom, completed=True) if dom else {}, {})
 
     def _where(self) -> str:
         here = self._runs_here()
@@ -305,30 +320,6 @@ class LiveMigration:
         if here is False:
             return f"{self.name} NO LONGER runs on {self.local}"
         return f"libvirtd on {self.local} cannot tell where {self.name} runs"
-
-    def _runs_on_target(self, plan: MigrationPlan) -> Optional[bool]:
-        hv = Hypervisor(plan.dest_uri, self.ctx.deadline, call_cap=5.0)
-        try:
-            hv.open(cap=5.0)
-            dom = hv.lookup(self.name)
-            status = hv.status(dom) if dom is not None else None
-            return status is not None and classify(status.state, status.reason).running
-        except HypervisorError:
-            return None
-        finally:
-            hv.close()
-
-    def _target_stats(self, plan: MigrationPlan) -> Dict[str, Any]:
-        hv = Hypervisor(plan.dest_uri, self.ctx.deadline, call_cap=5.0)
-        try:
-            hv.open(cap=5.0)
-            dom = hv.lookup(self.name)
-            return hv.job_stats(dom, completed=True) if dom is not None else {}
-        except HypervisorError as exc:
-            self.log.debug("no completed job statistics from %s: %s", plan.dest_uri, exc)
-            return {}
-        finally:
-            hv.close()
 
 
 def await_incoming(ctx: Any, name: str, values: Mapping[str, Any], source: str) -> Dict[str, Any]:
