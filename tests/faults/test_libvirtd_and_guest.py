@@ -28,6 +28,17 @@ def _report(case: str, res: AgentResult) -> None:
     assert res.elapsed < TIMEOUT_S, f"{case}: overran the {TIMEOUT_S:.0f}s timeout: {res.details()}"
 
 
+def _gone(vm: TestVM) -> bool:
+    """The domain is no longer active (a transient one vanishes between lookup and isActive)."""
+    import libvirt
+
+    try:
+        dom = vm.domain()
+        return dom is None or not dom.isActive()
+    except libvirt.libvirtError:
+        return True
+
+
 def _started(vm: TestVM) -> None:
     res = vm.run("start")
     assert res.code == OK, res.details()
@@ -130,7 +141,7 @@ def test_guest_crashed(vm: TestVM) -> None:
     pid = vm.qemu_pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    vm.wait_until(lambda: vm.domain() is None or not vm.domain().isActive(), 15, "seen dead by libvirt")
+    vm.wait_until(lambda: _gone(vm), 15, "seen dead by libvirt")
     res = vm.run("monitor", timeout_ms=TIMEOUT_MS)
     _report("QEMU killed, monitor", res)
     assert res.code == GENERIC and res.exit_reason, res.details()
