@@ -70,29 +70,14 @@ def median(values: Sequence[float]) -> float:
 
 def ocf_env(params: Mapping[str, str], *, instance: str, rsctmp: str, timeout_ms: int = 30000,
             interval_ms: Optional[int] = None, extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """What pacemaker-execd passes an agent (as tests/support/agent.py), for both agents."""
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG": "C.UTF-8",
-        "OCF_ROOT": "/usr/lib/ocf",
-        "OCF_RA_VERSION_MAJOR": "1",
-        "OCF_RA_VERSION_MINOR": "1",
-        "OCF_RESOURCE_INSTANCE": instance,
-        "OCF_RESOURCE_TYPE": "VirtualDomain",
-        "OCF_EXIT_REASON_PREFIX": "ocf-exit-reason:",
-        "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
-        "HA_logfacility": "none",
-        "PCMK_logfacility": "none",
-        "HA_RSCTMP": rsctmp,
-        "PYTHONPATH": str(REPO / "lib"),  # the working tree's livemig, never an installed one
-    }
-    if interval_ms is not None:
-        env["OCF_RESKEY_CRM_meta_interval"] = str(interval_ms)
-    for name, value in params.items():
-        env[f"OCF_RESKEY_{name}"] = value
-    if extra:
-        env.update(extra)
-    return env
+    """What pacemaker-execd passes an agent (tests/support/agent.py's), for both agents.
+
+    Adds the state directory and the working tree's livemig (never an installed one).
+    """
+    from tests.support.agent import ocf_env as execd_env
+
+    own = {"HA_RSCTMP": rsctmp, "PYTHONPATH": str(REPO / "lib"), **(extra or {})}
+    return execd_env(params, instance=instance, timeout_ms=timeout_ms, interval_ms=interval_ms, extra=own)
 
 
 def make_cib(path: Path, resources: Sequence[str]) -> None:

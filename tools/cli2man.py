@@ -20,31 +20,13 @@ reproducible.  Standard library only.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import re
 import subprocess
 import sys
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-
-def roff_escape(text: str) -> str:
-    text = text.replace("\\", "\\e")
-    return "\n".join(("\\&" + line) if line.startswith((".", "'")) else line
-                     for line in text.split("\n"))
-
-
-def roff_literal(text: str) -> str:
-    return roff_escape(text).replace("-", "\\-")
-
-
-def page_date(explicit: Optional[str]) -> str:
-    if explicit:
-        return explicit
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = (datetime.datetime.fromtimestamp(int(epoch), tz=datetime.timezone.utc)
-            if epoch else datetime.datetime.now(tz=datetime.timezone.utc))
-    return when.strftime("%Y-%m-%d")
+from roff import page_date, roff_escape, roff_literal  # tools/roff.py, beside this script
 
 
 class Runner:

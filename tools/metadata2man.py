@@ -17,12 +17,12 @@ so that package builds are reproducible.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import re
 import sys
 import xml.etree.ElementTree as ET
 from typing import Iterable, List, Optional, Sequence
+
+from roff import page_date, roff_escape, roff_literal  # tools/roff.py, beside this script
 
 # Parameters whose values appear in the example lines when the agent has them.
 _EXAMPLE_VALUES = {
@@ -30,31 +30,6 @@ _EXAMPLE_VALUES = {
     "hypervisor": "qemu:///system",
     "drbd_resource": "vm1",
 }
-
-
-def roff_escape(text: str) -> str:
-    """Escape running text for roff: backslashes, and control characters at line start."""
-    text = text.replace("\\", "\\e")
-    lines = []
-    for line in text.split("\n"):
-        if line.startswith((".", "'")):
-            line = "\\&" + line
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def roff_literal(text: str) -> str:
-    """Escape a name or command: as running text, with '-' as an ASCII minus."""
-    return roff_escape(text).replace("-", "\\-")
-
-
-def page_date(explicit: Optional[str]) -> str:
-    if explicit:
-        return explicit
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = (datetime.datetime.fromtimestamp(int(epoch), tz=datetime.timezone.utc)
-            if epoch else datetime.datetime.now(tz=datetime.timezone.utc))
-    return when.strftime("%Y-%m-%d")
 
 
 def _text(node: Optional[ET.Element]) -> str:
