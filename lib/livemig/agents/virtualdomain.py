@@ -336,7 +336,8 @@ class VirtualDomain(ResourceAgent):
         name, xml_text = self.load_config()
         self.refuse_if_earlier_domain_runs(name, values, "migrate_to")
         plan = self.drbd_plan(xml_text)
-        LiveMigration(self, name, values, target, guard=lambda: plan.guard(target)).run()
+        LiveMigration(self, name, values, target, guard=lambda: plan.guard(target),
+                      watch=lambda bound: plan.watch(target, bound)).run()
         self.state.update(running_here=False)
         return OCFCode.SUCCESS
 
@@ -349,9 +350,10 @@ class VirtualDomain(ResourceAgent):
         if not source:
             raise ArgsError("migrate_from needs OCF_RESKEY_CRM_meta_migrate_source (set by Pacemaker)")
         values = self.params()
-        name, _ = self.load_config()
+        name, xml_text = self.load_config()
         stats = await_incoming(self, name, values, source)
         self.log.info("live migration of %s from %s completed: %s", name, source, describe_completed(stats))
+        self.drbd_plan(xml_text).check_arrived(source)
         await_monitor_scripts(self, values)
         if values["save_config_on_stop"]:
             save_config(self, name, values)

@@ -5,7 +5,9 @@
   or the constraints are not doing their job, or the data is not current).
 - monitor at OCF_CHECK_LEVEL >= 10: local role, I/O and disk state.
 - migrate_to: the guard's verdict (:func:`livemig.drbd.guard.evaluate_guard`)
-  before anything is migrated.
+  before anything is migrated, and its DRBD checks again every second while
+  the job runs (:meth:`DrbdPlan.watch`): a change aborts the migration.
+- migrate_from: the arrived VM's resources Primary and UpToDate here.
 
 ``drbd_guard=auto`` means dual-primary when any disk is on DRBD, else off.
 """
@@ -116,21 +118,40 @@ class DrbdPlan:
             return
         if self.detection_error:
             raise GenericError(f"cannot tell which DRBD resources the domain uses: {self.detection_error}")
-        status = self._status("monitor")
+        problem = self._local_problem(self._status("monitor"), "under the running domain")
+        if problem:
+            raise GenericError(problem)
+
+    def check_arrived(self, source: str) -> None:
+        """migrate_from: the VM runs here now, so this node's DRBD must be what start requires.
+
+        A migration that completed just as the target's disk left UpToDate (or
+        lost its Primary role) must not be reported as a success: the code 1
+        makes Pacemaker stop the VM on both nodes and start it where the data
+        is UpToDate.
+        """
+        if self.mode == "off" or self.detection_error:
+            return  # the guard refused before anything moved; nothing new to learn here
+        problem = self._local_problem(self._status("migrate_from"), "under the arrived domain")
+        if problem:
+            raise GenericError(f"arrived from {source} but {problem}: it must not run on this node's data")
+
+    def _local_problem(self, status: Any, where: str) -> Optional[str]:
         for name in self.resources:
             entries = status.resource(name)
             if not entries:
-                raise GenericError(f"DRBD resource {name} behind the running domain is not up on this node")
+                return f"DRBD resource {name} {where} is not up on this node"
             for entry in entries:
                 if entry.role != "Primary":
-                    raise GenericError(f"DRBD resource {name} is {entry.role or 'unknown'} under the running domain")
+                    return f"DRBD resource {name} is {entry.role or 'unknown'} {where}"
                 if entry.suspended is not False:
-                    raise GenericError(f"DRBD resource {name}: I/O is suspended or its state unknown")
+                    return f"DRBD resource {name}: I/O is suspended or its state unknown"
                 for vol in entry.volumes:
                     if vol.disk != "UpToDate":
                         which = vol.volume if vol.volume is not None else vol.minor
-                        raise GenericError(f"DRBD resource {name} volume {which}: "
-                                           f"local disk is {vol.disk or 'unknown'}, not UpToDate")
+                        return (f"DRBD resource {name} volume {which}: "
+                                f"local disk is {vol.disk or 'unknown'}, not UpToDate")
+        return None
 
     def guard(self, target: str) -> None:
         """Raise GenericError with every failed check unless the guard allows migrating to ``target``."""
@@ -152,6 +173,26 @@ class DrbdPlan:
             more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
             raise GenericError(f"DRBD guard refused migration to {target}: {reasons[0]}{more}")
         self.log.info("DRBD guard: migrating to %s is safe for %s", target, ", ".join(self.resources))
+
+    def watch(self, target: str, seconds: float) -> Optional[str]:
+        """During the migration: None while the guard still allows it, else why not.
+
+        The guard's DRBD checks again (not the CIB's: a lost connection shows in
+        DRBD's state first), bounded by ``seconds``; state that cannot be read
+        in that time is a reason to stop, as it is before the migration.
+        """
+        if self.mode == "off" or not self.resources:
+            return None
+        from livemig.drbd.guard import evaluate_guard
+
+        verdict = evaluate_guard(self.resources, target, self.mode, runner=self.runner,
+                                 deadline=Deadline(seconds), peer_names=self.peer_names, check_cib=False)
+        if verdict.allowed:
+            return None
+        reasons = verdict.reasons() or ["no DRBD check could be made"]
+        for line in reasons:
+            self.log.error("DRBD during the migration: %s", line)
+        return reasons[0]
 
     def _status(self, action: str) -> Any:
         from livemig.drbd.state import DrbdStateError

@@ -137,6 +137,7 @@ def evaluate_guard(
     wait: float = 0.0,
     reader: Optional[DrbdReader] = None,
     sleep: Optional[Callable[[float], None]] = None,
+    check_cib: bool = True,
 ) -> GuardVerdict:
     """The verdict on migrating to node ``target`` a VM on DRBD ``resources``.
 
@@ -144,7 +145,9 @@ def evaluate_guard(
     --query`` through ``runner``). With ``wait`` > 0, while the only failures
     are transitional (target promoting, resync running), state is read again
     until they clear or ``wait`` seconds pass, never past ``deadline``.
-    Never raises for DRBD or CIB trouble: that is in the verdict.
+    ``check_cib=False`` leaves the CIB out (the re-checks during a migration:
+    DRBD's own state shows a lost peer before its fence-peer handler writes
+    the constraint). Never raises for DRBD or CIB trouble: that is in the verdict.
     """
     names = list(dict.fromkeys(r.strip() for r in resources if r and r.strip()))
     if mode not in MODES:
@@ -159,7 +162,9 @@ def evaluate_guard(
     if not names:
         return GuardVerdict(checks=(), decided=True)
     reader = reader or DrbdReader(runner, deadline)
-    read_cib = cib_reader or (lambda d: read_cib_xml(runner, d))
+    read_cib: Optional[CibReader] = None
+    if check_cib:
+        read_cib = cib_reader or (lambda d: read_cib_xml(runner, d))
     pause = sleep or deadline.sleep
     started = deadline.elapsed()
     while True:
@@ -182,7 +187,7 @@ def _evaluate_once(
     target: str,
     mode: str,
     reader: DrbdReader,
-    read_cib: CibReader,
+    read_cib: Optional[CibReader],
     deadline: Deadline,
     peer_names: Mapping[str, str],
 ) -> _Findings:
@@ -203,7 +208,8 @@ def _evaluate_once(
     if status is not None:
         for name in names:
             _check_resource(findings, name, status, target, mode, peer_names, show)
-    _check_cib(findings, names, read_cib, deadline)
+    if read_cib is not None:
+        _check_cib(findings, names, read_cib, deadline)
     return findings
 
 

@@ -8,13 +8,15 @@ migrate_to (on the source)::
     migrate   virDomainMigrateToURI3(LIVE|PEER2PEER|...) in the background while
               this thread logs progress every few seconds (job stats), applies the
               downtime limit once the job exists, escalates the convergence policy
-              at half of the migration's time, and aborts the job at its deadline
+              at half of the migration's time, and aborts the job at its deadline;
+              every second the watch (the DRBD guard's checks again) may abort it too
     finish    success: the final statistics from the target
     abort     the job is aborted; then the agent checks where the domain runs and
               says so: it must run on exactly one node
 
 migrate_from (on the target): wait, bounded, until the domain runs here and is
-no longer paused by the migration; then monitor scripts and save_config_on_stop.
+no longer paused by the migration; then the DRBD state under it, monitor scripts
+and save_config_on_stop.
 
 The migration's own deadline keeps a reserve (15% of the time, 5 to 20 s)
 inside the operation deadline for the abort and the checks after it.
@@ -38,6 +40,9 @@ CONVERGENCE_POLICIES = ("none", "auto-converge", "postcopy-after")
 ESCALATE_AT = 0.5
 RUNNING_POSTCOPY = 10  # VIR_DOMAIN_RUNNING_POSTCOPY: running on the target, pages still pulled
 MIB = 1024 * 1024
+#: how often the watch (the DRBD guard's checks) runs while the job does, and its bound per run
+WATCH_INTERVAL = 1.0
+WATCH_BOUND = 5.0
 
 
 @dataclass
@@ -143,8 +148,10 @@ class LiveMigration:
     """migrate_to for one domain; :meth:`run` raises GenericError unless it arrived on the target."""
 
     def __init__(self, ctx: Any, name: str, values: Mapping[str, Any], target: str,
-                 guard: Callable[[], None]) -> None:
+                 guard: Callable[[], None], watch: Optional[Callable[[float], Optional[str]]] = None) -> None:
         self.ctx = ctx
+        #: ``watch(bound)``: None while the migration stays safe, else why not (aborts the job)
+        self.watch = watch
         self.log = ctx.log
         self.name = name
         self.values = values
@@ -187,7 +194,13 @@ class LiveMigration:
         escalated = plan.convergence == "none"
         postcopy = False
         next_report = until.elapsed() + min(plan.progress_interval, 2.0)
+        next_watch = until.elapsed() + WATCH_INTERVAL
         while not call.wait(min(0.5, max(0.05, (until if not postcopy else self.ctx.deadline).remaining()))):
+            if self.watch is not None and not postcopy and until.elapsed() >= next_watch:
+                unsafe = self.watch(min(WATCH_BOUND, max(0.5, until.remaining())))
+                if unsafe and not call.done:
+                    self._abort_unsafe(hv, dom, call, unsafe)
+                next_watch = until.elapsed() + WATCH_INTERVAL
             if downtime_pending:
                 downtime_pending = not self._apply_downtime(hv, dom, plan.downtime_ms)
             if until.elapsed() >= next_report:
@@ -262,6 +275,23 @@ class LiveMigration:
             f"migration to {self.target} aborted at its {until.total:.0f}s deadline, {where} ({progress}); "
             "raise the migrate_to timeout or migration_speed, or set migration_convergence=auto-converge")
 
+    def _abort_unsafe(self, hv: Hypervisor, dom: Any, call: Any, why: str) -> None:
+        """The watch says the migration is no longer safe: abort it; GenericError either way."""
+        self.log.error("migration of %s to %s no longer safe (%s): aborting", self.name, self.target, why)
+        try:
+            hv.abort_job(dom)
+        except HypervisorError as exc:
+            self.log.warning("abortJob: %s", exc)
+        call.wait(self.ctx.deadline.remaining())
+        here = self._runs_here()
+        if here is False:
+            # Too late: the job had already switched over. Pacemaker's recovery for a failed
+            # migrate_to stops the VM on both nodes and starts it where the data is UpToDate.
+            raise GenericError(f"DRBD changed as the migration to {self.target} switched over: {self.name} no "
+                               f"longer runs on {self.local}; {why}")
+        raise GenericError(f"migration to {self.target} aborted, {self._where(here, asked=True)}: "
+                           f"DRBD changed: {why}")
+
     def _failed(self, hv: Hypervisor, plan: MigrationPlan, exc: HypervisorError) -> None:
         where_here = self._runs_here()
         if where_here:
@@ -313,8 +343,9 @@ class LiveMigration:
     def _target_stats(self, plan: MigrationPlan) -> Dict[str, Any]:
         return self._ask(plan.dest_uri, lambda hv, dom: hv.job_stats(dom, completed=True) if dom else {}, {})
 
-    def _where(self) -> str:
-        here = self._runs_here()
+    def _where(self, here: Optional[bool] = None, asked: bool = False) -> str:
+        if not asked and here is None:
+            here = self._runs_here()
         if here:
             return f"{self.name} still runs on {self.local}"
         if here is False:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -112,3 +113,71 @@ def test_deep_monitor_reports_drbd_trouble(agent, fake_libvirt: FakeLibvirt, drb
 def test_drbd_parameter_errors(agent, params, reason) -> None:
     res = agent("validate-all", **params)
     assert res.code == 6 and reason in res.reason
+
+
+def _later(seconds: float, **env: str) -> threading.Timer:
+    """Change the fake tools' environment while the agent runs (they read it on every call)."""
+    timer = threading.Timer(seconds, lambda: os.environ.update(env))
+    timer.start()
+    return timer
+
+
+def test_drbd_change_during_the_migration_aborts_it(agent, fake_libvirt: FakeLibvirt, drbd9,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 30
+    drbd9("derived-dual-primary")
+    monkeypatch.setenv("FAKE_DRBDSETUP_STATUS", "drbd9-status-json-derived-dual-primary.txt")  # restored after
+    _later(1.5, FAKE_DRBDSETUP_STATUS="drbd9-status-json-derived-peer-inconsistent.txt").join(0)
+    started = time.monotonic()
+    res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="salt-node3",  # type: ignore[arg-type]
+                migration_transport="tcp")
+    elapsed = time.monotonic() - started
+    assert res.code == 1, res.stderr
+    assert res.reason.startswith("migration to salt-node3 aborted, vm1 still runs on"), res.reason
+    assert "DRBD changed: beijing: " in res.reason and "Inconsistent" in res.stderr
+    assert ("abortJob", "vm1") in fake_libvirt.calls
+    assert 1.5 < elapsed < 5, elapsed  # within a watch interval of the change, not at the deadline
+    assert "vm1" in fake_libvirt.domains and "vm1" not in fake_libvirt.hosts.get("salt-node3", {})
+
+
+def test_drbd_tool_hanging_during_the_migration_aborts_it_in_bounded_time(
+        agent, fake_libvirt: FakeLibvirt, drbd9, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 60
+    drbd9("derived-dual-primary")
+    monkeypatch.setenv("FAKE_DRBD_HANG", "")
+    _later(1.5, FAKE_DRBD_HANG="drbdsetup").join(0)
+    started = time.monotonic()
+    res = agent("migrate_to", timeout_ms=40000, OCF_RESKEY_CRM_meta_migrate_target="salt-node3",  # type: ignore
+                migration_transport="tcp")
+    elapsed = time.monotonic() - started
+    assert res.code == 1, res.stderr
+    assert "aborted, vm1 still runs on" in res.reason and "could not read DRBD state" in res.reason, res.reason
+    assert elapsed < 1.5 + 1 + 5 + 3, elapsed  # the watch's own bound (5 s), far from the 40 s timeout
+    assert "vm1" in fake_libvirt.domains
+
+
+def test_migration_without_drbd_is_not_watched(agent, fake_libvirt: FakeLibvirt, config_file: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 2.5
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DRBD_HANG", "all")  # any DRBD read would hang
+    res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="node2",  # type: ignore[arg-type]
+                migration_transport="tcp")
+    assert res.code == 0, res.stderr
+    assert "vm1" in fake_libvirt.hosts["node2"]
+
+
+def test_migrate_from_checks_drbd_under_the_arrived_domain(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
+    fake_libvirt.add("vm1")  # it has arrived and runs here
+    drbd9("salt-shanghai-secondary")
+    res = agent("migrate_from", drbd_resources="shanghai",
+                OCF_RESKEY_CRM_meta_migrate_source="salt-node3")  # type: ignore[arg-type]
+    assert res.code == 1, res.stderr
+    assert res.reason.startswith("arrived from salt-node3 but DRBD resource shanghai is Secondary under the "
+                                 "arrived domain"), res.reason
+    assert "it must not run on this node's data" in res.stderr
+    drbd9("derived-dual-primary")
+    assert agent("migrate_from", OCF_RESKEY_CRM_meta_migrate_source="salt-node3").code == 0  # type: ignore
