@@ -357,6 +357,10 @@ def await_incoming(ctx: Any, name: str, values: Mapping[str, Any], source: str) 
     """migrate_from: wait until ``name`` runs here, not paused by the migration.
 
     Returns the completed job statistics (may be empty). GenericError at the deadline.
+    With the local libvirtd unreachable or not answering, the QEMU process of
+    ``name`` in /proc is the answer (as for monitor): migrate_to only succeeded
+    because libvirt on both sides completed the switch-over, so failing here
+    would only make Pacemaker restart a VM that runs.
     """
     hv = Hypervisor(values["hypervisor"], ctx.deadline)
     seen = "not present"
@@ -364,11 +368,13 @@ def await_incoming(ctx: Any, name: str, values: Mapping[str, Any], source: str) 
         try:
             hv.open()
         except HypervisorUnreachable as exc:
-            raise GenericError(f"migrate_from {source}: {exc}") from None
+            return _arrived_by_proc(ctx, name, values, source, exc)
         while True:
             try:
                 dom = hv.lookup(name)
                 status = hv.status(dom) if dom is not None else None
+            except HypervisorUnreachable as exc:
+                return _arrived_by_proc(ctx, name, values, source, exc)
             except HypervisorError as exc:
                 raise GenericError(f"migrate_from {source}: {exc}") from None
             if status is not None:
@@ -389,3 +395,17 @@ def await_incoming(ctx: Any, name: str, values: Mapping[str, Any], source: str) 
             ctx.deadline.sleep(0.25)
     finally:
         hv.close()
+
+
+def _arrived_by_proc(ctx: Any, name: str, values: Mapping[str, Any], source: str,
+                     problem: HypervisorError) -> Dict[str, Any]:
+    from livemig.virt.options import is_local_qemu
+    from livemig.virt.qemu_proc import find_qemu_pids
+
+    pids = find_qemu_pids(name) if is_local_qemu(values["hypervisor"]) else []
+    if not pids:
+        raise GenericError(f"migrate_from {source}: no QEMU process of {name} here, and {problem}") from None
+    ctx.log.warning("migrate_from %s: %s; QEMU process %d of %s runs here (read from /proc): arrived",
+                    source, problem, pids[0], name)
+    ctx.notice = f"{problem}; QEMU process {pids[0]} of {name} runs (from /proc)"
+    return {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.unit.fake_libvirt import FakeLibvirt
+from tests.unit.fake_libvirt import FakeLibvirt, libvirtError
 
 TARGET = {"OCF_RESKEY_CRM_meta_migrate_target": "node2", "migration_transport": "tcp"}
 
@@ -116,3 +116,23 @@ def test_migrate_from_needs_source_and_a_domain_that_arrives(agent, fake_libvirt
     res = agent("migrate_from", timeout_ms=5000, OCF_RESKEY_CRM_meta_migrate_source="node1")
     assert res.code == 1 and "did not arrive running from node1" in res.reason
     assert time.monotonic() - started < 5
+
+
+def test_migrate_from_with_libvirtd_not_answering_uses_proc(agent, fake_libvirt: FakeLibvirt, monkeypatch) -> None:
+    """The switch-over was confirmed by migrate_to; a hung local libvirtd must not fail the arrival."""
+    fake_libvirt.add("vm1")
+    fake_libvirt.hooks["lookup"] = fake_libvirt.block_forever
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [4242] if name == "vm1" else [])
+    started = time.monotonic()
+    res = agent("migrate_from", timeout_ms=6000, OCF_RESKEY_CRM_meta_migrate_source="node1")
+    assert time.monotonic() - started < 6
+    assert res.code == 0, res.stderr
+    assert "from /proc" in res.reason and "QEMU process 4242 of vm1" in res.reason
+
+
+def test_migrate_from_with_libvirtd_down_and_no_qemu_fails(agent, fake_libvirt: FakeLibvirt, monkeypatch) -> None:
+    fake_libvirt.open_error = libvirtError("Failed to connect socket: Connection refused", 38)
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [])
+    res = agent("migrate_from", OCF_RESKEY_CRM_meta_migrate_source="node1")
+    assert res.code == 1
+    assert res.reason.startswith("migrate_from node1: ") and "no QEMU process of vm1 here" in res.reason, res.reason
