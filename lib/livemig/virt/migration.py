@@ -298,9 +298,14 @@ class LiveMigration:
             raise GenericError(f"migration to {self.target} failed, {self.name} still runs on {self.local}: {exc}")
         there = self._runs_on_target(plan)
         if there is True:
-            self.log.warning("migration reported an error (%s) but %s now runs on %s only", exc, self.name,
-                             self.target)
+            # The switch-over happened. Pacemaker follows a successful migrate_to with a stop
+            # here, which removes whatever is left of the domain on this node.
+            self.log.warning("migration reported an error (%s) but %s now runs on %s%s", exc, self.name,
+                             self.target, " only" if where_here is False else
+                             f" ({self._where(None, asked=True)}; the stop that follows cleans up here)")
             return
+        if where_here is None:
+            raise GenericError(f"migration to {self.target} failed, {self._where(None, asked=True)}: {exc}")
         state = "does not run on either node" if there is False else f"is not on {self.local}; {self.target} " \
                 "could not be asked"
         raise GenericError(f"migration to {self.target} failed and {self.name} {state}: {exc}")
@@ -350,6 +355,13 @@ class LiveMigration:
             return f"{self.name} still runs on {self.local}"
         if here is False:
             return f"{self.name} NO LONGER runs on {self.local}"
+        from livemig.virt.options import is_local_qemu
+        from livemig.virt.qemu_proc import find_qemu_pids
+
+        pids = find_qemu_pids(self.name) if is_local_qemu(self.values["hypervisor"]) else []
+        if pids:
+            return (f"libvirtd on {self.local} cannot answer; QEMU process {pids[0]} of {self.name} is still "
+                    "alive here")
         return f"libvirtd on {self.local} cannot tell where {self.name} runs"
 
 

@@ -136,3 +136,19 @@ def test_migrate_from_with_libvirtd_down_and_no_qemu_fails(agent, fake_libvirt: 
     res = agent("migrate_from", OCF_RESKEY_CRM_meta_migrate_source="node1")
     assert res.code == 1
     assert res.reason.startswith("migrate_from node1: ") and "no QEMU process of vm1 here" in res.reason, res.reason
+
+
+def test_failure_with_the_local_libvirtd_gone_names_the_live_qemu(agent, fake_libvirt: FakeLibvirt,
+                                                                  monkeypatch) -> None:
+    """libvirtd died under the job: never "runs nowhere" while its QEMU is alive here."""
+    import threading
+
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration.update(duration=0.6, error="End of file while reading data: Input/output error")
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [4242] if name == "vm1" else [])
+    threading.Timer(0.3, lambda: setattr(fake_libvirt, "open_error",
+                                         libvirtError("Failed to connect socket: Connection refused", 38))).start()
+    res = migrate(agent)
+    assert res.code == 1
+    assert res.reason.startswith("migration to node2 failed, libvirtd on ") and \
+        "cannot answer; QEMU process 4242 of vm1 is still alive here" in res.reason, res.reason
