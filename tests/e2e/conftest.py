@@ -5,3 +5,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 from labfixtures import lab, lab_session  # noqa: E402,F401
+from labvm import cluster_vm, direct_vm  # noqa: E402,F401

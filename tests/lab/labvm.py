@@ -1,0 +1,203 @@
+"""Helpers for tests that run VMs in the lab (tests/e2e, tests/faults).
+
+``run_agent`` calls the agent on a node as Pacemaker would; ``DirectVM`` is a domain outside
+Pacemaker (``direct_vm`` fixture) that tests migrate, abort and break freely; ``cluster_vm``
+starts the lab's Pacemaker-managed VM; ``QemuCounter`` catches a VM ever running twice.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import labctl  # noqa: E402
+from labfixtures import LabSession  # noqa: E402
+
+from tests.support import guest  # noqa: E402
+
+AGENT = "/usr/lib/ocf/resource.d/livemig/VirtualDomain"
+DIRECT = "lmdirect"
+
+
+def run_agent(lab: LabSession, node: str, action: str, config: str, timeout_s: int = 60,
+              **params: str) -> subprocess.CompletedProcess[str]:
+    env = ["OCF_ROOT=/usr/lib/ocf", f"OCF_RESOURCE_INSTANCE={DIRECT}", f"OCF_RESKEY_config={config}",
+           "OCF_RESKEY_hypervisor=qemu:///system", f"OCF_RESKEY_CRM_meta_timeout={timeout_s * 1000}",
+           "HA_RSCTMP=/run/resource-agents"]
+    for key, value in params.items():
+        # OCF_* and other upper-case names go as they are (e.g. LIVEMIG_DRBDSIM_STORE), the rest are
+        # parameters.
+        env.append(f"{key}={value}" if key.startswith("OCF_") or key.isupper() else f"OCF_RESKEY_{key}={value}")
+    return lab.run(node, "env", *env, AGENT, action, check=False, timeout=timeout_s + 30)
+
+
+def reason(res: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("ocf-exit-reason:")]
+    return lines[-1][len("ocf-exit-reason:"):] if lines else ""
+
+
+def domain_nodes(lab: LabSession, name: str) -> List[str]:
+    """Nodes where libvirt reports ``name`` running."""
+    found = []
+    for node in lab.names:
+        out = lab.run(node, "virsh", "-q", "domstate", name, check=False)
+        if out.returncode == 0 and out.stdout.strip() in ("running", "paused"):
+            found.append(node)
+    return found
+
+
+class DirectVM:
+    def __init__(self, lab: LabSession, dirty_mib_s: float = 0) -> None:
+        self.lab = lab
+        shared = Path(labctl.vm_config_path()).parent
+        self.config = str(shared / f"{DIRECT}.xml")
+        self.console = shared / f"{DIRECT}.console"
+        image = guest.ensure_guest_image()
+        xml = guest.domain_xml(DIRECT, image, console_log=self.console, dirty_mib_s=dirty_mib_s,
+                               uuid="6c6d6c61-622d-4c6d-766d-0000000000d1")
+        Path(self.config).write_text(xml)
+        self.console.write_bytes(b"")
+
+    def start(self, node: str) -> None:
+        res = run_agent(self.lab, node, "start", self.config)
+        assert res.returncode == 0, res.stderr
+        guest.wait_for_console(self.console, "LIVEMIG-GUEST-READY", timeout=60)
+
+    def stop_everywhere(self) -> None:
+        for node in self.lab.names:
+            run_agent(self.lab, node, "stop", self.config)
+
+    def migrate(self, source: str, target: str, timeout_s: int = 60, **params: str):  # type: ignore[no-untyped-def]
+        return run_agent(self.lab, source, "migrate_to", self.config, timeout_s,
+                         OCF_RESKEY_CRM_meta_migrate_target=target, migration_transport="tcp", **params)
+
+    def arrive(self, source: str, target: str, timeout_s: int = 60, **params: str):  # type: ignore
+        return run_agent(self.lab, target, "migrate_from", self.config, timeout_s,
+                         OCF_RESKEY_CRM_meta_migrate_source=source, **params)
+
+    def boots(self) -> int:
+        return self.console.read_bytes().count(b"LIVEMIG-GUEST-READY")
+
+
+@pytest.fixture
+def direct_vm(lab: LabSession) -> Iterator[DirectVM]:
+    vms: List[DirectVM] = []
+
+    def make(dirty_mib_s: float = 0) -> DirectVM:
+        vm = DirectVM(lab, dirty_mib_s)
+        vms.append(vm)
+        return vm
+
+    yield make  # type: ignore[misc]
+    for vm in vms:
+        vm.stop_everywhere()
+
+
+class Background:
+    """Runs ``fn`` in a thread (an agent action), to inject a fault while it runs."""
+
+    def __init__(self, fn: Callable[[], subprocess.CompletedProcess[str]]) -> None:
+        self.result: Optional[subprocess.CompletedProcess[str]] = None
+        self.started = time.monotonic()
+        self.elapsed = 0.0
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], subprocess.CompletedProcess[str]]) -> None:
+        self.result = fn()
+        self.elapsed = time.monotonic() - self.started
+
+    def join(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        self._thread.join(timeout)
+        assert self.result is not None, f"the agent did not return within {timeout} s"
+        return self.result
+
+
+def wait_migration_job(lab: LabSession, node: str, name: str = DIRECT, timeout: float = 20) -> None:
+    """Until libvirt on ``node`` shows the outgoing migration job of ``name``."""
+    labctl.wait_for(f"migration job of {name} on {node}", lambda: "Unbounded" in lab.run(
+        node, "virsh", "domjobinfo", name, check=False).stdout, timeout=timeout, interval=0.2)
+
+
+def signal_libvirtd(lab: LabSession, node: str, sig: str) -> None:
+    lab.run(node, "pkill", f"-{sig}", "-x", "libvirtd", check=False)
+
+
+def restart_libvirtd(lab: LabSession, node: str) -> None:
+    """A libvirtd on ``node`` again (killing a frozen or living one first), answering."""
+    signal_libvirtd(lab, node, "KILL")
+    labctl.wait_for(f"libvirtd gone on {node}", lambda: lab.run(
+        node, "pgrep", "-x", "libvirtd", check=False).returncode != 0, timeout=10, interval=0.1)
+    lab.run(node, "sh", "-c", "libvirtd -d --listen </dev/null >/dev/null 2>&1", check=False)
+    labctl.wait_for(f"libvirtd back on {node}", lambda: lab.run(
+        node, "virsh", "-q", "uri", check=False).returncode == 0, timeout=60, interval=0.3)
+
+
+
+# -- the Pacemaker-managed VM ------------------------------------------------------------------
+
+
+def vm_on(lab: LabSession) -> str:
+    return labctl.wait_resource_on(lab.names[0], labctl.VM_NAME, None, timeout=120)
+
+
+@pytest.fixture
+def cluster_vm(lab: LabSession) -> Iterator[str]:
+    lab.crm("resource", "start", labctl.VM_NAME)
+    node = vm_on(lab)
+    guest.wait_for_console(Path(labctl.console_log_path()), "LIVEMIG-GUEST-READY", timeout=60)
+    yield node
+    lab.crm("resource", "clear", labctl.VM_NAME)
+    lab.crm("resource", "stop", labctl.VM_NAME)
+    lab.run(lab.names[0], "crm_resource", "--cleanup", "-r", labctl.VM_NAME, check=False)
+
+
+class QemuCounter:
+    """Samples how many QEMU processes run the VM, to catch it ever running twice."""
+
+    def __init__(self) -> None:
+        self.max = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.max = max(self.max, len(labctl.qemu_pids()))
+            time.sleep(0.02)
+
+    def __enter__(self) -> QemuCounter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def agent_lines(node: str, needle: str) -> List[str]:
+    logf = labctl.LAB_DIR / "nodes" / node / "ovl/var/upper/log/pacemaker/pacemaker.log"
+    return [line for line in logf.read_text(errors="replace").splitlines() if needle in line and "execd" in line]
+
+
+def find_failure(lab: LabSession, action: str) -> Optional[Dict[str, str]]:
+    root = labctl.crm_mon_xml(lab.names[0])
+    for failure in root.iter("failure"):
+        if failure.get("op_key", "").startswith(f"{labctl.VM_NAME}_{action}"):
+            return dict(failure.attrib)
+    return None
+
+
+def failure_reason(lab: LabSession, action: str) -> Optional[str]:
+    root = labctl.crm_mon_xml(lab.names[0])
+    for failure in root.iter("failure"):
+        if failure.get("op_key", "").startswith(f"{labctl.VM_NAME}_{action}"):
+            return failure.get("exitreason") or ""
+    return None
