@@ -1,22 +1,35 @@
 """Live migration on the lab's node pair: migrate_to + migrate_from through the agent vs virsh.
 
-    python3 benchmarks/bench_migration.py [--reps 3] [--dirty-mib-s 20]
+    python3 benchmarks/bench_migration.py [--reps 10] [--warmup 1] [--seed 1] [--dirty-mib-s 20]
 
 Brings the two-node lab up (``--bare --no-vm``: no cluster configuration, the lock of
 tests/lab/labctl.py serializes it machine-wide), runs a tiny guest outside Pacemaker and moves it
-back and forth, alternating ocf:livemig:VirtualDomain's ``migrate_to`` (source) then
+back and forth, comparing ocf:livemig:VirtualDomain's ``migrate_to`` (source) then
 ``migrate_from`` (target), as Pacemaker calls them, with ``virsh migrate --live --p2p DOM
 qemu+tcp://TARGET/system`` (the same flags the agent uses for a transient domain:
-VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER, the same target URI). Directions alternate so that both
-methods go both ways. Downtime and libvirt's own total time are read from the completed job
-statistics on the target (``virsh domjobinfo --completed --keep-completed``). Always tears the
-lab down.
+VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER, no typed parameters, the same target URI: libvirt sends
+QEMU the same capabilities and parameters for both). Downtime and libvirt's own total time are
+read from the completed job statistics on the target (``virsh domjobinfo --completed
+--keep-completed``). Always tears the lab down.
+
+Fairness. The first migration after the guest boots is slow whoever makes it (the target node
+starts its first QEMU, ~0.9 s of libvirt's prepare phase, and the copy often falls into QEMU's
+slow mode), so each guest first makes ``--warmup`` round trips, one migration per method, that
+are not counted. On this lab (2 CPUs, a TCG guest) about a third of all migrations, by either
+method, fall into a slow mode (~250 MiB/s instead of ~1.5 GiB/s, 3 iterations, ~250 ms downtime
+instead of ~10 ms), and in a fixed livemig-virsh / virsh-livemig alternation the method in the
+first and last places of each group of four drew it far more often (swapping which method starts
+moved the slow migrations to the other method). So each rep is one migration per method, the
+guest returning to node 1 after each rep, and which method goes first (and therefore which one
+goes node1 -> node2) is balanced over the reps (half each way for an even --reps) and shuffled
+with a fixed seed. Medians over >= 9 reps per method.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -74,12 +87,35 @@ def ms(stats: Dict[str, str], key: str) -> float:
         return float("nan")
 
 
-def run(reps: int, dirty: float) -> List[List[str]]:
+def migrate(method: str, src: str, dst: str, config: str) -> Tuple[float, float, float]:
+    """One migration by ``method``: (wall, downtime, libvirt's total time) in seconds."""
+    if method == "livemig":
+        c1, w1 = agent(src, "migrate_to", config, OCF_RESKEY_CRM_meta_migrate_target=dst)
+        c2, w2 = agent(dst, "migrate_from", config, OCF_RESKEY_CRM_meta_migrate_source=src)
+        ok, wall = c1 == 0 and c2 == 0, w1 + w2
+    else:
+        c, wall = virsh_migrate(src, dst)
+        ok = c == 0
+    if not ok:
+        raise RuntimeError(f"{method} migration {src}->{dst} failed")
+    stats = job_stats(dst)
+    return wall, ms(stats, "Total downtime"), ms(stats, "Time elapsed")
+
+
+def balanced_order(reps: int, seed: int) -> List[Tuple[str, str]]:
+    """``reps`` pairs, each method first in half of them (one more for livemig if odd), shuffled."""
+    first_livemig = (reps + 1) // 2
+    order = [("livemig", "virsh")] * first_livemig + [("virsh", "livemig")] * (reps - first_livemig)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def run(reps: int, dirty: float, warmup: int, seed: int) -> List[List[str]]:
     shared = Path(labctl.vm_config_path()).parent
     shared.mkdir(parents=True, exist_ok=True)
     image = guest.ensure_guest_image()
     rows = []
-    for label, rate in (("idle guest", 0.0), (f"guest dirtying {dirty:g} MiB/s", dirty)):
+    for g, (label, rate) in enumerate((("idle guest", 0.0), (f"guest dirtying {dirty:g} MiB/s", dirty))):
         config = str(shared / f"{NAME}.xml")
         console = shared / f"{NAME}.console"
         Path(config).write_text(guest.domain_xml(NAME, image, console_log=console, dirty_mib_s=rate))
@@ -91,24 +127,14 @@ def run(reps: int, dirty: float) -> List[List[str]]:
         guest.wait_for_console(console, guest.READY, 120)
         time.sleep(2.0 if rate else 0.5)  # let the dirtying reach its rate
         where = 0
+        for i in range(warmup):  # not counted: the first migrations after boot are slow for either method
+            for method in (("livemig", "virsh") if i % 2 == 0 else ("virsh", "livemig")):
+                migrate(method, nodes[where], nodes[1 - where], config)
+                where = 1 - where
         results: Dict[str, List[Tuple[float, float, float]]] = {"livemig": [], "virsh": []}
-        order = []
-        for i in range(reps):
-            order += [("livemig", "virsh")] if i % 2 == 0 else [("virsh", "livemig")]
-        for pair in order:
+        for pair in balanced_order(reps, seed + g):
             for method in pair:
-                src, dst = nodes[where], nodes[1 - where]
-                if method == "livemig":
-                    c1, w1 = agent(src, "migrate_to", config, OCF_RESKEY_CRM_meta_migrate_target=dst)
-                    c2, w2 = agent(dst, "migrate_from", config, OCF_RESKEY_CRM_meta_migrate_source=src)
-                    ok, wall = c1 == 0 and c2 == 0, w1 + w2
-                else:
-                    c, wall = virsh_migrate(src, dst)
-                    ok = c == 0
-                if not ok:
-                    raise RuntimeError(f"{method} migration {src}->{dst} failed")
-                stats = job_stats(dst)
-                results[method].append((wall, ms(stats, "Total downtime"), ms(stats, "Time elapsed")))
+                results[method].append(migrate(method, nodes[where], nodes[1 - where], config))
                 where = 1 - where
         agent(nodes[where], "stop", config)
         lm, vs = results["livemig"], results["virsh"]
@@ -123,7 +149,10 @@ def run(reps: int, dirty: float) -> List[List[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=3, help="migrations per method and guest")
+    parser.add_argument("--reps", type=int, default=10, help="counted migrations per method and guest")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="round trips (one migration per method) per guest after boot, not counted")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the balanced order of the methods")
     parser.add_argument("--dirty-mib-s", type=float, default=20.0)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -134,12 +163,13 @@ def main() -> int:
     try:
         labctl.up(2, configure=False, vm=False)
         try:
-            rows = run(args.reps, args.dirty_mib_s)
+            rows = run(args.reps, args.dirty_mib_s, args.warmup, args.seed)
         finally:
             labctl.down()
     finally:
         os.close(fd)
-    say(table(f"Live migration node1 <-> node2, median of {args.reps} per method "
+    say(table(f"Live migration node1 <-> node2, median of {args.reps} per method after {args.warmup} uncounted "
+              f"round trip(s), balanced shuffled order (seed {args.seed}) "
               "(agent: migrate_to wall + migrate_from wall; virsh: virsh migrate wall)",
               ["guest", "livemig wall", "virsh wall", "livemig/virsh", "libvirt time, livemig",
                "libvirt time, virsh", "downtime livemig", "downtime virsh", "downtimes ms (livemig / virsh)"],
