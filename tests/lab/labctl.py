@@ -740,6 +740,24 @@ def agent_ops(rsc: str) -> List[Dict[str, Any]]:
     return ops
 
 
+def probe_results(rsc: str) -> List[Dict[str, Any]]:
+    """Probes of ``rsc`` as each node's controller recorded them (execd does not log a probe's 7)."""
+    import re
+
+    pat = re.compile(r"^(\w+ +\d+ [\d:.]+) (\S+) pacemaker-controld .*\(log_executor_event\)\s+\w+: Result of "
+                     r"probe operation for (\S+) on (\S+): .*\brc=(\d+)")
+    found: List[Dict[str, Any]] = []
+    for nd in sorted((LAB_DIR / "nodes").iterdir()):
+        logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
+        if logf.exists():
+            for line in logf.read_text(errors="replace").splitlines():
+                m = pat.match(line)
+                if m and m.group(3) == rsc and m.group(2) == m.group(4):
+                    found.append({"time": m.group(1), "node": m.group(4), "rc": int(m.group(5))})
+    found.sort(key=lambda o: o["time"])
+    return found
+
+
 def wait_resource_on(first: str, rsc: str, node: Optional[str], timeout: float = 120) -> str:
     """Wait until ``rsc`` runs (on ``node`` if given) and return where it runs."""
     def where() -> Optional[str]:

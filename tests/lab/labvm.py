@@ -31,7 +31,7 @@ def run_agent(lab: LabSession, node: str, action: str, config: str, timeout_s: i
               **params: str) -> subprocess.CompletedProcess[str]:
     env = ["OCF_ROOT=/usr/lib/ocf", f"OCF_RESOURCE_INSTANCE={DIRECT}", f"OCF_RESKEY_config={config}",
            "OCF_RESKEY_hypervisor=qemu:///system", f"OCF_RESKEY_CRM_meta_timeout={timeout_s * 1000}",
-           "HA_RSCTMP=/run/resource-agents"]
+           f"OCF_RESKEY_CRM_meta_on_node={node}", "HA_RSCTMP=/run/resource-agents"]
     for key, value in params.items():
         # OCF_* and other upper-case names go as they are (e.g. LIVEMIG_DRBDSIM_STORE), the rest are
         # parameters.

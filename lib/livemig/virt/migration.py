@@ -43,6 +43,8 @@ MIB = 1024 * 1024
 #: how often the watch (the DRBD guard's checks) runs while the job does, and its bound per run
 WATCH_INTERVAL = 1.0
 WATCH_BOUND = 5.0
+#: seconds without a byte moved (across progress reports) that the abort reason calls a stall
+STALL_SECONDS = 10.0
 
 
 @dataclass
@@ -159,6 +161,8 @@ class LiveMigration:
         self.guard = guard
         self.local = ctx.env.node_name or "this node"
         self.last_stats: Dict[str, Any] = {}
+        #: when the job's processed byte count last grew (seconds since the migration began)
+        self.moved_at = 0.0
 
     def run(self) -> None:
         hv = Hypervisor(self.values["hypervisor"], self.ctx.deadline)
@@ -204,7 +208,7 @@ class LiveMigration:
             if downtime_pending:
                 downtime_pending = not self._apply_downtime(hv, dom, plan.downtime_ms)
             if until.elapsed() >= next_report:
-                self._report(hv, dom)
+                self._report(hv, dom, until.elapsed())
                 next_report = until.elapsed() + plan.progress_interval
             if not escalated and until.elapsed() >= until.total * ESCALATE_AT:
                 escalated = True
@@ -235,13 +239,15 @@ class LiveMigration:
             self.log.warning("could not set the maximum downtime to %d ms: %s", ms, exc)
         return True
 
-    def _report(self, hv: Hypervisor, dom: Any) -> None:
+    def _report(self, hv: Hypervisor, dom: Any, now: float) -> None:
         try:
             stats = hv.job_stats(dom)
         except HypervisorError as exc:
             self.log.debug("no job statistics: %s", exc)
             return
         if stats:
+            if stats.get("data_processed") != self.last_stats.get("data_processed"):
+                self.moved_at = now
             self.last_stats = stats
             self.log.info("migration of %s to %s: %s", self.name, self.target, describe_progress(stats))
 
@@ -264,6 +270,10 @@ class LiveMigration:
 
     def _abort(self, hv: Hypervisor, dom: Any, call: Any, until: Deadline, plan: MigrationPlan) -> None:
         progress = describe_progress(self.last_stats) if self.last_stats else "no progress reported"
+        still = until.elapsed() - self.moved_at
+        if self.last_stats and still >= STALL_SECONDS:
+            # Nothing moved across several reports: a dead migration network, not a busy guest.
+            progress = f"no data moved in the last {still:.0f}s: migration network down?; {progress}"
         self.log.warning("migration of %s did not complete within %.0fs: aborting", self.name, until.total)
         try:
             hv.abort_job(dom)
@@ -339,11 +349,18 @@ class LiveMigration:
         status = hv.status(dom) if dom is not None else None
         return status is not None and classify(status.state, status.reason).running
 
+    @staticmethod
+    def _arrived(hv: Hypervisor, dom: Any) -> Optional[bool]:
+        """On the target: running, and not the incoming domain still paused by the migration."""
+        status = hv.status(dom) if dom is not None else None
+        return status is not None and classify(status.state, status.reason).running and \
+            not _incoming(status.state, status.reason)
+
     def _runs_here(self) -> Optional[bool]:
         return self._ask(self.values["hypervisor"], self._running, None)
 
     def _runs_on_target(self, plan: MigrationPlan) -> Optional[bool]:
-        return self._ask(plan.dest_uri, self._running, None)
+        return self._ask(plan.dest_uri, self._arrived, None)
 
     def _target_stats(self, plan: MigrationPlan) -> Dict[str, Any]:
         return self._ask(plan.dest_uri, lambda hv, dom: hv.job_stats(dom, completed=True) if dom else {}, {})
@@ -360,8 +377,7 @@ class LiveMigration:
 
         pids = find_qemu_pids(self.name) if is_local_qemu(self.values["hypervisor"]) else []
         if pids:
-            return (f"libvirtd on {self.local} cannot answer; QEMU process {pids[0]} of {self.name} is still "
-                    "alive here")
+            return f"libvirtd on {self.local} does not answer; {self.name}'s QEMU (pid {pids[0]}) is alive there"
         return f"libvirtd on {self.local} cannot tell where {self.name} runs"
 
 
@@ -391,8 +407,7 @@ def await_incoming(ctx: Any, name: str, values: Mapping[str, Any], source: str) 
                 raise GenericError(f"migrate_from {source}: {exc}") from None
             if status is not None:
                 health = classify(status.state, status.reason)
-                migrating = (status.state == PAUSED and status.reason in (PAUSED_MIGRATION, PAUSED_POSTCOPY)) or \
-                            (status.state == RUNNING and status.reason == RUNNING_POSTCOPY)
+                migrating = _incoming(status.state, status.reason)
                 if health.failed:
                     raise GenericError(f"{name} arrived from {source} but is {health.detail}")
                 if health.running and not migrating:
@@ -409,6 +424,12 @@ def await_incoming(ctx: Any, name: str, values: Mapping[str, Any], source: str) 
         hv.close()
 
 
+def _incoming(state: int, reason: int) -> bool:
+    """The target's domain while the migration still runs: paused by it, or running in post-copy."""
+    return (state == PAUSED and reason in (PAUSED_MIGRATION, PAUSED_POSTCOPY)) or \
+        (state == RUNNING and reason == RUNNING_POSTCOPY)
+
+
 def _arrived_by_proc(ctx: Any, name: str, values: Mapping[str, Any], source: str,
                      problem: HypervisorError) -> Dict[str, Any]:
     from livemig.virt.options import is_local_qemu
@@ -419,5 +440,5 @@ def _arrived_by_proc(ctx: Any, name: str, values: Mapping[str, Any], source: str
         raise GenericError(f"migrate_from {source}: no QEMU process of {name} here, and {problem}") from None
     ctx.log.warning("migrate_from %s: %s; QEMU process %d of %s runs here (read from /proc): arrived",
                     source, problem, pids[0], name)
-    ctx.notice = f"{problem}; QEMU process {pids[0]} of {name} runs (from /proc)"
+    ctx.notice = f"{name} arrived: its QEMU (pid {pids[0]}) runs here (from /proc); {problem}"
     return {}

@@ -127,7 +127,7 @@ def test_migrate_from_with_libvirtd_not_answering_uses_proc(agent, fake_libvirt:
     res = agent("migrate_from", timeout_ms=6000, OCF_RESKEY_CRM_meta_migrate_source="node1")
     assert time.monotonic() - started < 6
     assert res.code == 0, res.stderr
-    assert "from /proc" in res.reason and "QEMU process 4242 of vm1" in res.reason
+    assert res.reason.startswith("vm1 arrived: its QEMU (pid 4242) runs here (from /proc); "), res.reason
 
 
 def test_migrate_from_with_libvirtd_down_and_no_qemu_fails(agent, fake_libvirt: FakeLibvirt, monkeypatch) -> None:
@@ -151,4 +151,34 @@ def test_failure_with_the_local_libvirtd_gone_names_the_live_qemu(agent, fake_li
     res = migrate(agent)
     assert res.code == 1
     assert res.reason.startswith("migration to node2 failed, libvirtd on ") and \
-        "cannot answer; QEMU process 4242 of vm1 is still alive here" in res.reason, res.reason
+        "does not answer; vm1's QEMU (pid 4242) is alive there" in res.reason, res.reason
+
+
+def test_incoming_domain_paused_on_the_target_is_not_an_arrival(agent, fake_libvirt: FakeLibvirt,
+                                                               monkeypatch) -> None:
+    """Found in the lab: the source's libvirtd killed mid-job, the target still holding the paused
+    incoming domain. That is no switch-over: migrate_to must fail, not report success."""
+    import threading
+
+    from tests.unit.fake_libvirt import FakeDomain
+
+    fake_libvirt.add("vm1")
+    incoming = FakeDomain(fake_libvirt, "vm1", "<domain><name>vm1</name></domain>", False)
+    incoming.state_ = (3, 2)  # VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
+    fake_libvirt.hosts["node2"] = {"vm1": incoming}
+    fake_libvirt.migration.update(duration=0.6, error="End of file while reading data: Input/output error")
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [4242] if name == "vm1" else [])
+    threading.Timer(0.3, lambda: setattr(fake_libvirt, "open_error",
+                                         libvirtError("Failed to connect socket: Connection refused", 38))).start()
+    res = migrate(agent)
+    assert res.code == 1, res.stderr
+    assert "vm1's QEMU (pid 4242) is alive there" in res.reason, res.reason
+
+
+def test_abort_reason_names_a_stalled_stream(agent, fake_libvirt: FakeLibvirt) -> None:
+    """The scripted job's byte count never grows: at the deadline the reason says so."""
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 60
+    res = migrate(agent, timeout_ms=24000, migration_progress_interval="1")
+    assert res.code == 1
+    assert "no data moved in the last " in res.stderr and "migration network down?" in res.stderr, res.stderr
