@@ -343,8 +343,8 @@ class VirtualDomain(ResourceAgent):
 
     def action_migrate_from(self) -> OCFCode:
         """On the target: the domain must have arrived and run here, within the deadline."""
+        from livemig.virt.incoming import await_incoming, describe_completed
         from livemig.virt.lifecycle import await_monitor_scripts, save_config
-        from livemig.virt.migration import await_incoming, describe_completed
 
         source = self.env.meta.get("migrate_source") or ""
         if not source:

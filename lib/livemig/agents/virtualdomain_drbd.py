@@ -68,7 +68,7 @@ class DrbdPlan:
         if self.explicit:
             self.resources = self.explicit
         elif xml_text is not None:
-            from livemig.drbd.guard import resources_from_domain_xml
+            from livemig.drbd.mapping import resources_from_domain_xml
             from livemig.drbd.state import DrbdStateError
 
             try:

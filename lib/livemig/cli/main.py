@@ -17,7 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, TextIO
 from livemig import __version__
 from livemig.cli import check_commands
 from livemig.cli.tables import status_table
-from livemig.drbd.guard import MODES, GuardCheck, GuardVerdict, evaluate_guard, resources_from_domain_xml
+from livemig.drbd.guard import MODES, GuardCheck, GuardVerdict, evaluate_guard
+from livemig.drbd.mapping import resources_from_domain_xml
 from livemig.drbd.state import DrbdStateError, DrbdStatus, status_as_json
 from livemig.drbd.tools import DrbdReader
 from livemig.ocf.deadline import Deadline

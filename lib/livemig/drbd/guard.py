@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from livemig.drbd.mapping import domain_disks, drbd_refs_for_disk
 from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, PeerState
 from livemig.drbd.status9 import ShowResource
 from livemig.drbd.tools import DrbdReader
@@ -395,32 +394,3 @@ def _short(name: str) -> str:
 
 def _peer_list(peers: Sequence[PeerState]) -> str:
     return ", ".join(p.name or "(unnamed)" for p in peers) or "none"
-
-
-def resources_from_domain_xml(xml_text: str, runner: CommandRunner, deadline: Deadline,
-                              *, reader: Optional[DrbdReader] = None) -> List[str]:
-    """The DRBD resources behind a domain's disks, in disk order ([] if none).
-
-    Raises :class:`~livemig.drbd.state.DrbdStateError` (or its subclass
-    :class:`~livemig.drbd.mapping.DrbdMappingError`) when a disk's backing,
-    or the resource of a DRBD minor, cannot be told: fail closed.
-    """
-    reader = reader or DrbdReader(runner, deadline)
-    refs = [ref for disk in domain_disks(xml_text) for ref in drbd_refs_for_disk(disk)]
-    minors = sorted({ref.minor for ref in refs if ref.minor is not None and ref.resource is None})
-    names: Dict[int, str] = {}
-    if minors:
-        proc = reader.read_proc()
-        if proc is not None and proc.generation == 8:
-            names = reader.names_for_minors(minors)
-        else:
-            names = {minor: res for minor, (res, _vol) in reader.names_for_minors9(minors).items()}
-    found: List[str] = []
-    for ref in refs:
-        resource = ref.resource or (names.get(ref.minor) if ref.minor is not None else None)
-        if resource is None:
-            raise DrbdStateError(f"disk {ref.disk.label()} is on DRBD minor {ref.minor}, "
-                                 "but no resource could be found for it")
-        if resource not in found:
-            found.append(resource)
-    return found

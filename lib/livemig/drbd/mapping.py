@@ -22,12 +22,17 @@ import os
 import re
 import stat as stat_module
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from lxml import etree
 
 from livemig.drbd.state import DrbdStateError
 from livemig.xmlsafe import safe_xml_parser
+
+if TYPE_CHECKING:
+    from livemig.drbd.tools import DrbdReader
+    from livemig.ocf.deadline import Deadline
+    from livemig.run import CommandRunner
 
 #: The block major the kernel assigns to DRBD devices.
 DRBD_MAJOR = 147
@@ -193,3 +198,35 @@ def scan_by_res(by_res_dir: str = BY_RES_DIR) -> Dict[int, Tuple[str, Optional[i
 def _minor_of_link(path: str) -> Optional[int]:
     named = _DRBD_NODE.match(os.path.realpath(path))
     return int(named.group(1)) if named else None
+
+
+def resources_from_domain_xml(xml_text: str, runner: CommandRunner, deadline: Deadline,
+                              *, reader: Optional[DrbdReader] = None) -> List[str]:
+    """The DRBD resources behind a domain's disks, in disk order ([] if none).
+
+    Raises :class:`~livemig.drbd.state.DrbdStateError` (or its subclass
+    :class:`~livemig.drbd.mapping.DrbdMappingError`) when a disk's backing,
+    or the resource of a DRBD minor, cannot be told: fail closed.
+    """
+    refs = [ref for disk in domain_disks(xml_text) for ref in drbd_refs_for_disk(disk)]
+    minors = sorted({ref.minor for ref in refs if ref.minor is not None and ref.resource is None})
+    names: Dict[int, str] = {}
+    if minors:
+        # Only a bare minor needs DRBD's tools; a VM without DRBD disks never imports them.
+        from livemig.drbd.tools import DrbdReader
+
+        reader = reader or DrbdReader(runner, deadline)
+        proc = reader.read_proc()
+        if proc is not None and proc.generation == 8:
+            names = reader.names_for_minors(minors)
+        else:
+            names = {minor: res for minor, (res, _vol) in reader.names_for_minors9(minors).items()}
+    found: List[str] = []
+    for ref in refs:
+        resource = ref.resource or (names.get(ref.minor) if ref.minor is not None else None)
+        if resource is None:
+            raise DrbdStateError(f"disk {ref.disk.label()} is on DRBD minor {ref.minor}, "
+                                 "but no resource could be found for it")
+        if resource not in found:
+            found.append(resource)
+    return found

@@ -14,7 +14,7 @@ migrate_to (on the source)::
     abort     the job is aborted; then the agent checks where the domain runs and
               says so: it must run on exactly one node
 
-migrate_from (on the target): wait, bounded, until the domain runs here and is
+migrate_from (on the target, `livemig.virt.incoming`): wait, bounded, until the domain runs here and is
 no longer paused by the migration; then the DRBD state under it, monitor scripts
 and save_config_on_stop.
 
@@ -30,15 +30,15 @@ from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.errors import ConfigurationError, GenericError
 from livemig.virt import migrate_options as mo
-from livemig.virt.connection import Hypervisor, HypervisorError, HypervisorUnreachable
+from livemig.virt.connection import Hypervisor, HypervisorError
+from livemig.virt.incoming import describe_completed, is_incoming
 from livemig.virt.migration_uri import migration_stream_uri, remote_uri
-from livemig.virt.states import PAUSED, PAUSED_MIGRATION, PAUSED_POSTCOPY, RUNNING, classify
+from livemig.virt.states import classify
 
 T = TypeVar("T")
 CONVERGENCE_POLICIES = ("none", "auto-converge", "postcopy-after")
 #: the escalation point, as a fraction of the migration's time
 ESCALATE_AT = 0.5
-RUNNING_POSTCOPY = 10  # VIR_DOMAIN_RUNNING_POSTCOPY: running on the target, pages still pulled
 MIB = 1024 * 1024
 #: how often the watch (the DRBD guard's checks) runs while the job does, and its bound per run
 WATCH_INTERVAL = 1.0
@@ -131,19 +131,6 @@ def describe_progress(stats: Mapping[str, Any]) -> str:
     if "downtime" in stats:
         parts.append(f"expected downtime {stats['downtime']} ms")
     return ", ".join(parts)
-
-
-def describe_completed(stats: Mapping[str, Any]) -> str:
-    parts = []
-    if "time_elapsed" in stats:
-        parts.append(f"total time {int(stats['time_elapsed'])} ms")
-    if "downtime" in stats:
-        parts.append(f"downtime {int(stats['downtime'])} ms")
-    if "data_processed" in stats:
-        parts.append(f"data {int(stats['data_processed']) / MIB:.0f} MiB")
-    if "memory_iteration" in stats:
-        parts.append(f"iterations {stats['memory_iteration']}")
-    return ", ".join(parts) or "no statistics"
 
 
 class LiveMigration:
@@ -354,7 +341,7 @@ class LiveMigration:
         """On the target: running, and not the incoming domain still paused by the migration."""
         status = hv.status(dom) if dom is not None else None
         return status is not None and classify(status.state, status.reason).running and \
-            not _incoming(status.state, status.reason)
+            not is_incoming(status.state, status.reason)
 
     def _runs_here(self) -> Optional[bool]:
         return self._ask(self.values["hypervisor"], self._running, None)
@@ -379,66 +366,3 @@ class LiveMigration:
         if pids:
             return f"libvirtd on {self.local} does not answer; {self.name}'s QEMU (pid {pids[0]}) is alive there"
         return f"libvirtd on {self.local} cannot tell where {self.name} runs"
-
-
-def await_incoming(ctx: Any, name: str, values: Mapping[str, Any], source: str) -> Dict[str, Any]:
-    """migrate_from: wait until ``name`` runs here, not paused by the migration.
-
-    Returns the completed job statistics (may be empty). GenericError at the deadline.
-    With the local libvirtd unreachable or not answering, the QEMU process of
-    ``name`` in /proc is the answer (as for monitor): migrate_to only succeeded
-    because libvirt on both sides completed the switch-over, so failing here
-    would only make Pacemaker restart a VM that runs.
-    """
-    hv = Hypervisor(values["hypervisor"], ctx.deadline)
-    seen = "not present"
-    try:
-        try:
-            hv.open()
-        except HypervisorUnreachable as exc:
-            return _arrived_by_proc(ctx, name, values, source, exc)
-        while True:
-            try:
-                dom = hv.lookup(name)
-                status = hv.status(dom) if dom is not None else None
-            except HypervisorUnreachable as exc:
-                return _arrived_by_proc(ctx, name, values, source, exc)
-            except HypervisorError as exc:
-                raise GenericError(f"migrate_from {source}: {exc}") from None
-            if status is not None:
-                health = classify(status.state, status.reason)
-                migrating = _incoming(status.state, status.reason)
-                if health.failed:
-                    raise GenericError(f"{name} arrived from {source} but is {health.detail}")
-                if health.running and not migrating:
-                    try:
-                        return hv.job_stats(dom, completed=True)
-                    except HypervisorError:
-                        return {}
-                seen = "still migrating" if migrating else health.detail
-            if ctx.deadline.remaining() < 0.5:
-                raise GenericError(f"{name} did not arrive running from {source} before the deadline "
-                                   f"(last seen here: {seen})")
-            ctx.deadline.sleep(0.25)
-    finally:
-        hv.close()
-
-
-def _incoming(state: int, reason: int) -> bool:
-    """The target's domain while the migration still runs: paused by it, or running in post-copy."""
-    return (state == PAUSED and reason in (PAUSED_MIGRATION, PAUSED_POSTCOPY)) or \
-        (state == RUNNING and reason == RUNNING_POSTCOPY)
-
-
-def _arrived_by_proc(ctx: Any, name: str, values: Mapping[str, Any], source: str,
-                     problem: HypervisorError) -> Dict[str, Any]:
-    from livemig.virt.options import is_local_qemu
-    from livemig.virt.qemu_proc import find_qemu_pids
-
-    pids = find_qemu_pids(name) if is_local_qemu(values["hypervisor"]) else []
-    if not pids:
-        raise GenericError(f"migrate_from {source}: no QEMU process of {name} here, and {problem}") from None
-    ctx.log.warning("migrate_from %s: %s; QEMU process %d of %s runs here (read from /proc): arrived",
-                    source, problem, pids[0], name)
-    ctx.notice = f"{name} arrived: its QEMU (pid {pids[0]}) runs here (from /proc); {problem}"
-    return {}

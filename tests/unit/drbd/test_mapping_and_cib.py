@@ -9,7 +9,6 @@ from typing import Dict, List
 
 import pytest
 
-from livemig.drbd.guard import resources_from_domain_xml
 from livemig.drbd.mapping import (
     DRBD_MAJOR,
     DomainDisk,
@@ -17,6 +16,7 @@ from livemig.drbd.mapping import (
     domain_disks,
     drbd_minors_below,
     drbd_refs_for_disk,
+    resources_from_domain_xml,
     scan_by_res,
 )
 from livemig.drbd.state import DrbdStateError

@@ -7,8 +7,9 @@ import pytest
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.errors import ConfigurationError
 from livemig.virt import migrate_options as mo
+from livemig.virt.incoming import describe_completed
 from livemig.virt.migrate_options import parse_migrate_options
-from livemig.virt.migration import describe_completed, describe_progress, migration_deadline, plan_migration
+from livemig.virt.migration import describe_progress, migration_deadline, plan_migration
 from livemig.virt.migration_uri import migration_stream_uri, network_name, remote_uri
 
 
