@@ -724,7 +724,7 @@ def agent_ops(rsc: str) -> List[Dict[str, Any]]:
     import re
 
     pat = re.compile(r"^(\w+ +\d+ [\d:.]+) (\S+) pacemaker-execd .*\(log_finished\)\s+\w+: (\S+) (\S+) "
-                     r"\(call \d+, PID \d+\) exited with status (\d+) \(execution time ([\d.]+)(ms|s)")
+                     r"\(call \d+, PID \d+\) exited with status (\d+)(?: \(.*\))? \(execution time ([\d.]+)(ms|s)")
     ops: List[Dict[str, Any]] = []
     for nd in sorted((LAB_DIR / "nodes").iterdir()):
         logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
