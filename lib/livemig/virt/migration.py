@@ -31,9 +31,9 @@ from livemig.ocf.deadline import Deadline
 from livemig.ocf.errors import ConfigurationError, GenericError
 from livemig.virt import migrate_options as mo
 from livemig.virt.connection import Hypervisor, HypervisorError
-from livemig.virt.incoming import describe_completed, is_incoming
+from livemig.virt.incoming import describe_completed
 from livemig.virt.migration_uri import migration_stream_uri, remote_uri
-from livemig.virt.states import classify
+from livemig.virt.states import BLOCKED, RUNNING, classify
 
 T = TypeVar("T")
 CONVERGENCE_POLICIES = ("none", "auto-converge", "postcopy-after")
@@ -338,10 +338,10 @@ class LiveMigration:
 
     @staticmethod
     def _arrived(hv: Hypervisor, dom: Any) -> Optional[bool]:
-        """On the target: running, and not the incoming domain still paused by the migration."""
+        """On the target: running. Paused, for whatever reason libvirt gives (migration, starting
+        up, ...), is the incoming domain of a switch-over that has not happened."""
         status = hv.status(dom) if dom is not None else None
-        return status is not None and classify(status.state, status.reason).running and \
-            not is_incoming(status.state, status.reason)
+        return status is not None and status.state in (RUNNING, BLOCKED)
 
     def _runs_here(self) -> Optional[bool]:
         return self._ask(self.values["hypervisor"], self._running, None)

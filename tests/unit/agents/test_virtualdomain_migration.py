@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.unit.fake_libvirt import FakeLibvirt, libvirtError
 
 TARGET = {"OCF_RESKEY_CRM_meta_migrate_target": "node2", "migration_transport": "tcp"}
@@ -154,8 +156,9 @@ def test_failure_with_the_local_libvirtd_gone_names_the_live_qemu(agent, fake_li
         "does not answer; vm1's QEMU (pid 4242) is alive there" in res.reason, res.reason
 
 
+@pytest.mark.parametrize("reason", [2, 11, 0])  # PAUSED_MIGRATION, PAUSED_STARTING_UP, PAUSED_UNKNOWN
 def test_incoming_domain_paused_on_the_target_is_not_an_arrival(agent, fake_libvirt: FakeLibvirt,
-                                                               monkeypatch) -> None:
+                                                               monkeypatch, reason: int) -> None:
     """Found in the lab: the source's libvirtd killed mid-job, the target still holding the paused
     incoming domain. That is no switch-over: migrate_to must fail, not report success."""
     import threading
@@ -164,7 +167,7 @@ def test_incoming_domain_paused_on_the_target_is_not_an_arrival(agent, fake_libv
 
     fake_libvirt.add("vm1")
     incoming = FakeDomain(fake_libvirt, "vm1", "<domain><name>vm1</name></domain>", False)
-    incoming.state_ = (3, 2)  # VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
+    incoming.state_ = (3, reason)  # VIR_DOMAIN_PAUSED, as libvirt holds the incoming domain
     fake_libvirt.hosts["node2"] = {"vm1": incoming}
     fake_libvirt.migration.update(duration=0.6, error="End of file while reading data: Input/output error")
     monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [4242] if name == "vm1" else [])
