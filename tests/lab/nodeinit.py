@@ -31,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 OVERLAYS = ("/etc", "/var", "/root", "/usr")
 
@@ -133,37 +133,26 @@ def main() -> int:
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    class Stop(Exception):
-        pass
-
-    class Tick(Exception):
-        pass
+    # PID 1 of the node: reap orphans, act on fence requests, stop on SIGTERM. The signal
+    # handler only sets a flag: an exception raised from a handler can surface anywhere (between
+    # two statements of this loop, inside a fence action) and kill PID 1, and with it the node.
+    stopping: List[bool] = []
 
     def on_term(signum: int, frame: Any) -> None:
-        raise Stop()
+        stopping.append(True)
 
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise Tick()
-
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes pause()
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, 0.5, 0.5)
-    try:
-        while True:
+    while not stopping:
+        while True:  # reap every child that has exited
             try:
-                os.wait()
+                pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                try:
-                    signal.pause()
-                except Tick:
-                    check_fence(cfg)
-            except Tick:
-                check_fence(cfg)
-    except Stop:
-        pass
-    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+                break
+            if pid == 0:
+                break
+        check_fence(cfg)
+        time.sleep(0.1)  # a zombie waits at most this long to be reaped
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Shutdown: TERM everybody, bounded wait, then KILL.
     grace = float(cfg.get("stop_grace", 8))
