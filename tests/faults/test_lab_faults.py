@@ -291,7 +291,7 @@ def _wait_back(lab: LabSession, survivor: str, node: str) -> None:
                         lambda: labctl.promoted_nodes(survivor) == set(lab.names), 240, 1.0)
     except labctl.LabError as exc:
         mon = lab.run(survivor, "crm_mon", "-1", "-r", "-f", check=False).stdout
-        pytest.fail(f"{exc}\n{mon}", pytrace=False)
+        pytest.fail(f"{exc}\n{mon}\n{labctl.node_diagnostics(node)}", pytrace=False)
 
 
 def _probes_on(node: str, since: int) -> List[int]:

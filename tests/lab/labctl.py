@@ -352,10 +352,13 @@ def start_holder(name: str, state: Dict[str, Any]) -> None:
     save_state(state)
 
 
+# Each daemon is started whatever happened to the one before (a libvirtd that fails to start must
+# not keep the node out of the cluster), and each start is logged with its exit status.
 DAEMONS_SH = (
     "exec </dev/null >>/var/log/lab-daemons.log 2>&1; "
-    "virtlogd -d && libvirtd -d --listen && corosync && "
-    "{ setsid pacemakerd & }"
+    "for d in 'virtlogd -d' 'libvirtd -d --listen' corosync; do "
+    "$d; rc=$?; echo \"$(date +%T) $d: exit $rc\"; done; "
+    "{ setsid pacemakerd & }; echo \"$(date +%T) pacemakerd started\""
 )
 
 
@@ -738,6 +741,22 @@ def agent_ops(rsc: str) -> List[Dict[str, Any]]:
                             "rc": int(m.group(5)), "ms": ms})
     ops.sort(key=lambda o: o["time"])
     return ops
+
+
+def node_diagnostics(name: str, lines: int = 25) -> str:
+    """What a test prints when a node does not come back: its init and daemon logs, its processes."""
+    out = []
+    for label, path in (("init.log", node_dir(name) / "init.log"),
+                        ("lab-daemons.log", node_dir(name) / "ovl/var/upper/log/lab-daemons.log"),
+                        ("corosync.log", node_dir(name) / "ovl/var/upper/log/corosync/corosync.log")):
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError as exc:
+            tail = [f"({exc})"]
+        out.append(f"--- {name} {label}\n" + "\n".join(tail))
+    ps = on_node(name, ["ps", "-eo", "pid,stat,etime,args"], check=False, timeout=10)
+    out.append(f"--- {name} processes\n{ps.stdout}{ps.stderr}")
+    return "\n".join(out)
 
 
 def probe_results(rsc: str) -> List[Dict[str, Any]]:

@@ -90,11 +90,15 @@ def kill_all() -> None:
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # bounded: a process stuck in the kernel must not stop the fence
         try:
-            os.waitpid(-1, 0)
+            pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
+        if pid == 0:
+            time.sleep(0.05)
+    sys.stderr.write("{} power cut: processes still there after 10 s: {}\n".format(
+        time.strftime("%H:%M:%S"), [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]))
 
 
 def check_fence(cfg: Dict[str, Any]) -> None:

@@ -107,7 +107,8 @@ def test_fencing_really_stops_the_node(lab: LabSession) -> None:
     except labctl.LabError as exc:
         mon = lab.run(first, "crm_mon", "-1", "-r", "-f", check=False).stdout
         drbd = lab.run(victim, "drbdadm", "status", check=False)
-        pytest.fail(f"{exc}\n{mon}\n{victim}: {drbd.stdout}{drbd.stderr}", pytrace=False)
+        pytest.fail(f"{exc}\n{mon}\n{victim}: {drbd.stdout}{drbd.stderr}\n{labctl.node_diagnostics(victim)}",
+                    pytrace=False)
 
 
 def test_zz_down_leaves_nothing_behind(lab: LabSession) -> None:
