@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -722,23 +723,28 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 # --------------------------------------------------------------------------- helpers for tests/demo
 
-def agent_ops(rsc: str) -> List[Dict[str, Any]]:
-    """Agent actions pacemaker-execd ran for ``rsc`` on every node, from the nodes' pacemaker.log."""
-    import re
-
-    pat = re.compile(r"^(\w+ +\d+ [\d:.]+) (\S+) pacemaker-execd .*\(log_finished\)\s+\w+: (\S+) (\S+) "
-                     r"\(call \d+, PID \d+\) exited with status (\d+)(?: \(.*\))? \(execution time ([\d.]+)(ms|s)")
-    ops: List[Dict[str, Any]] = []
+def _pacemaker_log_matches(pattern: str) -> Iterator[re.Match[str]]:
+    """Matches of ``pattern`` over every node's pacemaker.log, line by line."""
+    pat = re.compile(pattern)
     for nd in sorted((LAB_DIR / "nodes").iterdir()):
         logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
-        if not logf.exists():
-            continue
-        for line in logf.read_text(errors="replace").splitlines():
-            m = pat.match(line)
-            if m and m.group(3) == rsc:
-                ms = float(m.group(6)) * (1000 if m.group(7) == "s" else 1)
-                ops.append({"time": m.group(1), "node": m.group(2), "action": m.group(4),
-                            "rc": int(m.group(5)), "ms": ms})
+        if logf.exists():
+            for line in logf.read_text(errors="replace").splitlines():
+                m = pat.match(line)
+                if m:
+                    yield m
+
+
+def agent_ops(rsc: str) -> List[Dict[str, Any]]:
+    """Agent actions pacemaker-execd ran for ``rsc`` on every node, from the nodes' pacemaker.log."""
+    ops: List[Dict[str, Any]] = []
+    for m in _pacemaker_log_matches(
+            r"^(\w+ +\d+ [\d:.]+) (\S+) pacemaker-execd .*\(log_finished\)\s+\w+: (\S+) (\S+) "
+            r"\(call \d+, PID \d+\) exited with status (\d+)(?: \(.*\))? \(execution time ([\d.]+)(ms|s)"):
+        if m.group(3) == rsc:
+            ms = float(m.group(6)) * (1000 if m.group(7) == "s" else 1)
+            ops.append({"time": m.group(1), "node": m.group(2), "action": m.group(4),
+                        "rc": int(m.group(5)), "ms": ms})
     ops.sort(key=lambda o: o["time"])
     return ops
 
@@ -761,18 +767,12 @@ def node_diagnostics(name: str, lines: int = 25) -> str:
 
 def probe_results(rsc: str) -> List[Dict[str, Any]]:
     """Probes of ``rsc`` as each node's controller recorded them (execd does not log a probe's 7)."""
-    import re
-
-    pat = re.compile(r"^(\w+ +\d+ [\d:.]+) (\S+) pacemaker-controld .*\(log_executor_event\)\s+\w+: Result of "
-                     r"probe operation for (\S+) on (\S+): .*\brc=(\d+)")
     found: List[Dict[str, Any]] = []
-    for nd in sorted((LAB_DIR / "nodes").iterdir()):
-        logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
-        if logf.exists():
-            for line in logf.read_text(errors="replace").splitlines():
-                m = pat.match(line)
-                if m and m.group(3) == rsc and m.group(2) == m.group(4):
-                    found.append({"time": m.group(1), "node": m.group(4), "rc": int(m.group(5))})
+    for m in _pacemaker_log_matches(
+            r"^(\w+ +\d+ [\d:.]+) (\S+) pacemaker-controld .*\(log_executor_event\)\s+\w+: Result of "
+            r"probe operation for (\S+) on (\S+): .*\brc=(\d+)"):
+        if m.group(3) == rsc and m.group(2) == m.group(4):
+            found.append({"time": m.group(1), "node": m.group(4), "rc": int(m.group(5))})
     found.sort(key=lambda o: o["time"])
     return found
 
