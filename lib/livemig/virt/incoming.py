@@ -78,10 +78,9 @@ def is_incoming(state: int, reason: int) -> bool:
 
 def _arrived_by_proc(ctx: Any, name: str, values: Mapping[str, Any], source: str,
                      problem: HypervisorError) -> Dict[str, Any]:
-    from livemig.virt.options import is_local_qemu
-    from livemig.virt.qemu_proc import find_qemu_pids
+    from livemig.virt.qemu_proc import local_qemu_pids
 
-    pids = find_qemu_pids(name) if is_local_qemu(values["hypervisor"]) else []
+    pids = local_qemu_pids(name, values["hypervisor"])
     if not pids:
         raise GenericError(f"migrate_from {source}: no QEMU process of {name} here, and {problem}") from None
     ctx.log.warning("migrate_from %s: %s; QEMU process %d of %s runs here (read from /proc): arrived",

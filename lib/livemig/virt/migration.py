@@ -262,12 +262,8 @@ class LiveMigration:
             # Nothing moved across several reports: a dead migration network, not a busy guest.
             progress = f"no data moved in the last {still:.0f}s: migration network down?; {progress}"
         self.log.warning("migration of %s did not complete within %.0fs: aborting", self.name, until.total)
-        try:
-            hv.abort_job(dom)
-        except HypervisorError as exc:
-            self.log.warning("abortJob: %s", exc)
-        call.wait(self.ctx.deadline.remaining())
-        where = self._where()
+        self._abort_job(hv, dom, call)
+        where = self._where(self._runs_here())
         raise GenericError(
             f"migration to {self.target} aborted at its {until.total:.0f}s deadline, {where} ({progress}); "
             "raise the migrate_to timeout or migration_speed, or set migration_convergence=auto-converge")
@@ -275,19 +271,22 @@ class LiveMigration:
     def _abort_unsafe(self, hv: Hypervisor, dom: Any, call: Any, why: str) -> None:
         """The watch says the migration is no longer safe: abort it; GenericError either way."""
         self.log.error("migration of %s to %s no longer safe (%s): aborting", self.name, self.target, why)
-        try:
-            hv.abort_job(dom)
-        except HypervisorError as exc:
-            self.log.warning("abortJob: %s", exc)
-        call.wait(self.ctx.deadline.remaining())
+        self._abort_job(hv, dom, call)
         here = self._runs_here()
         if here is False:
             # Too late: the job had already switched over. Pacemaker's recovery for a failed
             # migrate_to stops the VM on both nodes and starts it where the data is UpToDate.
             raise GenericError(f"DRBD changed as the migration to {self.target} switched over: {self.name} no "
                                f"longer runs on {self.local}; {why}")
-        raise GenericError(f"migration to {self.target} aborted, {self._where(here, asked=True)}: "
-                           f"DRBD changed: {why}")
+        raise GenericError(f"migration to {self.target} aborted, {self._where(here)}: DRBD changed: {why}")
+
+    def _abort_job(self, hv: Hypervisor, dom: Any, call: Any) -> None:
+        """Ask libvirt to abort the job, then wait (bounded) for the migration call to return."""
+        try:
+            hv.abort_job(dom)
+        except HypervisorError as exc:
+            self.log.warning("abortJob: %s", exc)
+        call.wait(self.ctx.deadline.remaining())
 
     def _failed(self, hv: Hypervisor, plan: MigrationPlan, exc: HypervisorError) -> None:
         where_here = self._runs_here()
@@ -299,10 +298,10 @@ class LiveMigration:
             # here, which removes whatever is left of the domain on this node.
             self.log.warning("migration reported an error (%s) but %s now runs on %s%s", exc, self.name,
                              self.target, " only" if where_here is False else
-                             f" ({self._where(None, asked=True)}; the stop that follows cleans up here)")
+                             f" ({self._where(None)}; the stop that follows cleans up here)")
             return
         if where_here is None:
-            raise GenericError(f"migration to {self.target} failed, {self._where(None, asked=True)}: {exc}")
+            raise GenericError(f"migration to {self.target} failed, {self._where(None)}: {exc}")
         state = "does not run on either node" if there is False else f"is not on {self.local}; {self.target} " \
                 "could not be asked"
         raise GenericError(f"migration to {self.target} failed and {self.name} {state}: {exc}")
@@ -352,17 +351,15 @@ class LiveMigration:
     def _target_stats(self, plan: MigrationPlan) -> Dict[str, Any]:
         return self._ask(plan.dest_uri, lambda hv, dom: hv.job_stats(dom, completed=True) if dom else {}, {})
 
-    def _where(self, here: Optional[bool] = None, asked: bool = False) -> str:
-        if not asked and here is None:
-            here = self._runs_here()
+    def _where(self, here: Optional[bool]) -> str:
+        """Where the domain runs, said from ``here`` (None: the local libvirtd could not answer)."""
         if here:
             return f"{self.name} still runs on {self.local}"
         if here is False:
             return f"{self.name} NO LONGER runs on {self.local}"
-        from livemig.virt.options import is_local_qemu
-        from livemig.virt.qemu_proc import find_qemu_pids
+        from livemig.virt.qemu_proc import local_qemu_pids
 
-        pids = find_qemu_pids(self.name) if is_local_qemu(self.values["hypervisor"]) else []
+        pids = local_qemu_pids(self.name, self.values["hypervisor"])
         if pids:
             return f"libvirtd on {self.local} does not answer; {self.name}'s QEMU (pid {pids[0]}) is alive there"
         return f"libvirtd on {self.local} cannot tell where {self.name} runs"

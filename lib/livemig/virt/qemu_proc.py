@@ -69,3 +69,10 @@ def find_qemu_pids(name: str, proc: str = "/proc") -> List[int]:
         if qemu_domain_name(argv) == name:
             found.append(int(entry))
     return sorted(found)
+
+
+def local_qemu_pids(name: str, uri: Optional[str]) -> List[int]:
+    """:func:`find_qemu_pids` when ``uri`` is this host's QEMU driver; [] for any other hypervisor."""
+    from livemig.virt.options import is_local_qemu
+
+    return find_qemu_pids(name) if is_local_qemu(uri) else []
