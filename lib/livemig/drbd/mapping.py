@@ -201,8 +201,12 @@ def _minor_of_link(path: str) -> Optional[int]:
 
 
 def resources_from_domain_xml(xml_text: str, runner: CommandRunner, deadline: Deadline,
-                              *, reader: Optional[DrbdReader] = None) -> List[str]:
+                              *, reader: Optional[DrbdReader] = None, untraceable_ok: bool = False) -> List[str]:
     """The DRBD resources behind a domain's disks, in disk order ([] if none).
+
+    ``untraceable_ok``: the operator named the resources (``drbd_resources``), so
+    a disk whose backing cannot be traced is left to that list instead of
+    raising :class:`DrbdMappingError`.
 
     Raises :class:`~livemig.drbd.state.DrbdStateError` (or its subclass
     :class:`~livemig.drbd.mapping.DrbdMappingError`) when a disk's backing,
