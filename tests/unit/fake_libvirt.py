@@ -20,6 +20,10 @@ VIR_DOMAIN_XML_INACTIVE = 2
 VIR_DOMAIN_UNDEFINE_MANAGED_SAVE = 1
 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA = 2
 VIR_DOMAIN_UNDEFINE_KEEP_NVRAM = 8
+VIR_DOMAIN_UNDEFINE_KEEP_TPM = 64
+VIR_ERR_NO_DOMAIN_METADATA = 80
+VIR_DOMAIN_METADATA_ELEMENT = 2
+VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1
 
 
 class libvirtError(Exception):  # noqa: N801 - mirrors libvirt's name
@@ -37,17 +41,59 @@ class libvirtError(Exception):  # noqa: N801 - mirrors libvirt's name
 class FakeDomain:
     def __init__(self, world: FakeLibvirt, name: str, xml: str, persistent: bool) -> None:
         self.world = world
-        self.name = name
+        self.dname = name
         self.xml = xml
         self.persistent = persistent
         self.state_ = (1, 1)  # running, booted
         self.vcpus = 2
         self.max_kib = 131072
         self.ignores_shutdown = False
+        self.managed_save = False
+        self.snapshots = 0
+        #: the persistent definition, when it differs from the live one (``xml``)
+        self.config_xml: Optional[str] = None
+
+    def name(self) -> str:
+        return self.dname
+
+    def metadata(self, kind: int, uri: str, flags: int = 0) -> str:
+        self.world.hook("metadata")
+        self._gone()
+        from lxml import etree
+
+        root = etree.fromstring(self.xml.encode())
+        for el in root.findall("metadata/*"):
+            if etree.QName(el).namespace == uri:
+                return etree.tostring(el, encoding="unicode")
+        raise libvirtError("metadata not found: Requested metadata element is not present",
+                           VIR_ERR_NO_DOMAIN_METADATA)
+
+    def setMetadata(self, kind: int, element: str, key: str, uri: str, flags: int = 0) -> int:  # noqa: N802
+        from lxml import etree
+
+        self.world.calls.append(("setMetadata", self.dname, key, uri))
+        root = etree.fromstring(self.xml.encode())
+        meta = root.find("metadata")
+        if meta is None:
+            meta = etree.SubElement(root, "metadata")
+        for el in meta.findall(f"{{{uri}}}*"):
+            meta.remove(el)
+        new = etree.fromstring(element.encode())
+        tagged = etree.SubElement(meta, f"{{{uri}}}{new.tag}", nsmap={key: uri})
+        for attr, value in new.attrib.items():
+            tagged.set(attr, value)
+        self.xml = etree.tostring(root, encoding="unicode")
+        return 0
+
+    def hasManagedSaveImage(self, flags: int = 0) -> int:  # noqa: N802
+        return int(self.managed_save)
+
+    def snapshotNum(self, flags: int = 0) -> int:  # noqa: N802
+        return self.snapshots
 
     def _gone(self) -> None:
-        if self.world.domains.get(self.name) is not self:
-            raise libvirtError(f"Domain not found: {self.name}", VIR_ERR_NO_DOMAIN)
+        if self.world.domains.get(self.dname) is not self:
+            raise libvirtError(f"Domain not found: {self.dname}", VIR_ERR_NO_DOMAIN)
 
     def state(self) -> Tuple[int, int]:
         self.world.hook("state")
@@ -62,40 +108,55 @@ class FakeDomain:
         return int(self.persistent)
 
     def undefineFlags(self, flags: int) -> int:  # noqa: N802
-        self.world.calls.append(("undefine", self.name, flags))
+        self.world.calls.append(("undefine", self.dname, flags))
+        if self.managed_save and not flags & VIR_DOMAIN_UNDEFINE_MANAGED_SAVE:
+            raise libvirtError("Requested operation is not valid: Refusing to undefine while domain "
+                               "managed save image exists", 55)
+        if self.snapshots and not flags & VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA:
+            raise libvirtError(f"Requested operation is not valid: cannot delete inactive domain with "
+                               f"{self.snapshots} snapshots", 55)
         self.persistent = False
         if self.state_[0] == VIR_DOMAIN_SHUTOFF:
-            del self.world.domains[self.name]
+            del self.world.domains[self.dname]
         return 0
 
     def shutdownFlags(self, flags: int) -> int:  # noqa: N802
         self.world.hook("shutdown")
-        self.world.calls.append(("shutdown", self.name, flags))
+        self.world.calls.append(("shutdown", self.dname, flags))
         if not self.ignores_shutdown:
             self._off()
         return 0
 
     def destroy(self) -> int:
         self.world.hook("destroy")
-        self.world.calls.append(("destroy", self.name))
+        self.world.calls.append(("destroy", self.dname))
         self._off()
         return 0
 
     def save(self, path: str) -> int:
-        self.world.calls.append(("save", self.name, path))
+        self.world.calls.append(("save", self.dname, path))
+        self.job = 3  # VIR_DOMAIN_JOB_UNBOUNDED for the save
+        try:
+            self.world.hook("save")  # a slow save: the hook blocks
+            if self.world.aborted.is_set():
+                raise libvirtError("operation aborted: job 'domain save' canceled by client", 1)
+        finally:
+            self.job = 0
         with open(path, "w") as fh:
             fh.write(self.xml)
         self._off()
         return 0
 
     def XMLDesc(self, flags: int) -> str:  # noqa: N802
+        if flags & VIR_DOMAIN_XML_INACTIVE and self.config_xml is not None:
+            return self.config_xml
         return self.xml
 
     # -- migration: the script lives in world.migration ------------------------------------
 
     def migrateToURI3(self, uri: str, params: Dict[str, Any], flags: int) -> int:  # noqa: N802
         m = self.world.migration
-        self.world.calls.append(("migrate", self.name, uri, dict(params), flags))
+        self.world.calls.append(("migrate", self.dname, uri, dict(params), flags))
         self.job = 2  # VIR_DOMAIN_JOB_UNBOUNDED
         try:
             deadline = time.monotonic() + m.get("duration", 0.0)
@@ -109,9 +170,9 @@ class FakeDomain:
         finally:
             self.job = 0
         host = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1].split(":")[0]
-        del self.world.domains[self.name]
-        moved = FakeDomain(self.world, self.name, self.xml, persistent=bool(flags & 8))
-        self.world.hosts.setdefault(host, {})[self.name] = moved
+        del self.world.domains[self.dname]
+        moved = FakeDomain(self.world, self.dname, self.xml, persistent=bool(flags & 8))
+        self.world.hosts.setdefault(host, {})[self.dname] = moved
         moved.completed = {"time_elapsed": 1234, "downtime": 42, "data_processed": 150 * 1024 * 1024}
         return 0
 
@@ -127,16 +188,16 @@ class FakeDomain:
                 "memory_dirty_rate": 2560, "memory_page_size": 4096, "memory_iteration": 3, "downtime": 300}
 
     def abortJob(self) -> int:  # noqa: N802
-        self.world.calls.append(("abortJob", self.name))
+        self.world.calls.append(("abortJob", self.dname))
         self.world.aborted.set()
         return 0
 
     def migrateSetMaxDowntime(self, ms: int, flags: int) -> int:  # noqa: N802
-        self.world.calls.append(("downtime", self.name, ms))
+        self.world.calls.append(("downtime", self.dname, ms))
         return 0
 
     def migrateStartPostCopy(self, flags: int) -> int:  # noqa: N802
-        self.world.calls.append(("postcopy", self.name))
+        self.world.calls.append(("postcopy", self.dname))
         self.world.postcopy_started.set()
         return 0
 
@@ -144,7 +205,7 @@ class FakeDomain:
         if self.persistent:
             self.state_ = (VIR_DOMAIN_SHUTOFF, 1)
         else:
-            self.world.domains.pop(self.name, None)
+            self.world.domains.pop(self.dname, None)
 
 
 class FakeConnection:
@@ -155,6 +216,13 @@ class FakeConnection:
 
     def getURI(self) -> str:  # noqa: N802
         return self.uri
+
+    def listAllDomains(self, flags: int = 0) -> List[FakeDomain]:  # noqa: N802
+        self.world.hook("list")
+        found = list(self.world.hosts.setdefault(self.host, {}).values())
+        if flags & VIR_CONNECT_LIST_DOMAINS_ACTIVE:
+            found = [d for d in found if d.state_[0] != VIR_DOMAIN_SHUTOFF]
+        return found
 
     def lookupByName(self, name: str) -> FakeDomain:  # noqa: N802
         self.world.hook("lookup")
@@ -201,6 +269,8 @@ class FakeLibvirt:
     VIR_DOMAIN_UNDEFINE_MANAGED_SAVE = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
     VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA = VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
     VIR_DOMAIN_UNDEFINE_KEEP_NVRAM = VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
+    VIR_DOMAIN_UNDEFINE_KEEP_TPM = VIR_DOMAIN_UNDEFINE_KEEP_TPM
+    VIR_CONNECT_LIST_DOMAINS_ACTIVE = VIR_CONNECT_LIST_DOMAINS_ACTIVE
 
     def __init__(self) -> None:
         self.hosts: Dict[str, Dict[str, FakeDomain]] = {"": {}}
@@ -226,6 +296,8 @@ class FakeLibvirt:
     def open(self, uri: Optional[str]) -> FakeConnection:
         self.hook("open")
         self.calls.append(("open", uri))
+        if uri is not None and "://" not in uri:
+            raise libvirtError(f"no connection driver available for {uri}", VIR_ERR_NO_CONNECT)
         host = ""
         if uri and "//" in uri:
             host = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1].split(":")[0]

@@ -2,12 +2,16 @@
 
 start    -> :mod:`livemig.virt.lifecycle` ``start_domain``
 stop     -> ``stop_domain`` (graceful, then destroy, within the deadline)
-monitor  -> ``domain_health`` (libvirt; /proc when libvirtd does not answer)
+monitor  -> ``monitor_domain`` (libvirt; /proc when libvirtd does not answer)
 
 The domain name comes from the config file and is remembered in a state
 file (:class:`livemig.ocf.statefile.StateFile`) keyed by the file's identity,
-so a steady-state monitor neither parses XML nor forks, and stop can still
-find the domain when the config file has become unreadable.
+so a steady-state monitor neither parses XML nor forks. The resource's
+identity also travels with the domain itself: start tags it in its libvirt
+metadata (:mod:`livemig.virt.identity`) and every migration carries the tag,
+so stop, monitor and migrate_from find "this resource's domain" on a node
+whose config file is missing, names another domain, or sits on a mount that
+stopped answering (every read and stat of it is bounded).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from livemig.agents.virtualdomain_meta import METADATA, NOT_YET_SUPPORTED
+from livemig.files import FileUnreadable, stat_file
 from livemig.ocf.agent import ResourceAgent, run
 from livemig.ocf.codes import OCFCode
 from livemig.ocf.errors import ArgsError, ConfigurationError, GenericError, NotInstalledError
@@ -25,6 +30,11 @@ from livemig.virt.options import check_uri, shutdown_flags
 
 if TYPE_CHECKING:
     from livemig.agents.virtualdomain_drbd import DrbdPlan
+    from livemig.virt.domain_xml import DomainConfig
+
+#: The most one stat or read of the config file (or another local file) may take: on an NFS,
+#: GFS2, OCFS2 or FUSE mount that stopped answering, the remembered identity answers instead.
+FS_BOUND = 5.0
 
 class VirtualDomain(ResourceAgent):
     metadata = METADATA
@@ -36,6 +46,30 @@ class VirtualDomain(ResourceAgent):
         self.state = StateFile("VirtualDomain", self.env.resource_instance, self.env.raw)
         self.runner = CommandRunner()
         self._params: Optional[Dict[str, Any]] = None
+        instance = self.env.resource_instance.split(":", 1)[0]
+        #: the id the domain's identity tag carries (None outside Pacemaker)
+        self.owner: Optional[str] = instance if instance and instance != "undef" else None
+        #: why the config file could not be read in this action (None: it was, or was not tried)
+        self.config_problem: Optional[str] = None
+
+    def fs_bound(self) -> float:
+        """The bound for one file-system call, within the deadline."""
+        return self.deadline.bound(min(FS_BOUND, max(0.5, self.deadline.remaining() * 0.2)))
+
+    def _exists(self, path: str, kind: str) -> bool:
+        """Whether ``path`` exists as ``kind`` ("dir" or "exec"); False when its mount does not answer."""
+        import stat as stat_module
+
+        try:
+            st = stat_file(path, self.fs_bound())
+        except FileUnreadable as exc:
+            self.log.warning("%s", exc)
+            return False
+        if st is None:
+            return False
+        if kind == "dir":
+            return stat_module.S_ISDIR(st.st_mode)
+        return stat_module.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -62,12 +96,19 @@ class VirtualDomain(ResourceAgent):
     def _lenient_fallbacks(self, values: Dict[str, Any]) -> None:
         """stop with a value that would fail it: the safe default instead (a failed stop means fencing)."""
         try:
+            check_uri(values["hypervisor"])
+        except ConfigurationError as exc:
+            # No domain can have been started through it: what may run here was started with
+            # libvirt's default URI (and if that libvirtd does not answer, /proc tells).
+            self.log.warning("%s; stop uses libvirt's default URI", exc)
+            values["hypervisor"] = None
+        try:
             shutdown_flags(values["shutdown_mode"] or "")
         except ConfigurationError as exc:
             self.log.warning("%s; using the hypervisor's default shutdown for stop", exc)
             values["shutdown_mode"] = ""
         snapshot = values["snapshot"]
-        if snapshot and not (os.path.isabs(snapshot) and os.path.isdir(snapshot)):
+        if snapshot and not (os.path.isabs(snapshot) and self._exists(snapshot, "dir")):
             self.log.warning("snapshot directory %r is not an existing absolute path; stop shuts the domain "
                              "down instead of saving its state", snapshot)
             values["snapshot"] = ""
@@ -112,18 +153,36 @@ class VirtualDomain(ResourceAgent):
     # -- the domain's name ------------------------------------------------------------------
 
     def _config_identity(self, path: str) -> Optional[List[int]]:
+        if self.config_problem:
+            return None
         try:
-            st = os.stat(path)
-        except OSError:
+            st = stat_file(path, self.fs_bound())
+        except FileUnreadable as exc:
+            self.config_problem = str(exc)
+            return None
+        if st is None:
             return None
         return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+    def _load(self, path: str) -> Tuple[DomainConfig, str]:
+        """The parsed config file (ConfigUnreadable / DomainXMLError), never blocked past the bound."""
+        from livemig.virt.domain_xml import ConfigUnreadable, load_domain_config
+
+        if self.config_problem:
+            raise ConfigUnreadable(self.config_problem)
+        try:
+            return load_domain_config(path, self.fs_bound())
+        except ConfigUnreadable as exc:
+            self.config_problem = str(exc)
+            raise
 
     def domain_name(self, *, strict: bool) -> Optional[str]:
         """The domain name from the config file, or the remembered one.
 
         ``strict`` (start, validate): the file must be readable and valid.
-        Otherwise (monitor, stop) the remembered name is used when the file
-        cannot be read; None when there is nothing to go on.
+        Otherwise (monitor, stop, migrations) the remembered name is used when
+        the file cannot be read; None when there is nothing to go on (then the
+        identity tag is what finds the domain).
         """
         path = self.params(lenient=not strict)["config"]
         cached = self.state.load()
@@ -131,34 +190,35 @@ class VirtualDomain(ResourceAgent):
         if not strict and ident is not None and cached.get("config") == path \
                 and cached.get("config_identity") == ident and cached.get("name"):
             return str(cached["name"])  # the steady-state monitor: no XML parsed, lxml not imported
-        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
+        if strict:
+            return self.load_config()[0].name
+        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError
 
         try:
-            cfg, _ = load_domain_config(path)
+            cfg, _ = self._load(path)
         except ConfigUnreadable as exc:
-            if strict:
-                raise NotInstalledError(f"configuration file unreadable: {exc}") from None
             return self._remembered_name(cached, path, f"configuration file unreadable: {exc}")
         except DomainXMLError as exc:
-            if strict:
-                raise ConfigurationError(str(exc)) from None
+            self.config_problem = str(exc)
             return self._remembered_name(cached, path, str(exc))
         self.remember(cfg.name, path, ident)
         return cfg.name
 
-    def load_config(self) -> Tuple[str, str]:
-        """(domain name, XML text) from the config file; codes 5 / 6 when unusable."""
-        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
+    def load_config(self) -> Tuple[DomainConfig, str]:
+        """(domain config, XML text) from the config file; codes 5 / 6 when unusable, 1 when it hangs."""
+        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError
 
         path = self.params()["config"]
         try:
-            cfg, text = load_domain_config(path)
+            cfg, text = self._load(path)
         except ConfigUnreadable as exc:
+            if exc.timed_out:
+                raise GenericError(f"configuration file unreadable: {exc}") from None
             raise NotInstalledError(f"configuration file unreadable: {exc}") from None
         except DomainXMLError as exc:
             raise ConfigurationError(str(exc)) from None
         self.remember(cfg.name, path)
-        return cfg.name, text
+        return cfg, text
 
     def drbd_plan(self, xml_text: Optional[str]) -> DrbdPlan:
         from livemig.agents.virtualdomain_drbd import DrbdPlan
@@ -205,20 +265,34 @@ class VirtualDomain(ResourceAgent):
             return []
         return [n for n in names if isinstance(n, str) and n and n != current]
 
-    def refuse_if_earlier_domain_runs(self, name: str, values: Dict[str, Any], action: str) -> None:
-        """GenericError when a domain this resource ran under another name still runs here."""
-        from livemig.virt.lifecycle import domain_is_running
+    def refuse_if_other_domain_runs(self, name: str, values: Dict[str, Any], action: str) -> None:
+        """GenericError when another domain of this resource (an earlier name, or tagged) runs here."""
+        from livemig.virt.lifecycle import domain_is_running, owned_domains
 
-        for old in self.earlier_names(current=name):
-            if domain_is_running(self, old, values):
-                raise GenericError(
-                    f"{action}: domain {old} of this resource still runs here but config now names {name}; "
-                    "stop the resource (stops both) before changing the domain's name")
+        others = [n for n in self.earlier_names(current=name) if domain_is_running(self, n, values)]
+        others += [n for n in owned_domains(self, values) if n != name and n not in others]
+        if others:
+            raise GenericError(
+                f"{action}: domain {others[0]} of this resource still runs here but config names {name}; stop the "
+                "resource (it stops both) before changing the domain's name")
 
     def forget_earlier_names(self, keep: List[str]) -> None:
         data = self.state.load()
         if data.get("earlier_names"):
             data["earlier_names"] = keep
+            self.state.save(data)
+
+    def adopt(self, found: str, name: Optional[str]) -> None:
+        """``found`` runs here as this resource's domain, though the config names ``name`` (or nothing)."""
+        if found == name:
+            return
+        if name is None or self.config_problem:
+            self.remember(found)  # the config cannot be read: the running domain is the one to remember
+            return
+        data = self.state.load()
+        earlier = self.earlier_names(data, name)
+        if found not in earlier:
+            data["earlier_names"] = [*earlier, found]  # stop makes sure it is gone too
             self.state.save(data)
 
     # -- actions -----------------------------------------------------------------------------
@@ -243,36 +317,40 @@ class VirtualDomain(ResourceAgent):
         from livemig.virt.lifecycle import start_domain
 
         values = self.params()
-        name, xml_text = self.load_config()
+        cfg, xml_text = self.load_config()
         self.check_local_files(values)
-        self.refuse_if_earlier_domain_runs(name, values, "start")
+        self.refuse_if_other_domain_runs(cfg.name, values, "start")
         self.drbd_plan(xml_text).check_start()
-        start_domain(self, name, values)
-        self.remember(name)
+        start_domain(self, cfg, xml_text, values)
+        self.remember(cfg.name)
         self.state.update(running_here=True)
         return OCFCode.SUCCESS
 
     def check_local_files(self, values: Dict[str, Any]) -> None:
         """What this node must have for the resource (code 5 otherwise)."""
         for script in self.monitor_scripts(values):
-            if not os.access(script, os.X_OK):
+            if not self._exists(script, "exec"):
                 raise NotInstalledError(f"monitor script {script} is missing or not executable")
-        if values["snapshot"] and not os.path.isdir(values["snapshot"]):
+        if values["snapshot"] and not self._exists(values["snapshot"], "dir"):
             raise NotInstalledError(f"snapshot directory {values['snapshot']} does not exist")
 
     def action_stop(self) -> OCFCode:
-        from livemig.virt.lifecycle import stop_domain
+        """Success means that no domain of this resource runs on this node any more."""
+        from livemig.virt.lifecycle import owned_domains, stop_domain
 
         values = self.params(lenient=True)
         name = self.domain_name(strict=False)
         earlier = self.earlier_names(current=name)
-        for old in earlier:
-            # The config named another domain before: make sure that one is gone too.
-            self.log.info("stopping %s, this resource's domain before config named %s", old, name)
+        tagged = [n for n in owned_domains(self, values) if n != name and n not in earlier]
+        for old in earlier + tagged:
+            # The config named another domain before, or names another domain on this node.
+            self.log.info("stopping %s, a domain of this resource (config names %s)", old, name)
             stop_domain(self, old, values)
         if earlier:
             self.forget_earlier_names([])
         if name is None:
+            if tagged:
+                return OCFCode.SUCCESS
             return self._stop_unknown_domain(values)
         stop_domain(self, name, values)
         if self.state.load().get("running_here"):
@@ -280,20 +358,22 @@ class VirtualDomain(ResourceAgent):
         return OCFCode.SUCCESS
 
     def _stop_unknown_domain(self, values: Dict[str, Any]) -> OCFCode:
-        """Stop when the config cannot be read and no name was ever remembered here.
+        """Stop when the config cannot be read, no name was remembered and no tagged domain runs.
 
         The name is remembered by every action that meets the domain (start,
         probe, monitor, migrate_from) in a state file that lives until reboot,
-        as the domains do. With none, this agent never started or saw a domain
+        as the domains do, and the domains this agent starts carry the
+        resource's tag. With neither, this agent never started or saw a domain
         for this resource on this node since boot: typically a start that
         failed on a missing config file, where failing the stop would get the
         node fenced for nothing. The one guess left: a running domain named
-        like the resource is not claimed stopped.
+        like the resource (an untagged one, started by another agent) is not
+        claimed stopped.
         """
         from livemig.virt.lifecycle import domain_is_running
 
-        instance = self.env.resource_instance.split(":", 1)[0]
-        if instance and instance != "undef" and domain_is_running(self, instance, values):
+        instance = self.owner
+        if instance and domain_is_running(self, instance, values):
             raise GenericError(
                 f"domain {instance} runs here and config {values['config']} is unreadable: not claiming it "
                 "stopped; fix the config file, then clean up the resource")
@@ -303,27 +383,48 @@ class VirtualDomain(ResourceAgent):
         return OCFCode.SUCCESS
 
     def action_monitor(self) -> OCFCode:
-        from livemig.virt.lifecycle import monitor_domain
+        """0: a domain of this resource runs here; 7: none does (whatever the config file says)."""
+        from livemig.virt.lifecycle import live_domain_xml, monitor_domain
 
         values = self.params()
         name = self.domain_name(strict=False)
-        if name is None:
+        code, found = monitor_domain(self, name, values, self.earlier_names(current=name))
+        if code == OCFCode.NOT_RUNNING:
             if self.env.is_probe:
-                # Typically the config lives on storage not mounted on this node yet.
-                self.log.info("probe: no domain name to look for; reporting not running")
-                return OCFCode.NOT_RUNNING
-            raise NotInstalledError(
-                f"configuration file {values['config']} is unreadable or invalid on this node")
-        self.refuse_if_earlier_domain_runs(name, values, "monitor")
-        code = monitor_domain(self, name, values)
-        if code == OCFCode.NOT_RUNNING and not self.env.is_probe and self.state.load().get("running_here"):
-            # A transient domain whose QEMU died is simply gone from libvirt: say what happened.
-            raise GenericError(f"domain {name} is gone (QEMU died or was killed?): it was started here and "
-                               "not stopped; see libvirt's QEMU log")
-        if code == OCFCode.SUCCESS and self.env.check_level >= 10 and not self.env.is_probe:
-            _, xml_text = self.load_config()
-            self.drbd_plan(xml_text).check_monitor()
+                return code
+            if name is None:
+                raise NotInstalledError(
+                    f"configuration file {values['config']} is unreadable or invalid on this node"
+                    + (f" ({self.config_problem})" if self.config_problem else ""))
+            if self.state.load().get("running_here"):
+                # A transient domain whose QEMU died is simply gone from libvirt: say what happened.
+                raise GenericError(f"domain {name} is gone (QEMU died or was killed?): it was started here and "
+                                   "not stopped; see libvirt's QEMU log")
+            return code
+        if found is not None:
+            self.adopt(found, name)
+        if code == OCFCode.SUCCESS and self.env.check_level >= 10 and not self.env.is_probe and found:
+            self.drbd_plan(live_domain_xml(self, found, values)).check_monitor()
         return code
+
+    def _running_name(self, values: Dict[str, Any]) -> str:
+        """The name of this resource's domain running here (for migrate_to), the config file readable or not."""
+        from livemig.virt.lifecycle import owned_domains
+
+        name = self.domain_name(strict=False)
+        if name is None:
+            tagged = owned_domains(self, values)
+            if len(tagged) != 1:
+                raise GenericError(f"cannot migrate: config {values['config']} is unreadable "
+                                   f"({self.config_problem}) and " + (f"{len(tagged)} domains of this resource run "
+                                                                      "here" if tagged else "no domain of this "
+                                                                      "resource runs here"))
+            name = tagged[0]
+            self.remember(name)
+        if self.config_problem:
+            self.log.warning("config %s is unreadable here (%s): migrating %s from its running definition",
+                             values["config"], self.config_problem, name)
+        return name
 
     def action_migrate_to(self) -> OCFCode:
         """Live-migrate to Pacemaker's target: the DRBD guard first, then the migration phases."""
@@ -333,16 +434,28 @@ class VirtualDomain(ResourceAgent):
         if not target:
             raise ArgsError("migrate_to needs OCF_RESKEY_CRM_meta_migrate_target (set by Pacemaker)")
         values = self.params()
-        name, xml_text = self.load_config()
-        self.refuse_if_earlier_domain_runs(name, values, "migrate_to")
-        plan = self.drbd_plan(xml_text)
-        LiveMigration(self, name, values, target, guard=lambda: plan.guard(target),
-                      watch=lambda bound: plan.watch(target, bound)).run()
+        name = self._running_name(values)
+        self.refuse_if_other_domain_runs(name, values, "migrate_to")
+        plans: List[DrbdPlan] = []
+
+        def guard(live_xml: str) -> None:
+            # The running definition, not the config file's: a disk hot-plugged into the
+            # domain is migrated too, and is checked like the others.
+            plans.append(self.drbd_plan(live_xml))
+            plans[0].guard(target)
+
+        LiveMigration(self, name, values, target, guard=guard,
+                      watch=lambda bound: plans[0].watch(target, bound)).run()
         self.state.update(running_here=False)
         return OCFCode.SUCCESS
 
     def action_migrate_from(self) -> OCFCode:
-        """On the target: the domain must have arrived and run here, within the deadline."""
+        """On the target: this resource's domain must have arrived and run here, within the deadline.
+
+        The domain is found by the name the config file gives and, where the
+        file is missing or names another domain on this node, by its identity
+        tag: the answer is about the domain that arrived, whatever the file says.
+        """
         from livemig.virt.incoming import await_incoming, describe_completed
         from livemig.virt.lifecycle import await_monitor_scripts, save_config
 
@@ -350,15 +463,40 @@ class VirtualDomain(ResourceAgent):
         if not source:
             raise ArgsError("migrate_from needs OCF_RESKEY_CRM_meta_migrate_source (set by Pacemaker)")
         values = self.params()
-        name, xml_text = self.load_config()
-        stats = await_incoming(self, name, values, source)
-        self.log.info("live migration of %s from %s completed: %s", name, source, describe_completed(stats))
-        self.drbd_plan(xml_text).check_arrived(source)
+        name = self.domain_name(strict=False)
+        found, stats = await_incoming(self, name, values, source)
+        self.log.info("live migration of %s from %s completed: %s", found, source, describe_completed(stats))
+        self.drbd_plan(self._arrived_xml(found, values)).check_arrived(source)
         await_monitor_scripts(self, values)
-        if values["save_config_on_stop"]:
-            save_config(self, name, values)
+        if values["save_config_on_stop"] and not self.config_problem:
+            save_config(self, found, values)
+        self.adopt(found, name)
         self.state.update(running_here=True)
+        if self.config_problem:
+            self._add_notice(f"{found} arrived and runs here; config unreadable on this node, fix it before a "
+                             f"restart here: {self.config_problem}")
+        elif found != name:
+            self._add_notice(f"{found} arrived and runs here, but config here names {name}")
         return OCFCode.SUCCESS
+
+    def _add_notice(self, text: str) -> None:
+        self.notice = f"{self.notice}; {text}" if self.notice else text
+
+    def _arrived_xml(self, found: str, values: Dict[str, Any]) -> Optional[str]:
+        """The arrived domain's live XML; the config file's when libvirtd cannot give it (found in /proc)."""
+        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
+        from livemig.virt.lifecycle import live_domain_xml
+
+        try:
+            return live_domain_xml(self, found, values)
+        except GenericError as exc:
+            self.log.warning("%s; checking DRBD for the disks of the config file", exc)
+        if self.config_problem:
+            return None
+        try:
+            return load_domain_config(values["config"], self.fs_bound())[1]
+        except (ConfigUnreadable, DomainXMLError):
+            return None
 
     def action_status(self) -> OCFCode:
         return self.action_monitor()

@@ -2,8 +2,12 @@
 
 Every method takes its bound from the operation :class:`Deadline` (capped by
 ``call_cap`` seconds). libvirt errors are compared by code, never by message.
-Once a call has timed out, the connection is considered stuck: further calls
-fail at once instead of queueing behind the stuck one.
+Once a short call has timed out, the connection is considered stuck: further
+calls fail at once instead of queueing behind the stuck one. Two kinds of call
+are exempt: the long jobs (create, restore, save), which take as long as the
+guest needs and are bounded by the caller's deadline instead (their timeout is
+:class:`JobTimeout`: the job is still running, libvirtd is not stuck), and
+:meth:`Hypervisor.abort_job`, which is always sent.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, TypeVar
 
+from livemig.bounded import CallTimeout, bounded_call
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.logs import get_logger
-from livemig.virt.bounded import BackgroundCall, CallTimeout, bounded_call
+from livemig.virt.bounded import BackgroundCall
 
 log = get_logger("livemig")
 T = TypeVar("T")
@@ -25,6 +30,10 @@ _event_loop_running = False
 
 #: virDomainEventID VIR_DOMAIN_EVENT_ID_LIFECYCLE (stable ABI)
 EVENT_ID_LIFECYCLE = 0
+#: Stable ABI values used here, so that a binding without the constant still works.
+METADATA_ELEMENT = 2  # VIR_DOMAIN_METADATA_ELEMENT
+AFFECT_LIVE = 1  # VIR_DOMAIN_AFFECT_LIVE
+ERR_NO_DOMAIN_METADATA = 80  # VIR_ERR_NO_DOMAIN_METADATA
 
 
 def quiet_libvirt() -> Any:
@@ -84,6 +93,10 @@ class HypervisorUnreachable(HypervisorError):
     """The connection could not be opened, or libvirtd stopped answering."""
 
 
+class JobTimeout(HypervisorError):
+    """A long job (save, restore, create) did not finish within its bound; it may still be running."""
+
+
 class DomainStatus(NamedTuple):
     state: int
     reason: int
@@ -110,13 +123,22 @@ class Hypervisor:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, cap: Optional[float] = None) -> T:
-        if self._stuck:
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, cap: Optional[float] = None,
+              job: bool = False, always: bool = False) -> T:
+        """``fn(*args)`` bounded by ``cap`` (default ``call_cap``) and the deadline.
+
+        ``job``: a long job whose timeout is :class:`JobTimeout` and leaves the
+        connection usable (the abort of that job goes through it). ``always``:
+        sent even on a connection marked stuck (an abort must reach libvirt).
+        """
+        if self._stuck and not always:
             raise HypervisorUnreachable(f"libvirtd at {self.describe()} stopped answering ({self._stuck})")
         bound = self.deadline.bound(cap if cap is not None else self.call_cap)
         try:
-            return bounded_call(what, bound, fn, *args)
+            return bounded_call(f"libvirt:{what}", bound, fn, *args)
         except CallTimeout as exc:
+            if job:
+                raise JobTimeout(f"{what} did not finish within {exc.seconds:.0f}s") from None
             self._stuck = str(exc)
             raise HypervisorUnreachable(f"libvirtd at {self.describe()}: {exc}") from None
         except self.libvirt.libvirtError as exc:
@@ -147,13 +169,13 @@ class Hypervisor:
         if self._conn is not None and not self._stuck:
             for cb_id in self._callback_ids:
                 try:
-                    bounded_call("domainEventDeregisterAny", self.deadline.bound(2.0),
+                    bounded_call("libvirt:domainEventDeregisterAny", self.deadline.bound(2.0),
                                  self._conn.domainEventDeregisterAny, cb_id)
                 except Exception:  # noqa: BLE001 - closing is best effort
                     break
             self._callback_ids = []
             try:
-                bounded_call("close", self.deadline.bound(2.0), self._conn.close)
+                bounded_call("libvirt:close", self.deadline.bound(2.0), self._conn.close)
             except Exception:  # noqa: BLE001 # nosec B110 # closing is best effort
                 pass
         self._conn = None
@@ -223,20 +245,49 @@ class Hypervisor:
     def is_persistent(self, dom: Any) -> bool:
         return bool(self._call("isPersistent", dom.isPersistent))
 
-    def create(self, xml: str) -> Any:
-        return self._call("create", self.conn.createXML, xml, 0)
+    def domains(self, active_only: bool = False) -> List[Any]:
+        """Every domain this libvirtd knows (only the active ones with ``active_only``)."""
+        flags = getattr(self.libvirt, "VIR_CONNECT_LIST_DOMAINS_ACTIVE", 1) if active_only else 0
+        return list(self._call("listAllDomains", self.conn.listAllDomains, flags))
 
-    def restore(self, path: str) -> None:
-        self._call("restore", self.conn.restore, path)
+    def metadata(self, dom: Any, namespace: str) -> Optional[str]:
+        """The live ``<metadata>`` element of ``namespace``; None when the domain has none (or is gone)."""
+        try:
+            return str(self._call("metadata", dom.metadata, METADATA_ELEMENT, namespace, 0))
+        except HypervisorError as exc:
+            if exc.code == ERR_NO_DOMAIN_METADATA or self.is_no_domain(exc):
+                return None
+            raise
 
-    def save(self, dom: Any, path: str) -> None:
-        self._call("save", dom.save, path)
+    def set_metadata(self, dom: Any, element: str, key: str, namespace: str) -> None:
+        """Set the running domain's ``<metadata>`` element of ``namespace`` (live definition only)."""
+        self._call("setMetadata", dom.setMetadata, METADATA_ELEMENT, element, key, namespace, AFFECT_LIVE)
+
+    def create(self, xml: str, seconds: float) -> Any:
+        """virDomainCreateXML, given ``seconds`` (QEMU may take long to set a large guest up)."""
+        return self._call("create", self.conn.createXML, xml, 0, cap=seconds, job=True)
+
+    def restore(self, path: str, seconds: float) -> None:
+        self._call("restore", self.conn.restore, path, cap=seconds, job=True)
+
+    def save(self, dom: Any, path: str, seconds: float) -> None:
+        """virDomainSave, given ``seconds``; :class:`JobTimeout` while the save still runs."""
+        self._call("save", dom.save, path, cap=seconds, job=True)
+
+    def keeps_state(self, dom: Any) -> List[str]:
+        """What undefining ``dom`` would throw away: its managed-save image, its snapshots."""
+        kept = []
+        if self._call("hasManagedSaveImage", dom.hasManagedSaveImage, 0):
+            kept.append("a managed-save image")
+        snapshots = int(self._call("snapshotNum", dom.snapshotNum, 0))
+        if snapshots:
+            kept.append(f"{snapshots} snapshot(s)")
+        return kept
 
     def undefine(self, dom: Any) -> None:
+        """Undefine, keeping NVRAM and TPM state; libvirt refuses while a managed save or snapshots exist."""
         lv = self.libvirt
-        flags = (getattr(lv, "VIR_DOMAIN_UNDEFINE_MANAGED_SAVE", 1)
-                 | getattr(lv, "VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA", 2)
-                 | getattr(lv, "VIR_DOMAIN_UNDEFINE_KEEP_NVRAM", 8))
+        flags = getattr(lv, "VIR_DOMAIN_UNDEFINE_KEEP_NVRAM", 8) | getattr(lv, "VIR_DOMAIN_UNDEFINE_KEEP_TPM", 64)
         self._call("undefine", dom.undefineFlags, flags)
 
     def shutdown(self, dom: Any, flags: int) -> None:
@@ -250,6 +301,10 @@ class Hypervisor:
         lv = self.libvirt
         flags = lv.VIR_DOMAIN_XML_SECURE | (lv.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
         return str(self._call("XMLDesc", dom.XMLDesc, flags))
+
+    def live_xml(self, dom: Any) -> str:
+        """The running definition (hot-plugged devices included, secrets left out)."""
+        return str(self._call("XMLDesc", dom.XMLDesc, 0))
 
     def start_network(self, name: str) -> bool:
         """Start a libvirt network if inactive; True if it was started."""
@@ -285,20 +340,25 @@ class Hypervisor:
             return exc
         return HypervisorError(f"{type(exc).__name__}: {exc}")
 
+    # A query about a running job that is slow to answer (QEMU's monitor is busy with the
+    # migration) is a slow answer, not a stuck libvirtd: ``job=True`` keeps the connection
+    # usable, so that the abort that may follow still goes through it.
+
     def job_type(self, dom: Any, cap: float = 5.0) -> int:
-        return int(self._call("jobInfo", dom.jobInfo, cap=cap)[0])
+        return int(self._call("jobInfo", dom.jobInfo, cap=cap, job=True)[0])
 
     def job_stats(self, dom: Any, completed: bool = False, cap: float = 5.0) -> Dict[str, Any]:
         # VIR_DOMAIN_JOB_STATS_COMPLETED | KEEP_COMPLETED: reading them must not discard them
         # (the source reads the target's, then migrate_from reads them again).
         flags = 1 | 2 if completed else 0
-        return dict(self._call("jobStats", dom.jobStats, flags, cap=cap))
+        return dict(self._call("jobStats", dom.jobStats, flags, cap=cap, job=True))
 
     def abort_job(self, dom: Any, cap: float = 10.0) -> None:
-        self._call("abortJob", dom.abortJob, cap=cap)
+        """virDomainAbortJob, sent whatever happened to earlier calls on this connection."""
+        self._call("abortJob", dom.abortJob, cap=cap, job=True, always=True)
 
     def set_max_downtime(self, dom: Any, ms: int, cap: float = 5.0) -> None:
-        self._call("migrateSetMaxDowntime", dom.migrateSetMaxDowntime, ms, 0, cap=cap)
+        self._call("migrateSetMaxDowntime", dom.migrateSetMaxDowntime, ms, 0, cap=cap, job=True)
 
     def start_postcopy(self, dom: Any, cap: float = 5.0) -> None:
-        self._call("migrateStartPostCopy", dom.migrateStartPostCopy, 0, cap=cap)
+        self._call("migrateStartPostCopy", dom.migrateStartPostCopy, 0, cap=cap, job=True)

@@ -7,8 +7,6 @@ network, and huge trees are rejected (billion-laughs, XXE).
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -20,7 +18,11 @@ class DomainXMLError(Exception):
 
 
 class ConfigUnreadable(Exception):  # noqa: N818 - reads as a condition
-    """The configuration file cannot be read (missing, permissions, too big)."""
+    """The configuration file cannot be read (missing, permissions, not a file, its mount hung)."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -42,29 +44,21 @@ class DomainConfig:
     pools: Tuple[str, ...] = field(default_factory=tuple)
 
 
-def read_config_text(path: str) -> str:
-    """The file's text; :class:`ConfigUnreadable` with the OS reason otherwise.
+def read_config_text(path: str, seconds: float = 10.0) -> str:
+    """The file's text; :class:`ConfigUnreadable` with the reason otherwise.
 
-    Opened non-blocking and checked to be a regular file before reading, so a
-    FIFO or device named as the config cannot hang the agent.
+    Through :func:`livemig.files.read_regular_file`: a FIFO or device named as
+    the config cannot hang the agent, nor a mount that stopped answering for
+    more than ``seconds``.
     """
+    from livemig.files import FileTooLarge, FileUnreadable, read_regular_file
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        raise ConfigUnreadable(f"{path}: {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigUnreadable(f"{path} is not a regular file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise DomainXMLError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a domain definition")
-        data = os.read(fd, MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigUnreadable(f"{path}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_CONFIG_BYTES:  # grew between fstat and read
-        raise DomainXMLError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a domain definition")
+        data = read_regular_file(path, MAX_CONFIG_BYTES, seconds)
+    except FileTooLarge:
+        raise DomainXMLError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a domain definition") from None
+    except FileUnreadable as exc:
+        raise ConfigUnreadable(str(exc), timed_out=exc.timed_out) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -113,7 +107,7 @@ def parse_domain_xml(text: str, origin: str = "domain XML") -> DomainConfig:
                         networks=tuple(n for n in networks if n), pools=tuple(dict.fromkeys(pools)))
 
 
-def load_domain_config(path: str) -> Tuple[DomainConfig, str]:
-    """Parse the file at ``path``; returns the config and the raw XML text."""
-    text = read_config_text(path)
+def load_domain_config(path: str, seconds: float = 10.0) -> Tuple[DomainConfig, str]:
+    """Parse the file at ``path`` (read within ``seconds``); returns the config and the raw XML text."""
+    text = read_config_text(path, seconds)
     return parse_domain_xml(text, origin=path), text

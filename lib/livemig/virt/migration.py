@@ -3,16 +3,26 @@
 migrate_to (on the source)::
 
     prepare   read the target from Pacemaker, build the URIs, flags and parameters,
-              check the domain runs here (persistent or transient decides the flags)
-    guard     the DRBD guard's verdict; on refusal nothing has been touched
+              check the domain runs here (persistent or transient decides the flags),
+              read its live definition (what libvirt will migrate)
+    guard     the DRBD guard's verdict on that definition's disks; on refusal nothing
+              has been touched
     migrate   virDomainMigrateToURI3(LIVE|PEER2PEER|...) in the background while
               this thread logs progress every few seconds (job stats), applies the
               downtime limit once the job exists, escalates the convergence policy
               at half of the migration's time, and aborts the job at its deadline;
               every second the watch (the DRBD guard's checks again) may abort it too
     finish    success: the final statistics from the target
-    abort     the job is aborted; then the agent checks where the domain runs and
+    abort     the job is aborted (the abort is always sent: on the job's connection,
+              else on a new one); then the agent checks where the domain runs and
               says so: it must run on exactly one node
+
+Once post-copy has started the guest runs on the target and its memory is split
+between the two nodes: nothing can roll it back, so nothing after that point
+reports a failure that would make Pacemaker stop either half. At the deadline
+the migration is left to finish and migrate_to succeeds (the VM runs on the
+target); only a post-copy that libvirt reports failed is a failure, and stop
+never destroys a domain in post-copy (:mod:`livemig.virt.lifecycle`).
 
 migrate_from (on the target, `livemig.virt.incoming`): wait, bounded, until the domain runs here and is
 no longer paused by the migration; then the DRBD state under it, monitor scripts
@@ -45,6 +55,8 @@ WATCH_INTERVAL = 1.0
 WATCH_BOUND = 5.0
 #: seconds without a byte moved (across progress reports) that the abort reason calls a stall
 STALL_SECONDS = 10.0
+#: in post-copy, migrate_to returns this long before its deadline (the VM runs on the target)
+POSTCOPY_RESERVE = 2.0
 
 
 @dataclass
@@ -137,15 +149,16 @@ class LiveMigration:
     """migrate_to for one domain; :meth:`run` raises GenericError unless it arrived on the target."""
 
     def __init__(self, ctx: Any, name: str, values: Mapping[str, Any], target: str,
-                 guard: Callable[[], None], watch: Optional[Callable[[float], Optional[str]]] = None) -> None:
+                 guard: Callable[[str], None], watch: Optional[Callable[[float], Optional[str]]] = None) -> None:
         self.ctx = ctx
+        #: ``guard(live_xml)``: raises unless the domain, as it runs, may be migrated
+        self.guard = guard
         #: ``watch(bound)``: None while the migration stays safe, else why not (aborts the job)
         self.watch = watch
         self.log = ctx.log
         self.name = name
         self.values = values
         self.target = target
-        self.guard = guard
         self.local = ctx.env.node_name or "this node"
         self.last_stats: Dict[str, Any] = {}
         #: when the job's processed byte count last grew (seconds since the migration began)
@@ -156,9 +169,10 @@ class LiveMigration:
         try:
             try:
                 dom, plan = self.prepare(hv)
+                live_xml = hv.live_xml(dom)
             except HypervisorError as exc:
                 raise GenericError(f"cannot migrate {self.name}: {exc}") from None
-            self.guard()
+            self.guard(live_xml)
             self.migrate(hv, dom, plan)
         finally:
             hv.close()
@@ -201,19 +215,33 @@ class LiveMigration:
                 escalated = True
                 postcopy = self._escalate(hv, dom, plan)
             if postcopy:
-                if self.ctx.deadline.expired():
-                    raise GenericError(
-                        f"post-copy migration of {self.name} to {self.target} still running at the deadline: "
-                        f"the VM already runs on {self.target} and is pulling its remaining memory; do not "
-                        "stop it on either node until the libvirt job ends")
+                if self.ctx.deadline.remaining() <= POSTCOPY_RESERVE:
+                    self._postcopy_at_deadline()
+                    return
             elif until.expired():
                 self._abort(hv, dom, call, until, plan)
         try:
             call.result()
         except BaseException as exc:  # noqa: BLE001 - any failure: find the VM, then report
+            if postcopy:
+                self._postcopy_failed(hv.migration_error(exc))
             self._failed(hv, plan, hv.migration_error(exc))
             return
         self._finish(plan)
+
+    def _postcopy_at_deadline(self) -> None:
+        """Post-copy still running at the deadline: the VM runs on the target; that is a success."""
+        self.log.warning("post-copy migration of %s to %s still running at the deadline: the VM runs on %s and "
+                         "pulls its remaining memory from %s; leaving the job to finish", self.name, self.target,
+                         self.target, self.local)
+        self.ctx.notice = (f"{self.name} runs on {self.target}; its post-copy migration from {self.local} is "
+                           "still completing: do not stop it on either node until the libvirt job ends")
+
+    def _postcopy_failed(self, exc: HypervisorError) -> None:
+        raise GenericError(
+            f"post-copy migration of {self.name} to {self.target} failed: its memory is split between "
+            f"{self.local} and {self.target}, which stop will not destroy; recover with virsh migrate "
+            f"--postcopy --postcopy-resume: {exc}")
 
     def _apply_downtime(self, hv: Hypervisor, dom: Any, ms: int) -> bool:
         """Set the downtime limit once the job exists; True when done (or impossible)."""
@@ -281,12 +309,26 @@ class LiveMigration:
         raise GenericError(f"migration to {self.target} aborted, {self._where(here)}: DRBD changed: {why}")
 
     def _abort_job(self, hv: Hypervisor, dom: Any, call: Any) -> None:
-        """Ask libvirt to abort the job, then wait (bounded) for the migration call to return."""
+        """Ask libvirt to abort the job, then wait (bounded) for the migration call to return.
+
+        The abort goes through the job's own connection whatever happened to
+        earlier calls on it; if that fails, through a new connection.
+        """
         try:
-            hv.abort_job(dom)
+            hv.abort_job(dom, cap=min(10.0, self.ctx.deadline.remaining() * 0.5))
         except HypervisorError as exc:
-            self.log.warning("abortJob: %s", exc)
-        call.wait(self.ctx.deadline.remaining())
+            self.log.warning("abortJob: %s; trying again on a new connection", exc)
+            fresh = Hypervisor(self.values["hypervisor"], self.ctx.deadline, call_cap=5.0)
+            try:
+                again = fresh.open(cap=5.0).lookup(self.name)
+                if again is not None:
+                    fresh.abort_job(again, cap=min(10.0, self.ctx.deadline.remaining() * 0.5))
+            except HypervisorError as exc2:
+                self.log.error("abortJob on a new connection: %s", exc2)
+            finally:
+                fresh.close()
+        # Keep a few seconds for asking where the domain runs afterwards.
+        call.wait(max(0.0, self.ctx.deadline.remaining() - 3.0))
 
     def _failed(self, hv: Hypervisor, plan: MigrationPlan, exc: HypervisorError) -> None:
         where_here = self._runs_here()

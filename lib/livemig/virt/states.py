@@ -34,6 +34,8 @@ _PAUSED_FAILED = {
 PAUSED_MIGRATION = 2
 SHUTOFF_CRASHED = 3  # virDomainShutoffReason: QEMU died
 PAUSED_POSTCOPY = 12
+RUNNING_POSTCOPY = 10  # virDomainRunningReason: running on the target, pages still pulled from the source
+RUNNING_POSTCOPY_FAILED = 11  # virDomainRunningReason (libvirt >= 8.5): post-copy failed, vCPUs still running
 _PAUSED_NAMES = {
     0: "unknown", 1: "user", 2: "migration", 3: "save", 4: "dump", 7: "from snapshot",
     8: "shutting down", 9: "snapshot", 11: "starting up", 12: "post-copy",
@@ -58,6 +60,19 @@ def describe_state(state: int, reason: int) -> str:
         why = _PAUSED_FAILED.get(reason) or f"paused ({_PAUSED_NAMES.get(reason, reason)})"
         return why
     return name
+
+
+def in_postcopy(state: int, reason: int) -> bool:
+    """A domain whose memory is split between two nodes by a post-copy migration.
+
+    The source's domain is paused (post-copy) while the target's runs and pulls
+    the pages it lacks; once post-copy has failed both keep their half, waiting
+    for a recovery (``virsh migrate --postcopy --postcopy-resume``). Destroying
+    either side loses the guest.
+    """
+    if state == PAUSED:
+        return reason in (PAUSED_POSTCOPY, PAUSED_POSTCOPY_FAILED)
+    return state == RUNNING and reason in (RUNNING_POSTCOPY, RUNNING_POSTCOPY_FAILED)
 
 
 def classify(state: int, reason: int) -> DomainHealth:

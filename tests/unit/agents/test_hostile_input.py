@@ -249,12 +249,12 @@ def test_renamed_config_does_not_adopt_or_orphan(agent: AgentFn, fake_libvirt: F
     assert agent("start").code == 0
     assert _running(fake_libvirt, "vm1")
     _rename(config_file, "vm2")
-    # monitor: vm2 is not running, but vm1 (this resource's domain) is: never "not running"
+    # monitor: vm2 is not running, but vm1 (this resource's domain) is: running, never "not running"
     res = agent("monitor", interval_ms=10000)
-    assert res.code == 1 and res.reason and "vm1" in res.reason and "vm2" in res.reason, res.stderr
+    assert res.code == 0 and res.reason and "vm1" in res.reason and "vm2" in res.reason, res.stderr
     # a probe must not say 7 either (Pacemaker would start vm2 beside vm1 on shared storage)
     res = agent("monitor")
-    assert res.code == 1, res.stderr
+    assert res.code == 0, res.stderr
     res = agent("start")
     assert res.code == 1 and res.reason and "still runs" in res.reason, res.stderr
     assert not [c for c in fake_libvirt.calls if c == ("create", "vm2")]

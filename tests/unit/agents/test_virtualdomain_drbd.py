@@ -53,7 +53,7 @@ def test_start_with_drbd_guard_off_does_not_read_drbd(agent, fake_libvirt: FakeL
 
 
 def test_migrate_to_refused_leaves_domain_running(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1", xml=DRBD_DOMAIN)
     for fixture, words in (("derived-peer-inconsistent", "Inconsistent"),
                            ("derived-disconnected", "needs Connected"),
                            ("salt-beijing-primary", "needs Primary")):
@@ -67,7 +67,7 @@ def test_migrate_to_refused_leaves_domain_running(agent, fake_libvirt: FakeLibvi
 
 
 def test_migrate_to_allowed_by_guard_migrates(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1", xml=DRBD_DOMAIN)
     drbd9("derived-dual-primary")
     res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="salt-node3",  # type: ignore[arg-type]
                 migration_transport="tcp")
@@ -78,7 +78,7 @@ def test_migrate_to_allowed_by_guard_migrates(agent, fake_libvirt: FakeLibvirt, 
 
 def test_migrate_to_with_hung_drbd_tool_is_refused_in_time(agent, fake_libvirt: FakeLibvirt, drbd9,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1", xml=DRBD_DOMAIN)
     drbd9("derived-dual-primary")
     monkeypatch.setenv("FAKE_DRBD_HANG", "drbdsetup")
     started = time.monotonic()
@@ -96,7 +96,7 @@ def test_migrate_to_needs_a_target_and_a_running_domain(agent, fake_libvirt: Fak
 
 def test_deep_monitor_reports_drbd_trouble(agent, fake_libvirt: FakeLibvirt, drbd9,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1", xml=DRBD_DOMAIN)
     drbd9("salt-shanghai-secondary")
     assert agent("monitor", interval_ms=10000, drbd_resources="shanghai").code == 0  # level 0: lean
     monkeypatch.setenv("OCF_CHECK_LEVEL", "10")
@@ -124,7 +124,7 @@ def _later(seconds: float, **env: str) -> threading.Timer:
 
 def test_drbd_change_during_the_migration_aborts_it(agent, fake_libvirt: FakeLibvirt, drbd9,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1", xml=DRBD_DOMAIN)
     fake_libvirt.migration["duration"] = 30
     drbd9("derived-dual-primary")
     monkeypatch.setenv("FAKE_DRBDSETUP_STATUS", "drbd9-status-json-derived-dual-primary.txt")  # restored after
@@ -143,7 +143,7 @@ def test_drbd_change_during_the_migration_aborts_it(agent, fake_libvirt: FakeLib
 
 def test_drbd_tool_hanging_during_the_migration_aborts_it_in_bounded_time(
         agent, fake_libvirt: FakeLibvirt, drbd9, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1", xml=DRBD_DOMAIN)
     fake_libvirt.migration["duration"] = 60
     drbd9("derived-dual-primary")
     monkeypatch.setenv("FAKE_DRBD_HANG", "")
@@ -160,7 +160,7 @@ def test_drbd_tool_hanging_during_the_migration_aborts_it_in_bounded_time(
 
 def test_migration_without_drbd_is_not_watched(agent, fake_libvirt: FakeLibvirt, config_file: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1", xml=config_file.read_text())  # no disk on DRBD
     fake_libvirt.migration["duration"] = 2.5
     monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_DRBD_HANG", "all")  # any DRBD read would hang
@@ -171,7 +171,7 @@ def test_migration_without_drbd_is_not_watched(agent, fake_libvirt: FakeLibvirt,
 
 
 def test_migrate_from_checks_drbd_under_the_arrived_domain(agent, fake_libvirt: FakeLibvirt, drbd9) -> None:
-    fake_libvirt.add("vm1")  # it has arrived and runs here
+    fake_libvirt.add("vm1", xml=DRBD_DOMAIN)  # it has arrived and runs here
     drbd9("salt-shanghai-secondary")
     res = agent("migrate_from", drbd_resources="shanghai",
                 OCF_RESKEY_CRM_meta_migrate_source="salt-node3")  # type: ignore[arg-type]
