@@ -16,7 +16,7 @@ from livemig.check.domain import domain_name
 from livemig.check.model import MAINTENANCE_REMINDER
 from livemig.check.readiness import CheckOptions, check_vm
 from livemig.check.report import format_json, format_report
-from livemig.drbd.mapping import domain_disks, drbd_refs_for_disk
+from livemig.drbd.mapping import DomainDisk, domain_disks, drbd_refs_for_disk
 from livemig.drbd.state import DrbdStateError
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.metadata import Action
@@ -192,7 +192,8 @@ def _warn_unnamed_resources(xml_text: str, resources: Sequence[str], err: TextIO
     for disk in disks:
         if disk.source is None or not disk.source.startswith("/dev/drbd/by-res/"):
             continue
-        for ref in drbd_refs_for_disk(disk):  # a by-res path is read from its name, nothing is opened
+        top = DomainDisk(disk.target, disk.disk_type, disk.source)  # its source alone, not its backing chain
+        for ref in drbd_refs_for_disk(top):  # a by-res path is read from its name, nothing is opened
             if ref.resource and ref.resource not in resources:
                 err.write(f"livemig config: warning: disk {disk.label()} is on DRBD resource {ref.resource}, "
                           "which no --drbd-resource names\n")

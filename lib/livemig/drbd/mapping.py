@@ -1,31 +1,55 @@
 """Which DRBD devices are behind a libvirt domain's disks.
 
-A disk is on DRBD when its source is
+A ``<disk>`` is read as libvirt reads it (formatdomain, "Hard drives, floppy
+disks, CDROMs"): its ``type`` (``file`` when it has none) says which attribute
+of ``<source>`` names the storage (``file``, ``dev``, ``dir``; ``pool`` and
+``volume``; ``protocol`` and ``name``; ...), and an attribute of another type is
+ignored, as libvirt ignores it. Every layer of the disk is looked at: the
+``<source>``, each nested ``<backingStore>`` (each with its own type and
+source), and the ``<mirror>`` of a block job in the live XML (the destination
+the disk pivots onto, with its own chain).
+
+A layer is on DRBD when it is
 
 - a ``/dev/drbd/by-res/<res>/<vol>`` path (8.4, 9) or ``/dev/drbd/by-res/<res>``
   (8.3): the resource and volume are in the name;
 - a block device with major 147 (``/dev/drbdN``, or any symlink or custom
   device name resolving to one): the minor is N;
-- a device-mapper device (LVM on DRBD) whose ``slaves`` in sysfs lead to DRBD;
-- a file on a file system (GFS2, OCFS2) that lives on one of the above.
+- a device-mapper or md device (LVM on DRBD), or a partition, whose ``slaves``
+  (or parent) in sysfs lead to DRBD;
+- a loop device whose backing file (sysfs ``loop/backing_file``) is on DRBD;
+- a file on a file system (GFS2, OCFS2, ext4, ...) that lives on one of the above.
 
 Putting a resource name on a minor is the reader's job
-(:meth:`livemig.drbd.tools.DrbdReader.names_for_minors`). A disk whose
-backing cannot be told (a storage-pool volume, a ``/dev/drbd*`` path that does
-not resolve) raises :class:`DrbdMappingError`: the guard must not assume
-"not on DRBD" for a disk it could not look at.
+(:meth:`livemig.drbd.tools.DrbdReader.names_for_minors`).
+
+A layer whose backing cannot be traced (a file on a file system whose files
+have an anonymous device: btrfs, overlayfs, ZFS, NFS, FUSE, ...; a path that
+does not exist here; a storage-pool volume; a vhost-user or vDPA disk; a network
+disk served on this node; a block device a user-space process serves) may be on
+DRBD: where DRBD is loaded on this node (``/proc/drbd`` exists) that raises
+:class:`DrbdMappingError`, telling the operator to name the resources
+(``drbd_resources``): the guard must not assume "not on DRBD" for a disk it
+could not look at. Where DRBD is not loaded nothing can be on local DRBD, and
+such a layer is not on DRBD. A file system that has no block device at all
+(tmpfs, ramfs, ...) is not on DRBD. A ``/dev/drbd*`` name that does not resolve
+names DRBD without saying which resource: it raises wherever it is.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import os
 import re
 import stat as stat_module
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from lxml import etree
 
+from livemig.bounded import CallTimeout, bounded_call
+from livemig.drbd.proc import proc_drbd_path
 from livemig.drbd.state import DrbdStateError
 from livemig.xmlsafe import safe_xml_parser
 
@@ -37,10 +61,38 @@ if TYPE_CHECKING:
 #: The block major the kernel assigns to DRBD devices.
 DRBD_MAJOR = 147
 BY_RES_DIR = "/dev/drbd/by-res"
+MOUNTINFO_PATH = "/proc/self/mountinfo"
+SYSFS_ROOT = "/sys"
+
+#: libvirt's type for a ``<disk>`` (or ``<backingStore>``, ``<mirror>``) that has none.
+DEFAULT_DISK_TYPE = "file"
+#: The disk types whose storage is a local path, and the ``<source>`` attribute naming it.
+PATH_ATTRIBUTES = {"file": "file", "block": "dev", "dir": "dir"}
+
+#: File systems whose files live in memory: there is no block device under them that DRBD could be.
+NO_BLOCK_DEVICE_FS = frozenset({
+    "tmpfs", "ramfs", "devtmpfs", "hugetlbfs", "proc", "sysfs", "devpts", "mqueue", "debugfs",
+    "tracefs", "securityfs", "configfs", "cgroup", "cgroup2", "pstore", "bpf", "efivarfs",
+})
+#: Block devices (by kernel name) whose data a user-space process serves: nothing to trace below them.
+USER_SPACE_BLOCK_DEVICES = ("nbd", "ublkb")
+
+#: The reason an operator gets for every disk that cannot be traced.
+OPERATOR_HINT = ("tell the agent which DRBD resources the VM uses: drbd_resources=<the DRBD resources "
+                 "behind the VM> (or drbd_guard=off if it uses none)")
+
+#: Tracing every disk of a domain may take this long at most (a hung NFS or FUSE mount).
+TRACE_TIMEOUT = 10.0
 
 _BY_RES = re.compile(r"^/dev/drbd/by-res/([^/]+)(?:/(\d+))?/?$")
 _DRBD_NODE = re.compile(r"^/dev/drbd(\d+)$")
 _MAX_STACK_DEPTH = 8
+_MAX_TRACE_STEPS = 256
+_MAX_MOUNTINFO_BYTES = 8 * 1024 * 1024
+_MAX_SYSFS_BYTES = 4096 + 64  # a path (PATH_MAX) and a newline
+_MAX_REASONS_SHOWN = 3
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6",
+                             "ip6-localhost", "ip6-loopback"})
 
 
 class DrbdMappingError(DrbdStateError):
@@ -48,15 +100,47 @@ class DrbdMappingError(DrbdStateError):
 
 
 @dataclass(frozen=True)
+class DiskLayer:
+    """One layer of a disk's storage: its ``<source>``, a ``<backingStore>``, or a block job's ``<mirror>``.
+
+    ``disk_type`` is the layer's own type. ``source`` names its storage: the
+    path of a file, block or dir layer, ``pool/volume``, ``protocol:name``, the
+    socket of a vhost-user layer, the device of a vDPA layer (None: nothing
+    named). ``where`` says which element it is (``source``, ``backingStore 1``
+    for the first layer below the source, ``mirror``). ``served_here``: a
+    network layer whose server is on this node (a unix socket, a loopback host).
+    """
+
+    disk_type: str
+    source: Optional[str]
+    where: str = "source"
+    served_here: bool = False
+
+    @property
+    def path(self) -> Optional[str]:
+        """The local path to trace (file, block and dir layers), else None."""
+        return self.source if self.disk_type in PATH_ATTRIBUTES else None
+
+
+@dataclass(frozen=True)
 class DomainDisk:
-    """One ``<disk>`` of a domain: its target (``vda``), type and source path."""
+    """One ``<disk>`` of a domain: its target (``vda``), type and source, and every layer of its storage."""
 
     target: Optional[str]
     disk_type: Optional[str]
     source: Optional[str]
+    layers: Tuple[DiskLayer, ...] = ()
 
     def label(self) -> str:
         return self.target or self.source or "(unnamed disk)"
+
+    def storage(self) -> Tuple[DiskLayer, ...]:
+        """The layers to trace (a disk built without ``layers``: its source alone)."""
+        if self.layers:
+            return self.layers
+        if self.source is None:
+            return ()
+        return (DiskLayer(self.disk_type or DEFAULT_DISK_TYPE, self.source),)
 
 
 @dataclass(frozen=True)
@@ -67,6 +151,7 @@ class DrbdDiskRef:
     minor: Optional[int] = None
     resource: Optional[str] = None
     volume: Optional[int] = None
+    where: str = "source"
 
 
 StatFunction = Callable[[str], os.stat_result]
@@ -82,80 +167,317 @@ def domain_disks(xml_text: str) -> List[DomainDisk]:
         raise DrbdMappingError(f"expected a libvirt <domain>, found <{root.tag}>")
     disks = []
     for disk in root.findall("devices/disk"):
-        source = disk.find("source")
         target = disk.find("target")
-        path = None
-        if source is not None:
-            path = source.get("dev") or source.get("file") or source.get("dir")
-            if disk.get("type") == "volume":
-                pool, volume = source.get("pool"), source.get("volume")
-                path = f"{pool}/{volume}" if pool or volume else None
+        disk_type = disk.get("type") or DEFAULT_DISK_TYPE
+        top = _layer(disk_type, disk.find("source"), "source")
+        layers = [] if top is None else [top]
+        layers.extend(_backing_chain(disk, "backingStore"))
+        mirror = disk.find("mirror")
+        if mirror is not None:
+            mirror_type = mirror.get("type") or DEFAULT_DISK_TYPE
+            own = _layer(mirror_type, mirror.find("source"), "mirror")
+            if own is None and mirror.get("file"):  # libvirt before 1.2.6: <mirror file=... format=...>
+                own = DiskLayer("file", mirror.get("file"), "mirror")
+            if own is not None:
+                layers.append(own)
+            layers.extend(_backing_chain(mirror, "mirror backingStore"))
         disks.append(DomainDisk(
             target=target.get("dev") if target is not None else None,
-            disk_type=disk.get("type"),
-            source=path,
+            disk_type=disk_type,
+            source=top.source if top is not None else None,
+            layers=tuple(layer for layer in layers if layer.path is not None or layer.disk_type not in PATH_ATTRIBUTES),
         ))
     return disks
 
 
-def drbd_refs_for_disk(disk: DomainDisk, stat: StatFunction = os.stat,
-                       sysfs_root: str = "/sys") -> List[DrbdDiskRef]:
-    """The DRBD devices behind ``disk`` ([] when it is not on DRBD)."""
-    if disk.source is None or disk.disk_type == "network":
-        return []
-    if disk.disk_type == "volume":
-        raise DrbdMappingError(
-            f"disk {disk.label()} is the storage-pool volume {disk.source}: cannot tell whether it is "
-            "on DRBD; name the DRBD resources explicitly")
-    by_res = _BY_RES.match(disk.source)
-    if by_res:
-        volume = int(by_res.group(2)) if by_res.group(2) is not None else None
-        return [DrbdDiskRef(disk=disk, resource=by_res.group(1), volume=volume)]
+def _backing_chain(element: etree._Element, name: str) -> List[DiskLayer]:
+    """The nested ``<backingStore>`` layers below ``element`` (an empty one ends the chain)."""
+    layers = []
+    depth = 0
+    node = element.find("backingStore")
+    while node is not None and (node.get("type") is not None or node.find("source") is not None):
+        depth += 1  # bounded: each step goes one element deeper into a finite, parsed tree
+        layer = _layer(node.get("type") or DEFAULT_DISK_TYPE, node.find("source"), f"{name} {depth}")
+        if layer is not None:
+            layers.append(layer)
+        node = node.find("backingStore")
+    return layers
+
+
+def _layer(disk_type: str, source: Optional[etree._Element], where: str) -> Optional[DiskLayer]:
+    """The layer ``<source>`` describes for a disk of ``disk_type`` (None without a ``<source>``)."""
+    if source is None:
+        return None
+    if disk_type in PATH_ATTRIBUTES:
+        return DiskLayer(disk_type, source.get(PATH_ATTRIBUTES[disk_type]), where)
+    if disk_type == "volume":
+        pool, volume = source.get("pool"), source.get("volume")
+        return DiskLayer(disk_type, f"{pool}/{volume}" if pool or volume else None, where)
+    if disk_type == "network":
+        protocol, name = source.get("protocol"), source.get("name")
+        named = f"{protocol}:{name}" if name else protocol
+        return DiskLayer(disk_type, named, where, served_here=_served_here(protocol, source))
+    if disk_type == "nvme":
+        address = source.find("address")
+        pci = ":".join(address.get(k) or "?" for k in ("domain", "bus", "slot", "function")) \
+            if address is not None else "?"
+        return DiskLayer(disk_type, f"NVMe namespace {source.get('namespace')} at PCI {pci}", where)
+    if disk_type == "vhostuser":
+        return DiskLayer(disk_type, source.get("path"), where)
+    if disk_type == "vhostvdpa":
+        return DiskLayer(disk_type, source.get("dev"), where)
+    return DiskLayer(disk_type, None, where)
+
+
+def _served_here(protocol: Optional[str], source: etree._Element) -> bool:
+    """A network source whose server runs on this node: a unix socket, or a loopback host."""
+    hosts = source.findall("host")
+    if protocol == "sheepdog" and not hosts:
+        return True  # libvirt's default sheepdog server is localhost:7000
+    for host in hosts:
+        if host.get("transport") == "unix":
+            return True
+        name = (host.get("name") or "").strip().strip("[]").lower()
+        if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+            return True
+        try:
+            if ipaddress.ip_address(name).is_loopback:
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+class _Problem(NamedTuple):
+    text: str
+    names_drbd: bool  # a /dev/drbd* name: on DRBD whatever is loaded, but which resource cannot be told
+
+
+class _Tracer:
+    """Follows one disk's layers down to block devices; collects DRBD minors and what could not be traced."""
+
+    def __init__(self, stat: StatFunction, sysfs_root: str, mountinfo: str) -> None:
+        self.stat = stat
+        self.sysfs_root = sysfs_root
+        self.mountinfo = mountinfo
+        self.minors: List[int] = []
+        self.problems: List[_Problem] = []
+        self._steps = 0
+        self._mounts: Optional[Dict[str, str]] = None
+        self._mounts_error: Optional[str] = None
+
+    def problem(self, text: str, names_drbd: bool = False) -> None:
+        self.problems.append(_Problem(text, names_drbd))
+
+    def found(self, minor: int) -> None:
+        if minor not in self.minors:
+            self.minors.append(minor)
+
+    def path(self, path: str, depth: int) -> None:
+        """A path: a block device is traced by its device number, a file or directory by its file system's."""
+        try:
+            st = self.stat(path)
+        except OSError as exc:
+            named = _DRBD_NODE.match(path)
+            if named:  # /dev/drbdN names its minor even where the node is absent
+                self.found(int(named.group(1)))
+            elif path.startswith("/dev/drbd"):
+                self.problem(f"{path} cannot be resolved ({exc.strerror or exc})", names_drbd=True)
+            elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                self.problem(f"{path} does not exist here (it may be on DRBD once its storage is active: "
+                             "an LV on DRBD, a file system on DRBD not mounted yet)")
+            else:
+                self.problem(f"{path} cannot be looked at ({exc.strerror or exc})")
+            return
+        if stat_module.S_ISBLK(st.st_mode):
+            self.device(os.major(st.st_rdev), os.minor(st.st_rdev), depth, path)
+        elif stat_module.S_ISREG(st.st_mode) or stat_module.S_ISDIR(st.st_mode):
+            self.file_system(st.st_dev, path, depth)
+        # anything else (a character device, socket, FIFO) is no storage a file system or DRBD is under
+
+    def file_system(self, dev: int, path: str, depth: int) -> None:
+        major, minor = os.major(dev), os.minor(dev)
+        if major != 0:
+            self.device(major, minor, depth, path)
+            return
+        fs_type = self.fs_type(f"{major}:{minor}")
+        if fs_type in NO_BLOCK_DEVICE_FS:
+            return
+        if fs_type is None:
+            self.problem(f"{path} is on device 0:{minor}, a file system with no block device of its own, "
+                         f"and {self._mounts_error}")
+        else:
+            self.problem(f"{path} is on {fs_type} (device 0:{minor}): its files have an anonymous device, "
+                         "so the block devices under it cannot be traced")
+
+    def fs_type(self, number: str) -> Optional[str]:
+        """The type of the mounted file system with device ``major:minor`` (None: see ``_mounts_error``)."""
+        if self._mounts is None:
+            self._mounts = {}
+            data = _read_bounded(self.mountinfo, _MAX_MOUNTINFO_BYTES)
+            if data is None:
+                self._mounts_error = f"the mount table {self.mountinfo} could not be read"
+                return None
+            for line in data.splitlines():
+                fields = line.split(" ")
+                if len(fields) < 3 or " - " not in line:
+                    continue
+                after = line.split(" - ", 1)[1].split(" ")
+                self._mounts.setdefault(fields[2], after[0])
+        found = self._mounts.get(number)
+        if found is None and self._mounts_error is None:
+            self._mounts_error = f"no mount in {self.mountinfo} has that device"
+        return found
+
+    def device(self, major: int, minor: int, depth: int, via: str) -> None:
+        """Block device ``major:minor`` (reached through ``via``): DRBD, or what sysfs says is under it."""
+        self._steps += 1
+        if self._steps > _MAX_TRACE_STEPS:
+            if self._steps == _MAX_TRACE_STEPS + 1:
+                self.problem(f"{via}: more than {_MAX_TRACE_STEPS} block devices under it, not all traced")
+            return
+        if major == DRBD_MAJOR:
+            self.found(minor)
+            return
+        if depth >= _MAX_STACK_DEPTH:
+            self.problem(f"{via}: block devices stacked more than {_MAX_STACK_DEPTH} deep, not all traced")
+            return
+        node = os.path.join(self.sysfs_root, "dev", "block", f"{major}:{minor}")
+        if not os.path.isdir(node):
+            self.problem(f"{via} is on block device {major}:{minor}, which is not in {self.sysfs_root}/dev/block")
+            return
+        if os.path.exists(os.path.join(node, "partition")):
+            node = os.path.dirname(os.path.realpath(node))
+        name = os.path.basename(os.path.realpath(node))
+        if os.path.isdir(os.path.join(node, "loop")):
+            self.loop(node, name, depth, via)
+            return
+        if name.startswith(USER_SPACE_BLOCK_DEVICES):
+            self.problem(f"{via} is on /dev/{name}, a block device served by a user-space process, "
+                         "whose storage cannot be traced")
+            return
+        slaves = os.path.join(node, "slaves")
+        try:
+            names = sorted(os.listdir(slaves))
+        except OSError as exc:
+            self.problem(f"{via} is on /dev/{name}, whose {slaves} cannot be listed ({exc.strerror or exc})")
+            return
+        for slave in names:
+            numbers = _read_dev_numbers(os.path.join(slaves, slave, "dev"))
+            if numbers is None:
+                self.problem(f"{via} is on /dev/{name}, stacked on {slave}, whose device number cannot be read")
+            else:
+                self.device(numbers[0], numbers[1], depth + 1, via)
+
+    def loop(self, node: str, name: str, depth: int, via: str) -> None:
+        """A loop device: the file (or device) it reads from, from sysfs ``loop/backing_file``."""
+        data = _read_bounded(os.path.join(node, "loop", "backing_file"), _MAX_SYSFS_BYTES)
+        backing = data.rstrip("\n") if data is not None else ""
+        if not backing:
+            self.problem(f"{via} is on the loop device /dev/{name}, whose backing file cannot be read from sysfs")
+        elif backing.endswith(" (deleted)"):
+            self.problem(f"{via} is on the loop device /dev/{name} over {backing[:-len(' (deleted)')]}, "
+                         "which has been deleted")
+        elif not backing.startswith("/"):
+            self.problem(f"{via} is on the loop device /dev/{name} over {backing!r}, not an absolute path")
+        else:
+            before = len(self.problems)
+            self.path(backing, depth + 1)
+            for index in range(before, len(self.problems)):  # say how the backing file is reached
+                text, names_drbd = self.problems[index]
+                self.problems[index] = _Problem(f"{via} is on the loop device /dev/{name} over {backing}, and "
+                                                f"{text}", names_drbd)
+
+
+def _read_bounded(path: str, limit: int) -> Optional[str]:
+    """The text of a small kernel file (at most ``limit`` bytes), or None if unreadable or larger."""
     try:
-        st = stat(disk.source)
-    except OSError as exc:
-        named = _DRBD_NODE.match(disk.source)
-        if named:
-            return [DrbdDiskRef(disk=disk, minor=int(named.group(1)))]
-        if disk.source.startswith("/dev/drbd"):
-            raise DrbdMappingError(
-                f"disk {disk.label()}: cannot resolve {disk.source} ({exc.strerror})") from None
-        return []  # absent here and not named like DRBD: nothing to look at
-    if stat_module.S_ISBLK(st.st_mode):
-        device = st.st_rdev
-    elif stat_module.S_ISREG(st.st_mode) or stat_module.S_ISDIR(st.st_mode):
-        device = st.st_dev  # a file: the device holding its file system
-    else:
-        return []
-    return [DrbdDiskRef(disk=disk, minor=m) for m in drbd_minors_below(device, sysfs_root)]
-
-
-def drbd_minors_below(device: int, sysfs_root: str = "/sys") -> List[int]:
-    """DRBD minors that ``device`` is, or is stacked on (device-mapper ``slaves``)."""
-    found: List[int] = []
-    _walk(os.major(device), os.minor(device), sysfs_root, found, 0)
-    return found
-
-
-def _walk(major: int, minor: int, sysfs_root: str, found: List[int], depth: int) -> None:
-    if major == DRBD_MAJOR:
-        if minor not in found:
-            found.append(minor)
-        return
-    if depth >= _MAX_STACK_DEPTH:
-        return
-    node = os.path.join(sysfs_root, "dev", "block", f"{major}:{minor}")
-    if os.path.exists(os.path.join(node, "partition")):
-        node = os.path.dirname(os.path.realpath(node))
-    slaves = os.path.join(node, "slaves")
-    try:
-        names = sorted(os.listdir(slaves))
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
     except OSError:
-        return
-    for name in names:
-        numbers = _read_dev_numbers(os.path.join(slaves, name, "dev"))
-        if numbers is not None:
-            _walk(numbers[0], numbers[1], sysfs_root, found, depth + 1)
+        return None
+    if len(data) > limit:
+        return None
+    return os.fsdecode(data)
+
+
+def drbd_refs_for_disk(disk: DomainDisk, stat: StatFunction = os.stat,
+                       sysfs_root: str = SYSFS_ROOT, *, proc_drbd: Optional[str] = None,
+                       mountinfo: str = MOUNTINFO_PATH, untraceable_ok: bool = False) -> List[DrbdDiskRef]:
+    """The DRBD devices behind every layer of ``disk`` ([] when it is not on DRBD).
+
+    Raises :class:`DrbdMappingError` when a layer cannot be traced and DRBD
+    is loaded on this node (``proc_drbd``, default :func:`~livemig.drbd.proc.proc_drbd_path`,
+    exists), or names DRBD without saying which resource. ``untraceable_ok``:
+    such layers are skipped instead (the operator named the resources); what
+    could be traced is still returned.
+    """
+    tracer = _Tracer(stat, sysfs_root, mountinfo)
+    refs: List[DrbdDiskRef] = []
+    for layer in disk.storage():
+        before = len(tracer.problems)
+        path = layer.path
+        if path is not None:
+            by_res = _BY_RES.match(path)
+            if by_res:
+                volume = int(by_res.group(2)) if by_res.group(2) is not None else None
+                refs.append(DrbdDiskRef(disk=disk, resource=by_res.group(1), volume=volume, where=layer.where))
+                continue
+            known = len(tracer.minors)
+            tracer.path(path, 0)
+            refs.extend(DrbdDiskRef(disk=disk, minor=m, where=layer.where) for m in tracer.minors[known:])
+        elif layer.disk_type == "network":
+            if layer.served_here:
+                tracer.problem(f"the network disk {layer.source} is served on this node (a unix socket or a "
+                               "loopback host), so what stores it cannot be traced")
+        elif layer.disk_type == "volume":
+            tracer.problem(f"{layer.source} is a storage-pool volume, whose pool's storage is not traced")
+        elif layer.disk_type == "vhostuser":
+            tracer.problem(f"a vhost-user process serves it on {layer.source}, and its storage cannot be traced")
+        elif layer.disk_type == "vhostvdpa":
+            tracer.problem(f"it is the vDPA device {layer.source}, whose storage cannot be traced")
+        elif layer.disk_type != "nvme":  # an NVMe controller handed to QEMU: hardware, not DRBD
+            tracer.problem(f"libvirt disk type {layer.disk_type!r} is not one livemig can trace")
+        if layer.where != "source":
+            for index in range(before, len(tracer.problems)):
+                text, names_drbd = tracer.problems[index]
+                tracer.problems[index] = _Problem(f"{text} (its {layer.where})", names_drbd)
+    if tracer.problems and not untraceable_ok:
+        named = [p.text for p in tracer.problems if p.names_drbd]
+        if named:
+            raise DrbdMappingError(f"disk {disk.label()}: {_reasons(named)}: it names DRBD but not which "
+                                   f"resource; use a /dev/drbd/by-res/RES/VOL path, or {OPERATOR_HINT}")
+        if drbd_loaded(proc_drbd):
+            raise DrbdMappingError(
+                f"disk {disk.label()}: cannot tell whether it is on DRBD: "
+                f"{_reasons([p.text for p in tracer.problems])}. DRBD is loaded on this node, so it may be; "
+                f"{OPERATOR_HINT}")
+    return refs
+
+
+def _reasons(texts: List[str]) -> str:
+    shown = "; ".join(texts[:_MAX_REASONS_SHOWN])
+    more = len(texts) - _MAX_REASONS_SHOWN
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def drbd_loaded(proc_drbd: Optional[str] = None) -> bool:
+    """Whether DRBD is loaded here: ``/proc/drbd`` (or ``LIVEMIG_PROC_DRBD``) exists; True when that cannot be told."""
+    path = proc_drbd or proc_drbd_path()
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # fail closed: it may be there
+    return True
+
+
+def drbd_minors_below(device: int, sysfs_root: str = SYSFS_ROOT, stat: StatFunction = os.stat) -> List[int]:
+    """DRBD minors that ``device`` is, or is stacked on (slaves, partitions, loop backing files)."""
+    tracer = _Tracer(stat, sysfs_root, MOUNTINFO_PATH)
+    tracer.device(os.major(device), os.minor(device), 0, f"{os.major(device)}:{os.minor(device)}")
+    return tracer.minors
 
 
 def _read_dev_numbers(path: str) -> Optional[Tuple[int, int]]:
@@ -201,25 +523,44 @@ def _minor_of_link(path: str) -> Optional[int]:
 
 
 def resources_from_domain_xml(xml_text: str, runner: CommandRunner, deadline: Deadline,
-                              *, reader: Optional[DrbdReader] = None, untraceable_ok: bool = False) -> List[str]:
+                              *, reader: Optional[DrbdReader] = None, untraceable_ok: bool = False,
+                              stat: StatFunction = os.stat, sysfs_root: str = SYSFS_ROOT,
+                              proc_drbd: Optional[str] = None, mountinfo: str = MOUNTINFO_PATH,
+                              trace_timeout: float = TRACE_TIMEOUT) -> List[str]:
     """The DRBD resources behind a domain's disks, in disk order ([] if none).
 
     ``untraceable_ok``: the operator named the resources (``drbd_resources``), so
-    a disk whose backing cannot be traced is left to that list instead of
-    raising :class:`DrbdMappingError`.
+    a disk layer whose backing cannot be traced is left to that list instead of
+    raising :class:`DrbdMappingError`; the DRBD resources of what can be traced
+    are still returned.
 
     Raises :class:`~livemig.drbd.state.DrbdStateError` (or its subclass
     :class:`~livemig.drbd.mapping.DrbdMappingError`) when a disk's backing,
-    or the resource of a DRBD minor, cannot be told: fail closed.
+    or the resource of a DRBD minor, cannot be told: fail closed. Tracing the
+    disks (``stat`` and sysfs reads, which a hung NFS or FUSE mount can block)
+    takes at most ``trace_timeout`` seconds, never past ``deadline``.
     """
-    refs = [ref for disk in domain_disks(xml_text) for ref in drbd_refs_for_disk(disk)]
+    disks = domain_disks(xml_text)
+
+    def trace() -> List[DrbdDiskRef]:
+        return [ref for disk in disks
+                for ref in drbd_refs_for_disk(disk, stat, sysfs_root, proc_drbd=proc_drbd, mountinfo=mountinfo,
+                                              untraceable_ok=untraceable_ok)]
+
+    seconds = deadline.bound(trace_timeout)
+    try:
+        refs = bounded_call("trace the domain's disks", seconds, trace) if disks else []
+    except CallTimeout:
+        raise DrbdMappingError(f"the storage behind the domain's disks did not answer within {seconds:.1f}s "
+                               "(a hung NFS, FUSE or cluster file system?): cannot tell which DRBD resources "
+                               f"are behind them; {OPERATOR_HINT}") from None
     minors = sorted({ref.minor for ref in refs if ref.minor is not None and ref.resource is None})
     names: Dict[int, str] = {}
     if minors:
         # Only a bare minor needs DRBD's tools; a VM without DRBD disks never imports them.
         from livemig.drbd.tools import DrbdReader
 
-        reader = reader or DrbdReader(runner, deadline)
+        reader = reader or DrbdReader(runner, deadline, proc_path=proc_drbd)
         proc = reader.read_proc()
         if proc is not None and proc.generation == 8:
             names = reader.names_for_minors(minors)

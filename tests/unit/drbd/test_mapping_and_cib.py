@@ -11,6 +11,7 @@ import pytest
 
 from livemig.drbd.mapping import (
     DRBD_MAJOR,
+    DiskLayer,
     DomainDisk,
     DrbdMappingError,
     domain_disks,
@@ -48,27 +49,33 @@ def block(major: int, minor: int) -> os.stat_result:
 
 def test_domain_disks() -> None:
     disks = domain_disks(DOMAIN.format(a="/dev/drbd/by-res/r0/0", b="/dev/drbd3"))
-    assert disks == [DomainDisk("vda", "block", "/dev/drbd/by-res/r0/0"), DomainDisk("vdb", "block", "/dev/drbd3"),
-                     DomainDisk("hdc", "file", None), DomainDisk("vdc", "network", None)]
+    assert [(d.target, d.disk_type, d.source) for d in disks] == [
+        ("vda", "block", "/dev/drbd/by-res/r0/0"), ("vdb", "block", "/dev/drbd3"),
+        ("hdc", "file", None), ("vdc", "network", "rbd:pool/img")]
+    assert disks[0].layers == (DiskLayer("block", "/dev/drbd/by-res/r0/0"),) and disks[2].layers == ()
     with pytest.raises(DrbdMappingError):
         domain_disks("<domain><devices>")
     with pytest.raises(DrbdMappingError):
         domain_disks("<!DOCTYPE d [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><notdomain>&x;</notdomain>")
 
 
-def test_refs_by_res_by_minor_and_not_drbd() -> None:
+def test_refs_by_res_by_minor_and_not_drbd(tmp_path: Path) -> None:
     st = fake_stat({"/dev/drbd_srv00-sql1_0": block(DRBD_MAJOR, 7), "/dev/vg/lv": block(253, 1)})
-    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd/by-res/r0/1"), st)[0].volume == 1
-    ref = drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd/by-res/r0"), st)[0]  # 8.3
+    absent = {"proc_drbd": str(tmp_path / "absent")}  # DRBD not loaded here
+    loaded = {"proc_drbd": str(FIXTURES / "drbd9-proc-synthetic-version-only.txt")}
+    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd/by-res/r0/1"), st, **absent)[0].volume == 1
+    ref = drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd/by-res/r0"), st, **absent)[0]  # 8.3
     assert (ref.resource, ref.volume) == ("r0", None)
-    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd_srv00-sql1_0"), st)[0].minor == 7
-    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd12"), st)[0].minor == 12  # not loaded here
-    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/vg/lv"), st, sysfs_root="/nonexistent") == []
-    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/srv/missing.img"), st) == []
-    with pytest.raises(DrbdMappingError):
-        drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd/by-disk/vg/x"), st)
-    with pytest.raises(DrbdMappingError):
-        drbd_refs_for_disk(DomainDisk("vda", "volume", "pool/vol"), st)
+    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd_srv00-sql1_0"), st, **absent)[0].minor == 7
+    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd12"), st, **absent)[0].minor == 12  # no node
+    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/vg/lv"), st, sysfs_root="/nonexistent",
+                              **absent) == []
+    assert drbd_refs_for_disk(DomainDisk("vda", "block", "/srv/missing.img"), st, **absent) == []
+    with pytest.raises(DrbdMappingError, match="names DRBD"):  # whether DRBD is loaded or not
+        drbd_refs_for_disk(DomainDisk("vda", "block", "/dev/drbd/by-disk/vg/x"), st, **absent)
+    assert drbd_refs_for_disk(DomainDisk("vda", "volume", "pool/vol"), st, **absent) == []
+    with pytest.raises(DrbdMappingError, match="storage-pool volume"):
+        drbd_refs_for_disk(DomainDisk("vda", "volume", "pool/vol"), st, **loaded)
 
 
 def test_lvm_on_drbd_through_sysfs_slaves(tmp_path: Path) -> None:
@@ -104,7 +111,8 @@ def test_resources_from_domain_xml_drbd9() -> None:
     assert resources_from_domain_xml(xml, runner, deadline, reader=reader) == ["r0", "r1"]
     no_drbd = ("<domain><name>x</name><devices><disk type='file'><source file='/nonexistent.img'/></disk>"
                "</devices></domain>")
-    assert resources_from_domain_xml(no_drbd, runner, deadline, reader=reader) == []
+    absent = str(FIXTURES / "absent")
+    assert resources_from_domain_xml(no_drbd, runner, deadline, reader=reader, proc_drbd=absent) == []
     runner.answers["drbdsetup status"] = hung("drbdsetup")
     with pytest.raises(DrbdStateError):
         resources_from_domain_xml(xml, runner, deadline, reader=reader)
