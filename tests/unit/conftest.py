@@ -21,6 +21,12 @@ DOMAIN_XML = """<domain type='qemu'>
 """
 
 
+@pytest.fixture(autouse=True)
+def no_host_drbd(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Unit tests never read this host's /proc/drbd: a test that wants DRBD loaded sets LIVEMIG_PROC_DRBD."""
+    monkeypatch.setenv("LIVEMIG_PROC_DRBD", str(tmp_path_factory.getbasetemp() / "no-drbd-on-this-host"))
+
+
 @pytest.fixture
 def fake_libvirt(monkeypatch: pytest.MonkeyPatch) -> FakeLibvirt:
     world = FakeLibvirt()
