@@ -188,7 +188,10 @@ class DrbdReader:
         """minor -> resource for the minors that can be named (8.x).
 
         From udev's by-res links first, else ``drbdadm sh-resource minor-N``.
-        A minor that cannot be named is left out (a failure is logged).
+        A minor that cannot be named is left out (a failure is logged): the
+        caller must take a missing minor as unknown (the disk mapping refuses
+        it). Decisions never start from here: :meth:`read_resources` starts
+        from each resource's configured minors.
         """
         links = scan_by_res(self._by_res_dir) if by_res is None else by_res
         names: Dict[int, str] = {}

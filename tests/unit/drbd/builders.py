@@ -107,7 +107,8 @@ class TextProcReader(DrbdReader):
 
     def __init__(self, runner: CommandRunner, deadline: Deadline, proc_text: Optional[str],
                  node_name: str = "alpha") -> None:
-        super().__init__(runner, deadline, by_res_dir="/nonexistent/by-res", node_name=node_name)
+        super().__init__(runner, deadline, by_res_dir="/nonexistent/by-res")
+        self._node_name = node_name
         self._proc_text = proc_text
 
     def read_proc(self) -> Optional[ProcDrbd]:
