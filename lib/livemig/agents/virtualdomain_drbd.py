@@ -73,8 +73,11 @@ class DrbdPlan:
         self.explicit = parse_resource_list(values.get("drbd_resources") or "")
         self.peer_names = parse_peer_names(values.get("drbd_peer_names") or "")
         self.detection_error: Optional[str] = None
-        self.resources: List[str] = list(self.explicit)
-        if self.setting == "off" or xml_text is None:
+        self.resources: List[str] = []
+        if self.setting == "off":
+            return
+        self.resources = list(self.explicit)
+        if xml_text is None:
             return
         from livemig.drbd.mapping import resources_from_domain_xml
         from livemig.drbd.state import DrbdStateError

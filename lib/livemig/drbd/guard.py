@@ -235,17 +235,12 @@ def _check_resource(
     peer_names: Mapping[str, str],
     show: Optional[Tuple[ShowResource, ...]],
 ) -> None:
-    checks = local_checks(name, status)
     entries = status.resource(name)
-    if not entries:
-        for check in checks:
-            findings.add(name, check.check, check.ok, check.detail)
-        return
-    if mode == MODE_AUTO_PROMOTE and status.generation != 9:
+    if entries and mode == MODE_AUTO_PROMOTE and status.generation != 9:
         findings.add(name, "mode", False, f"auto-promote mode needs DRBD 9; this node runs DRBD "
                                           f"{status.drbd_version or '8.x'}; use dual-primary")
         return
-    for check in checks:
+    for check in local_checks(name, status):
         if check.decided:
             findings.add(name, check.check, check.ok, check.detail)
         else:

@@ -265,7 +265,8 @@ def test_explicit_resources_are_joined_by_those_of_traceable_disks(monkeypatch: 
     assert plan.resources == ["r9", "r5", "r0"]
     assert _plan(monkeypatch, {}, xml).resources == ["r0", "r9"]
     assert _plan(monkeypatch, {}, xml, drbd_resources="r0").resources == ["r0", "r9"]
-    assert _plan(monkeypatch, {}, xml, drbd_guard="off", drbd_resources="r0").resources == ["r0"]
+    assert _plan(monkeypatch, {}, None, drbd_resources="r9").resources == ["r9"]  # no XML: the list alone
+    assert _plan(monkeypatch, {}, xml, drbd_guard="off", drbd_resources="r0").resources == []  # nothing to check
 
 
 def test_guard_checks_a_detected_resource_the_explicit_list_leaves_out(monkeypatch: pytest.MonkeyPatch) -> None:
