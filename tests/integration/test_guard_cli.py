@@ -96,12 +96,37 @@ def test_hanging_tool_is_refused_within_the_bound() -> None:
     assert elapsed < 3 + 5  # the bound plus interpreter start-up, nowhere near the hung tool's 600 s
 
 
+PROC84 = str(FIXTURES / "drbd84-proc-pacemaker-connected-primary-8.4.11.txt")
+
+
 def test_drbd_8x_through_proc_and_drbdadm() -> None:
     done = livemig(["guard", "--peer", "node2", "--resource", "r1", "--cib", CIB_EMPTY],
-                   LIVEMIG_PROC_DRBD=str(FIXTURES / "drbd84-proc-pacemaker-connected-primary-8.4.11.txt"),
-                   FAKE_DRBDADM_MINORS="1=r1")
+                   LIVEMIG_PROC_DRBD=PROC84, FAKE_DRBDADM_MINORS="1=r1", FAKE_DRBDADM_PEER="node2")
     assert done.returncode == 1
-    assert "r1: the peer role is Secondary (minor 1); needs Primary" in done.stdout.splitlines()
+    assert "r1: node2 role is Secondary (minor 1); needs Primary" in done.stdout.splitlines()
+
+
+def test_drbd_8x_peer_is_another_node_refused() -> None:
+    done = livemig(["guard", "--peer", "node2", "--resource", "r1", "--cib", CIB_EMPTY],
+                   LIVEMIG_PROC_DRBD=PROC84, FAKE_DRBDADM_MINORS="1=r1", FAKE_DRBDADM_PEER="node3")
+    assert done.returncode == 1
+    assert "r1: no connection is named node2 among node3" in done.stdout
+
+
+def test_drbd_8x_configured_minor_missing_from_proc_refused() -> None:
+    done = livemig(["guard", "--peer", "node2", "--resource", "r1", "--cib", CIB_EMPTY, "--json"],
+                   LIVEMIG_PROC_DRBD=PROC84, FAKE_DRBDADM_MINORS="1=r1 2=r1", FAKE_DRBDADM_PEER="node2")
+    assert done.returncode == 1
+    failed = [c for c in json.loads(done.stdout)["checks"] if not c["ok"]]
+    assert {"resource": "r1", "check": "present", "ok": False,
+            "detail": "minor 2 is not in /proc/drbd; needs every volume of the resource up (drbdadm up r1)"} in failed
+
+
+def test_drbd_8x_unknown_resource_is_undecided() -> None:
+    done = livemig(["guard", "--peer", "node2", "--resource", "r7", "--cib", CIB_EMPTY],
+                   LIVEMIG_PROC_DRBD=PROC84, FAKE_DRBDADM_MINORS="1=r1", FAKE_DRBDADM_PEER="node2")
+    assert done.returncode == 2
+    assert "'r7' not defined in your config (for this host)" in done.stdout
 
 
 def test_drbd_status_json() -> None:

@@ -8,12 +8,15 @@ locked with flock, so a role change on one node is seen by its peers as on a rea
 connected pair.  The local node is ``LIVEMIG_LAB_NODE`` or the hostname.
 
 Output formats are DRBD's: DRBD 9 ``drbdsetup status --json``, ``drbdsetup show --json``,
-``drbdadm status``/``role``/``cstate``/``dstate``; in 8.4 mode (``drbdsim mode 8.4``)
-``role``/``dstate`` print ``local/peer`` and a /proc/drbd-style text is kept up to date in
-each node's ``LIVEMIG_PROC_DRBD`` file.  DRBD's rules are enforced with its messages and
-exit codes (drbdsetup: ``<obj>: State change failed: (<SS code>) <text>`` exit 11, or 17
-for SS_NO_UP_TO_DATE_DISK; ``<obj>: Failure: (<ERR code>) <text>`` exit 10; drbdadm adds
-``Command 'drbdsetup ...' terminated with exit code N``):
+``drbdadm status``/``role``/``cstate``/``dstate``/``sh-minor``/``sh-resource``; in 8.4 mode
+(``drbdsim mode 8.4``) ``role``/``dstate`` print ``local/peer``, ``drbdadm [-v] dump-xml``
+prints the configuration as drbdadm-84 does, and a /proc/drbd-style text is kept up to date
+in each node's ``LIVEMIG_PROC_DRBD`` file.  drbdadm refuses a resource it does not know as
+drbdadm does: ``'RES' not defined in your config (for this host).``, exit 1.
+DRBD's rules are enforced with its messages and exit codes (drbdsetup: ``<obj>: State change
+failed: (<SS code>) <text>`` exit 11, or 17 for SS_NO_UP_TO_DATE_DISK; ``<obj>: Failure:
+(<ERR code>) <text>`` exit 10; drbdadm adds ``Command 'drbdsetup ...' terminated with exit
+code N``):
 
 * a second Primary without allow-two-primaries: (-1) Multiple primaries not allowed by config;
 * allow-two-primaries without protocol C: (139) Protocol C required;
@@ -55,6 +58,7 @@ class DrbdFailure(Exception):
         super().__init__(text)
         self.text = text
         self.code = code
+        self.reported = False  # already written to stderr
 
 
 def store_path() -> str:
@@ -497,6 +501,56 @@ def _resources(data: Dict[str, Any], pos: Sequence[str]) -> List[str]:
     return list(pos)
 
 
+E_USAGE = 1  # drbdadm's exit code for a resource not in its configuration (drbd-utils shared_tool.h)
+
+
+def _adm_resources(data: Dict[str, Any], pos: Sequence[str]) -> List[str]:
+    """drbdadm's reading of its resource arguments: a name it does not know ends it with E_USAGE."""
+    if not pos or pos[0] == "all":
+        return sorted(data["resources"])
+    for r in pos:
+        if r not in data["resources"]:
+            raise DrbdFailure(f"'{r}' not defined in your config (for this host).", E_USAGE)
+    return list(pos)
+
+
+def _minor_resource(data: Dict[str, Any], arg: str) -> str:
+    """``minor-N`` -> the resource whose volume has minor N (drbdadm's ctx_by_minor)."""
+    number = arg[len("minor-"):] if arg.startswith("minor-") else ""
+    for name, res in data["resources"].items():
+        if number.isdigit() and int(number) == res["minor"]:
+            return str(name)
+    raise DrbdFailure(f"'{arg}' not defined in your config (for this host).", E_USAGE)
+
+
+def dump_xml84(data: Dict[str, Any], names: Sequence[str], wrapped: bool) -> str:
+    """``drbdadm [-v] dump-xml`` as drbdadm-84 prints it (drbd-utils user/v84 adm_dump_xml)."""
+    pad = "    " if wrapped else ""
+    lines = ['<config file="/etc/drbd.conf">'] if wrapped else []
+    for name in names:
+        res = data["resources"][name]
+        lines.append(f'{pad}<resource name="{name}" conf-file-line="/etc/drbd.d/{name}.res:1">')
+        for node in sorted(res["nodes"], key=lambda h: res["nodes"][h]["node-id"]):
+            n = res["nodes"][node]
+            lines += [f'{pad}    <host name="{node}">',
+                      f'{pad}        <volume vnr="{res["volume"]}">',
+                      f'{pad}            <device minor="{res["minor"]}">/dev/drbd{res["minor"]}</device>',
+                      f'{pad}            <disk>{res["backing"] or "/dev/null"}</disk>',
+                      f"{pad}            <meta-disk>internal</meta-disk>",
+                      f"{pad}        </volume>",
+                      f'{pad}        <address family="ipv4" port="7789">{n["address"]}</address>',
+                      f"{pad}    </host>"]
+        two = "yes" if res["net"]["allow-two-primaries"] else "no"
+        lines += [f'{pad}    <section name="net">',
+                  f'{pad}        <option name="protocol" value="{res["net"]["protocol"]}"/>',
+                  f'{pad}        <option name="allow-two-primaries" value="{two}"/>',
+                  f"{pad}    </section>",
+                  f"{pad}</resource>"]
+    if wrapped:
+        lines.append("</config>")
+    return "\n".join(lines) + "\n"
+
+
 def drbdadm(args: Sequence[str]) -> int:
     pos, opts = _split(args)
     if "version" in opts or (pos and pos[0] == "--version"):
@@ -511,7 +565,16 @@ def drbdadm(args: Sequence[str]) -> int:
     write_cmds = ("up", "down", "primary", "secondary", "connect", "disconnect", "adjust", "net-options")
     try:
         with locked_store(cmd in write_cmds) as data:
-            names = _resources(data, pos)
+            if cmd == "sh-resource":
+                print(_minor_resource(data, pos[0] if pos else ""))
+                return 0
+            names = _adm_resources(data, pos)
+            if cmd == "dump-xml":
+                if data["mode"] == "9":
+                    sys.stderr.write("lab simulator: dump-xml is simulated in 8.4 mode only\n")
+                    return 20
+                sys.stdout.write(dump_xml84(data, names, wrapped=not pos or pos[0] == "all"))
+                return 0
             setup_cmd = {"primary": "primary", "secondary": "secondary", "down": "down"}.get(cmd, cmd)
             for name in names:
                 obj = objname(data, name)
@@ -566,8 +629,11 @@ def drbdadm(args: Sequence[str]) -> int:
                     if exc.code in (10, 11, 17) and "No such resource" not in exc.text:
                         tool = "drbdsetup" if data["mode"] == "9" else "drbdsetup-84"
                         sys.stderr.write(f"Command '{tool} {setup_cmd} {obj}' terminated with exit code {exc.code}\n")
+                    exc.reported = True
                     raise
     except DrbdFailure as exc:
+        if not exc.reported:
+            sys.stderr.write(exc.text + "\n")
         return exc.code
     return 0
 

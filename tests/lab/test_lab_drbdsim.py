@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import pytest
+
+from livemig.drbd.config import parse_dump_xml
+from livemig.drbd.guard import evaluate_guard
+from livemig.drbd.tools import DrbdReader
+from livemig.ocf.deadline import Deadline
+from livemig.run import CommandResult, CommandRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import drbdsim  # noqa: E402
@@ -159,3 +167,60 @@ def test_drbd84_mode_role_and_proc(store, tmp_path, capsys, monkeypatch) -> None
     text = (tmp_path / "proc-alpha").read_text()
     assert "cs:WFConnection ro:Primary/Unknown ds:UpToDate/DUnknown C r-----" in text
     assert sim(capsys, monkeypatch, "alpha", "drbdsetup", "status", "--json")[0] == 20
+
+
+def test_drbd84_mode_configuration_commands(store, capsys, monkeypatch) -> None:
+    sim(capsys, monkeypatch, "alpha", "drbdsim", "mode", "8.4")
+    assert sim(capsys, monkeypatch, "alpha", "drbdadm", "sh-minor", "r0") == (0, "1\n", "")
+    assert sim(capsys, monkeypatch, "alpha", "drbdadm", "sh-resource", "minor-1") == (0, "r0\n", "")
+    not_defined = "'{}' not defined in your config (for this host).\n"  # drbdadm's message, exit 1 (E_USAGE)
+    assert sim(capsys, monkeypatch, "alpha", "drbdadm", "sh-minor", "nosuch") == (1, "", not_defined.format("nosuch"))
+    assert sim(capsys, monkeypatch, "alpha", "drbdadm", "sh-resource", "minor-9") == (
+        1, "", not_defined.format("minor-9"))
+    assert sim(capsys, monkeypatch, "alpha", "drbdadm", "up", "nosuch")[0] == 1
+    rc, out, _ = sim(capsys, monkeypatch, "alpha", "drbdadm", "-v", "dump-xml", "r0")
+    (config,) = parse_dump_xml(out)
+    assert rc == 0 and out.startswith('<resource name="r0" conf-file-line=')
+    assert [h.name for h in config.hosts] == ["alpha", "beta"]
+    assert config.minors("alpha") == {1: 0} and config.minors("beta") == {1: 0}
+    assert (config.protocol(), config.allow_two_primaries()) == ("C", True)
+    rc, out, _ = sim(capsys, monkeypatch, "beta", "drbdadm", "dump-xml")  # all: wrapped in <config>
+    assert rc == 0 and out.startswith('<config file="/etc/drbd.conf">') and out.endswith("</config>\n")
+    assert [c.name for c in parse_dump_xml(out)] == ["r0"]
+    sim(capsys, monkeypatch, "alpha", "drbdsim", "mode", "9")
+    assert sim(capsys, monkeypatch, "alpha", "drbdadm", "dump-xml", "r0")[0] == 20  # simulated in 8.4 mode only
+
+
+class SimRunner(CommandRunner):
+    """Runs drbdadm/drbdsetup argv in the simulator, in this process."""
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: Optional[str] = None,
+            env: Optional[Mapping[str, str]] = None) -> CommandResult:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = drbdsim.main(["drbdsim.py"] + list(argv))
+        return CommandResult(list(argv), code, out.getvalue(), err.getvalue())
+
+
+def test_guard_on_drbd84_reads_the_simulators_configuration(store, tmp_path, capsys, monkeypatch) -> None:
+    sim(capsys, monkeypatch, "alpha", "drbdsim", "mode", "8.4")
+    both_up(capsys, monkeypatch)
+    for node in ("alpha", "beta"):
+        assert sim(capsys, monkeypatch, node, "drbdadm", "primary", "r0")[0] == 0
+    monkeypatch.setenv("LIVEMIG_LAB_NODE", "alpha")
+
+    def guard(target: str) -> List[str]:
+        runner, deadline = SimRunner(), Deadline(30)
+        reader = DrbdReader(runner, deadline, proc_path=str(tmp_path / "proc-alpha"),
+                            by_res_dir=str(tmp_path / "no-by-res"), node_name="alpha")
+        verdict = evaluate_guard(["r0"], target, runner=runner, deadline=deadline, reader=reader, check_cib=False)
+        return ["allowed"] if verdict.allowed else verdict.reasons()
+
+    assert guard("beta") == ["allowed"]
+    assert guard("gamma") == ["r0: no connection is named gamma among beta; if one of them is that node, map it: "
+                              "drbd_peer_names=gamma=<DRBD host name> (livemig guard --peer-name)"]
+    sim(capsys, monkeypatch, "alpha", "drbdadm", "secondary", "r0")
+    assert "r0: local role is Secondary (minor 1); needs Primary" in guard("beta")
+    sim(capsys, monkeypatch, "alpha", "drbdadm", "down", "r0")
+    assert guard("beta") == ["r0: minor 1 is Unconfigured in /proc/drbd; needs every volume of the resource up "
+                             "(drbdadm up r0)"]

@@ -1,13 +1,22 @@
 """The DRBD side of ocf:livemig:VirtualDomain: which resources, and the checks per action.
 
-- start: in ``dual-primary`` mode every DRBD resource behind the VM must be
-  Primary and UpToDate on this node (code 1 otherwise: the promotable clone
-  or the constraints are not doing their job, or the data is not current).
-- monitor at OCF_CHECK_LEVEL >= 10: local role, I/O and disk state.
-- migrate_to: the guard's verdict (:func:`livemig.drbd.guard.evaluate_guard`)
-  before anything is migrated, and its DRBD checks again every second while
-  the job runs (:meth:`DrbdPlan.watch`): a change aborts the migration.
-- migrate_from: the arrived VM's resources Primary and UpToDate here.
+Which resources: those found behind the domain's disks, after the ones named
+in ``drbd_resources`` (explicit first, in order, no duplicates). The explicit
+list stands for the disks whose backing cannot be traced; it never hides a
+resource found on a disk that can be.
+
+The local checks are one rule (:mod:`livemig.drbd.health`: up with every
+configured volume, Primary, I/O not suspended, every volume UpToDate, DRBD 9
+quorum held), applied by:
+
+- start: in ``dual-primary`` mode (code 1 otherwise: the promotable clone or
+  the constraints are not doing their job, or the data is not current);
+- monitor at OCF_CHECK_LEVEL >= 10, under the running VM;
+- migrate_to: the guard's verdict (:func:`livemig.drbd.guard.evaluate_guard`),
+  which adds the target's side, before anything is migrated, and its DRBD
+  checks again every second while the job runs (:meth:`DrbdPlan.watch`): a
+  change aborts the migration;
+- migrate_from: under the arrived VM.
 
 ``drbd_guard=auto`` means dual-primary when any disk is on DRBD, else off.
 """
@@ -23,6 +32,8 @@ from livemig.run import CommandRunner
 
 if TYPE_CHECKING:
     import logging
+
+    from livemig.drbd.health import LocalCheck
 
 GUARD_MODES = ("auto", "dual-primary", "auto-promote", "off")
 #: a DRBD resource, host or Pacemaker node name as livemig accepts it: ASCII, no leading '-'
@@ -65,16 +76,19 @@ class DrbdPlan:
         self.resources: List[str] = []
         if self.setting == "off":
             return
-        if self.explicit:
-            self.resources = self.explicit
-        elif xml_text is not None:
-            from livemig.drbd.mapping import resources_from_domain_xml
-            from livemig.drbd.state import DrbdStateError
+        self.resources = list(self.explicit)
+        if xml_text is None:
+            return
+        from livemig.drbd.mapping import resources_from_domain_xml
+        from livemig.drbd.state import DrbdStateError
 
-            try:
-                self.resources = resources_from_domain_xml(xml_text, runner, deadline)
-            except DrbdStateError as exc:
-                self.detection_error = str(exc)
+        try:
+            # With an explicit list, a disk whose backing cannot be traced is left to it.
+            found = resources_from_domain_xml(xml_text, runner, deadline, untraceable_ok=bool(self.explicit))
+        except DrbdStateError as exc:
+            self.detection_error = str(exc)
+            found = []
+        self.resources = list(dict.fromkeys(self.explicit + found))
 
     @property
     def mode(self) -> str:
@@ -86,31 +100,17 @@ class DrbdPlan:
         return self.setting
 
     def check_start(self) -> None:
-        """Code 1 unless every resource is Primary here (dual-primary mode only)."""
+        """Code 1 unless every resource passes the local health rule here (dual-primary mode only)."""
         if self.mode != "dual-primary":
             return
         if self.detection_error:
-            self.log.warning("cannot tell which DRBD resources the domain uses (%s); "
-                             "not checking their roles before start", self.detection_error)
-            return
-        status = self._status("start")
-        for name in self.resources:
-            entries = status.resource(name)
-            if not entries:
-                raise GenericError(f"DRBD resource {name} is not up on this node; the VM needs it Primary here "
-                                   "(is the DRBD clone running and promoted on this node?)")
-            for entry in entries:
-                if entry.role != "Primary":
-                    raise GenericError(
-                        f"DRBD resource {name} is {entry.role or 'in an unknown role'} on this node; the VM "
-                        "needs it Primary: check the promotable clone (promoted-max=2) and the colocation "
-                        "and order constraints with its Promoted role")
-                for vol in entry.volumes:
-                    if vol.disk != "UpToDate":
-                        which = vol.volume if vol.volume is not None else vol.minor
-                        raise GenericError(
-                            f"DRBD resource {name} volume {which} is {vol.disk or 'in an unknown state'} on this "
-                            "node; starting the VM on it would use data that is not UpToDate")
+            self.log.warning("cannot tell which DRBD resources the domain uses (%s); checking only %s before start",
+                             self.detection_error, ", ".join(self.resources) or "none")
+        problem = self._local_problem("start")
+        if problem is not None:
+            advice = _START_ADVICE.get(problem.check)
+            reason = problem.sentence("on this node")
+            raise GenericError(f"{reason}; {advice.format(res=problem.resource)}" if advice else reason)
 
     def check_monitor(self) -> None:
         """Deep monitor: local DRBD trouble under a running VM is a failure (code 1)."""
@@ -118,9 +118,9 @@ class DrbdPlan:
             return
         if self.detection_error:
             raise GenericError(f"cannot tell which DRBD resources the domain uses: {self.detection_error}")
-        problem = self._local_problem(self._status("monitor"), "under the running domain")
-        if problem:
-            raise GenericError(problem)
+        problem = self._local_problem("monitor")
+        if problem is not None:
+            raise GenericError(problem.sentence("under the running domain"))
 
     def check_arrived(self, source: str) -> None:
         """migrate_from: the VM runs here now, so this node's DRBD must be what start requires.
@@ -132,26 +132,18 @@ class DrbdPlan:
         """
         if self.mode == "off" or self.detection_error:
             return  # the guard refused before anything moved; nothing new to learn here
-        problem = self._local_problem(self._status("migrate_from"), "under the arrived domain")
-        if problem:
-            raise GenericError(f"arrived from {source} but {problem}: it must not run on this node's data")
+        problem = self._local_problem("migrate_from")
+        if problem is not None:
+            raise GenericError(f"arrived from {source} but {problem.sentence('under the arrived domain')}: "
+                               "it must not run on this node's data")
 
-    def _local_problem(self, status: Any, where: str) -> Optional[str]:
-        for name in self.resources:
-            entries = status.resource(name)
-            if not entries:
-                return f"DRBD resource {name} {where} is not up on this node"
-            for entry in entries:
-                if entry.role != "Primary":
-                    return f"DRBD resource {name} is {entry.role or 'unknown'} {where}"
-                if entry.suspended is not False:
-                    return f"DRBD resource {name}: I/O is suspended or its state unknown"
-                for vol in entry.volumes:
-                    if vol.disk != "UpToDate":
-                        which = vol.volume if vol.volume is not None else vol.minor
-                        return (f"DRBD resource {name} volume {which}: "
-                                f"local disk is {vol.disk or 'unknown'}, not UpToDate")
-        return None
+    def _local_problem(self, action: str) -> Optional[LocalCheck]:
+        """The first local check that fails for the plan's resources (the one rule: drbd.health)."""
+        if not self.resources:
+            return None
+        from livemig.drbd.health import first_problem
+
+        return first_problem(self.resources, self._status(action))
 
     def guard(self, target: str) -> None:
         """Raise GenericError with every failed check unless the guard allows migrating to ``target``."""
@@ -159,8 +151,9 @@ class DrbdPlan:
             self.log.info("DRBD guard off: not checking DRBD before migrating to %s", target)
             return
         if self.detection_error:
-            raise GenericError(f"DRBD guard refused migration to {target}: {self.detection_error} "
-                               "(set drbd_resources, or drbd_guard=off if no disk is on DRBD)")
+            hint = ("every disk that can be traced must be, drbd_resources stands only for those that cannot"
+                    if self.explicit else "set drbd_resources, or drbd_guard=off if no disk is on DRBD")
+            raise GenericError(f"DRBD guard refused migration to {target}: {self.detection_error} ({hint})")
         from livemig.drbd.guard import evaluate_guard
 
         wait = float(self.values.get("drbd_wait") or 0)
@@ -199,6 +192,22 @@ class DrbdPlan:
         from livemig.drbd.tools import DrbdReader
 
         try:
-            return DrbdReader(self.runner, self.deadline).read_status()
+            return DrbdReader(self.runner, self.deadline).read_resources(self.resources)
         except DrbdStateError as exc:
             raise GenericError(f"{action}: cannot read DRBD state: {exc}") from None
+
+
+#: What start's exit reason adds to the failed local check, so that the operator knows where to look.
+_START_ADVICE = {
+    "present": "the VM needs it up and Primary here (is the DRBD clone running and promoted on this node?)",
+    "local-role": "the VM needs it Primary: check the promotable clone (promoted-max=2) and the colocation "
+                  "and order constraints with its Promoted role",
+    "local-io": "the VM would hang on its I/O: DRBD suspends I/O while its fence-peer handler runs or when "
+                "quorum is lost (see drbdsetup status {res} --verbose, or /proc/drbd on 8.x, and the "
+                "handler's messages in the system log)",
+    "local-disk": "starting the VM on it would use data that is not current (wait for the resync: "
+                  "livemig drbd status {res})",
+    "local-quorum": "starting the VM on it would write without quorum: restore the connections to the other "
+                    "nodes (drbdadm status {res})",
+    "drbd-state": "check that DRBD's tools answer on this node (livemig drbd status {res})",
+}

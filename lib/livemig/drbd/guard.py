@@ -9,22 +9,28 @@ refusal (``decided=False``); nothing is assumed healthy.
 
 Mode ``dual-primary``, for every resource:
 
-1. local role Primary, I/O not suspended;
-2. every local volume UpToDate (DRBD 9: and quorum not lost);
-3. the connection to the target Connected (8.x: ``cs:Connected`` exactly, so a
+1. the local health rule (:mod:`livemig.drbd.health`): up with every volume
+   DRBD's configuration gives this node (8.x: every minor ``drbdadm sh-minor``
+   names is in ``/proc/drbd`` and configured), local role Primary, I/O not
+   suspended, every local volume UpToDate (DRBD 9: and quorum held);
+2. the connection to the target Connected (8.x: ``cs:Connected`` exactly, so a
    running resync (SyncSource, ...) fails);
-4. the target's role Primary;
-5. every volume on the target UpToDate, replication Established (DRBD 9), and
-   out-of-sync 0 where the tools report it;
-6. no ``drbd-fence-by-handler-<res>-*`` location constraint in the CIB.
+3. the target's role Primary;
+4. every volume on the target UpToDate, replication Established (DRBD 9), and
+   out-of-sync 0 where the tools report it; the target reports no volume this
+   node does not have;
+5. no fence constraint of DRBD's fence-peer handler for the resource in the CIB
+   (:func:`livemig.pacemaker.cib.fence_constraint_ids`).
 
 Mode ``auto-promote`` (DRBD 9 only) accepts a Secondary target, but then the
 connection must allow two primaries at runtime and the resource must have
 auto-promote on, so that the target's QEMU can open the device.
 
 The target is the connection named like the Pacemaker node (full or short
-name), or the DRBD name ``peer_names`` maps the node to; with exactly one
-peer and no mapping, that peer is the target.
+name), or the DRBD name ``peer_names`` maps the node to. It is never guessed:
+a peer with another name, or whose name is unknown, is not the target. On 8.x
+the peer's name is its host section in DRBD's configuration
+(``drbdadm -v dump-xml``), since ``/proc/drbd`` does not show it.
 """
 
 from __future__ import annotations
@@ -32,7 +38,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, PeerState
+from livemig.drbd.health import local_checks, volume_label, where
+from livemig.drbd.state import (
+    DrbdResourceState,
+    DrbdStateError,
+    DrbdStatus,
+    PeerState,
+    PeerVolumeState,
+    VolumeState,
+)
 from livemig.drbd.status9 import ShowResource
 from livemig.drbd.tools import DrbdReader
 from livemig.ocf.deadline import Deadline
@@ -193,7 +207,7 @@ def _evaluate_once(
     findings = _Findings()
     status: Optional[DrbdStatus] = None
     try:
-        status = reader.read_status()
+        status = reader.read_resources(names, peers=True)
     except DrbdStateError as exc:
         for name in names:
             findings.unreadable(name, "drbd-state", f"could not read DRBD state: {exc}")
@@ -222,21 +236,18 @@ def _check_resource(
     show: Optional[Tuple[ShowResource, ...]],
 ) -> None:
     entries = status.resource(name)
-    if not entries:
-        unnamed = [r for r in status.resources if r.name is None]
-        if unnamed:
-            minors = ", ".join(str(v.minor) for r in unnamed for v in r.volumes)
-            findings.unreadable(name, "present", f"resource not found, and minors {minors} could not be named "
-                                                 "(drbdadm sh-resource failed)")
-        else:
-            findings.add(name, "present", False, "resource is not up on this node; needs: up and Primary")
-        return
-    if mode == MODE_AUTO_PROMOTE and status.generation != 9:
+    if entries and mode == MODE_AUTO_PROMOTE and status.generation != 9:
         findings.add(name, "mode", False, f"auto-promote mode needs DRBD 9; this node runs DRBD "
                                           f"{status.drbd_version or '8.x'}; use dual-primary")
         return
+    for check in local_checks(name, status):
+        if check.decided:
+            findings.add(name, check.check, check.ok, check.detail)
+        else:
+            findings.unreadable(name, check.check, check.detail)
     for entry in entries:
-        _check_local(findings, name, entry, status.generation)
+        if entry.absent is not None or entry.unreadable is not None:
+            continue  # the local checks said why; there is no state to check the peer on
         peer, why = select_target_peer(entry.peers, target, peer_names)
         if peer is None:
             findings.add(name, "peer", False, why)
@@ -246,62 +257,36 @@ def _check_resource(
             _check_auto_promote(findings, name, peer, show)
 
 
-def _where(entry: DrbdResourceState, generation: Optional[int]) -> str:
-    """" (minor N)" for 8.x, where each minor is its own entry."""
-    if generation == 9 or not entry.volumes:
-        return ""
-    return f" (minor {entry.volumes[0].minor})"
-
-
-def _volume_label(volume: Optional[int], minor: Optional[int]) -> str:
-    if volume is not None:
-        return f"volume {volume}"
-    return f"minor {minor}" if minor is not None else "volume ?"
-
-
-def _check_local(findings: _Findings, name: str, entry: DrbdResourceState, generation: Optional[int]) -> None:
-    where = _where(entry, generation)
-    findings.add(name, "local-role", entry.role == "Primary",
-                 f"local role Primary{where}" if entry.role == "Primary"
-                 else f"local role is {entry.role or 'unknown'}{where}; needs Primary")
-    if entry.suspended is False:
-        findings.add(name, "local-io", True, f"local I/O not suspended{where}")
-    else:
-        seen = "suspended" if entry.suspended else "of unknown state (suspended or not)"
-        findings.add(name, "local-io", False, f"local I/O is {seen}{where}; needs running I/O")
-    if not entry.volumes:
-        findings.add(name, "local-disk", False, "no local volume reported; needs every volume UpToDate")
-    for vol in entry.volumes:
-        label = _volume_label(vol.volume, vol.minor)
-        ok = vol.disk == "UpToDate"
-        findings.add(name, "local-disk", ok, f"{label}: local disk UpToDate" if ok
-                     else f"{label}: local disk is {vol.disk or 'unknown'}; needs UpToDate")
-        if generation == 9:
-            findings.add(name, "local-quorum", vol.quorum is True, f"{label}: quorum held" if vol.quorum
-                         else f"{label}: quorum is {'lost' if vol.quorum is False else 'unknown'}; needs quorum")
-
-
 def _check_peer(findings: _Findings, name: str, entry: DrbdResourceState, peer: PeerState,
                 generation: Optional[int], mode: str) -> None:
-    where = _where(entry, generation)
+    at = where(entry, generation)
     who = peer.name or "the peer"
     resyncing = peer.connection in RESYNC_STATES or any(pv.replication in RESYNC_STATES for pv in peer.volumes)
     connected = peer.connection == "Connected"
     findings.add(name, "connection", connected,
-                 f"connection to {who} Connected{where}" if connected
-                 else f"connection to {who} is {peer.connection or 'unknown'}{where}; needs Connected",
+                 f"connection to {who} Connected{at}" if connected
+                 else f"connection to {who} is {peer.connection or 'unknown'}{at}; needs Connected",
                  transitional=resyncing)
     wanted_roles = ("Primary",) if mode == MODE_DUAL_PRIMARY else ("Primary", "Secondary")
     role_ok = peer.role in wanted_roles
     findings.add(name, "peer-role", role_ok,
-                 f"{who} role {peer.role}{where}" if role_ok
-                 else f"{who} role is {peer.role or 'unknown'}{where}; needs {' or '.join(wanted_roles)}",
+                 f"{who} role {peer.role}{at}" if role_ok
+                 else f"{who} role is {peer.role or 'unknown'}{at}; needs {' or '.join(wanted_roles)}",
                  transitional=connected and peer.role == "Secondary")
+
+    def same_volume(pv: PeerVolumeState, vol: VolumeState) -> bool:
+        return ((pv.volume == vol.volume and vol.volume is not None)
+                or (generation != 9 and pv.minor == vol.minor and vol.minor is not None))
+
+    for pv in peer.volumes:
+        if not any(same_volume(pv, vol) for vol in entry.volumes):
+            label = volume_label(pv.volume, pv.minor)
+            findings.add(name, "peer-disk", False,
+                         f"{label}: {who} reports this volume, which this node does not have; needs the same "
+                         "volumes on both nodes")
     for vol in entry.volumes:
-        label = _volume_label(vol.volume, vol.minor)
-        match = [pv for pv in peer.volumes
-                 if (pv.volume == vol.volume and vol.volume is not None)
-                 or (generation != 9 and pv.minor == vol.minor and vol.minor is not None)]
+        label = volume_label(vol.volume, vol.minor)
+        match = [pv for pv in peer.volumes if same_volume(pv, vol)]
         if len(match) != 1:
             findings.add(name, "peer-disk", False, f"{label}: {who} reports no state for this volume; "
                                                    "needs UpToDate")
@@ -366,7 +351,12 @@ def _check_cib(findings: _Findings, names: List[str], read_cib: CibReader, deadl
 
 def select_target_peer(peers: Sequence[PeerState], target: str,
                        peer_names: Mapping[str, str]) -> Tuple[Optional[PeerState], str]:
-    """The connection to node ``target``, or ``None`` and why not."""
+    """The connection to node ``target``, or ``None`` and why not. Never a guess.
+
+    The connection must be named like ``target`` (full or short name, either
+    way round), or like the DRBD name ``peer_names`` gives the node (which then
+    must match). A connection whose name is unknown is never the target.
+    """
     mapped = peer_names.get(target) or peer_names.get(_short(target))
     if mapped:
         matches = [p for p in peers if p.name is not None and (p.name == mapped or _short(p.name) == _short(mapped))]
@@ -380,12 +370,13 @@ def select_target_peer(peers: Sequence[PeerState], target: str,
         return matches[0], ""
     if len(matches) > 1:
         return None, f"more than one connection matches node {target}: {_peer_list(matches)}"
-    if len(peers) == 1:
-        return peers[0], ""
     if not peers:
         return None, f"no connection to {target} (the resource has no peer); needs a Connected peer"
-    return None, (f"no connection is named {target} among {_peer_list(peers)}; "
-                  "map the node to its DRBD host name")
+    if all(p.name is None for p in peers):
+        return None, (f"the peer's name is not known, so it cannot be shown to be node {target}; "
+                      "needs the peer named (DRBD 9 names it; 8.x: from DRBD's configuration)")
+    return None, (f"no connection is named {target} among {_peer_list(peers)}; if one of them is that node, "
+                  f"map it: drbd_peer_names={_short(target)}=<DRBD host name> (livemig guard --peer-name)")
 
 
 def _short(name: str) -> str:

@@ -15,6 +15,11 @@ protocol letter goes; empty lines may appear anywhere; the ``version:`` line
 may be missing; a SyncSource/SyncTarget minor has progress lines; ``oos:``
 (out of sync, KiB) exists from 8.3 on.
 
+A minor line that carries a field twice (``ro:`` or ``st:`` twice, ``ds:``
+twice, two protocol letters, two I/O-flag fields, a second ``cs:``), or a
+minor block with two ``oos:`` counts, is not resolved one way or the other:
+that minor's state is unreadable (:attr:`ProcMinor.unreadable`).
+
 DRBD 9 keeps ``/proc/drbd`` but prints only its version there: no minors.
 """
 
@@ -23,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from livemig.drbd.state import (
     DrbdResourceState,
@@ -43,6 +48,7 @@ _VERSION = re.compile(r"^version:\s*(\S+)")
 _MINOR = re.compile(r"^\s*(\d+):\s+cs:(\S*)(.*)$")
 _PAIR = re.compile(r"^(ro|st|ds):([^/\s]*)/([^/\s]*)$")
 _OOS = re.compile(r"(?:^|\s)oos:(\S*)")
+_DIGITS = re.compile(r"^[0-9]+$")
 _PROTOCOLS = ("A", "B", "C")
 
 
@@ -60,6 +66,8 @@ class ProcMinor:
     io_flags: Optional[str] = None
     out_of_sync_kib: Optional[int] = None
     out_of_sync_unreadable: bool = False
+    #: Why the line could not be read (a field given twice); every state field is then None.
+    unreadable: Optional[str] = None
 
     @property
     def configured(self) -> bool:
@@ -88,6 +96,13 @@ class ProcDrbd:
     def configured_minors(self) -> Tuple[ProcMinor, ...]:
         return tuple(m for m in self.minors if m.configured)
 
+    def minor(self, number: int) -> Optional[ProcMinor]:
+        """Minor ``number`` as listed (configured or not), ``None`` if it is not listed."""
+        for m in self.minors:
+            if m.minor == number:
+                return m
+        return None
+
     def to_status(
         self,
         names: Optional[Mapping[int, str]] = None,
@@ -106,7 +121,13 @@ class ProcDrbd:
         )
 
 
-def minor_as_resource(m: ProcMinor, name: Optional[str], volume: Optional[int]) -> DrbdResourceState:
+def minor_as_resource(m: ProcMinor, name: Optional[str], volume: Optional[int],
+                      peer_name: Optional[str] = None) -> DrbdResourceState:
+    """Minor ``m`` as a resource entry; ``peer_name`` is the peer's host name if known (8.x does not show it)."""
+    if m.unreadable is not None:
+        return DrbdResourceState(name=name, role=None, suspended=None,
+                                 volumes=(VolumeState(volume=volume, minor=m.minor, disk=None),),
+                                 unreadable=m.unreadable)
     peer_volume = PeerVolumeState(
         volume=volume,
         replication=None,
@@ -120,7 +141,7 @@ def minor_as_resource(m: ProcMinor, name: Optional[str], volume: Optional[int]) 
         role=m.local_role,
         suspended=m.suspended,
         volumes=(VolumeState(volume=volume, minor=m.minor, disk=m.local_disk, quorum=None),),
-        peers=(PeerState(name=None, node_id=None, connection=m.connection, role=m.peer_role,
+        peers=(PeerState(name=peer_name, node_id=None, connection=m.connection, role=m.peer_role,
                          volumes=(peer_volume,)),),
     )
 
@@ -134,6 +155,7 @@ def parse_proc_drbd(text: str) -> ProcDrbd:
     """
     version: Optional[str] = None
     minors: Dict[int, ProcMinor] = {}
+    seen_oos: Dict[int, List[str]] = {}
     current: Optional[int] = None
     for raw_line in text.replace("\0", "").splitlines():
         line = raw_line.rstrip()
@@ -152,32 +174,44 @@ def parse_proc_drbd(text: str) -> ProcDrbd:
             minors[number] = _parse_minor_line(number, found.group(2), found.group(3))
             current = number
             continue
-        oos = _OOS.search(line) if current is not None else None
-        if oos and current is not None:
-            value = oos.group(1)
-            if value.isdigit() and not minors[current].out_of_sync_unreadable:
-                minors[current] = replace(minors[current], out_of_sync_kib=int(value))
-            else:
-                minors[current] = replace(minors[current], out_of_sync_kib=None, out_of_sync_unreadable=True)
+        counts = _OOS.findall(line) if current is not None else []
+        if counts and current is not None:
+            seen_oos.setdefault(current, []).extend(counts)
+    for number, counts in seen_oos.items():
+        value = counts[0]
+        if len(counts) == 1 and _DIGITS.match(value):
+            minors[number] = replace(minors[number], out_of_sync_kib=int(value))
+        else:  # not a count, or two counts for one minor: unknown, never one of them
+            minors[number] = replace(minors[number], out_of_sync_kib=None, out_of_sync_unreadable=True)
     return ProcDrbd(version=version, minors=tuple(minors[n] for n in sorted(minors)))
 
 
 def _parse_minor_line(number: int, cstate: str, rest: str) -> ProcMinor:
     fields: Dict[str, Tuple[str, str]] = {}
+    protocols = []
     tail = []
+    repeated: Optional[str] = None
     for token in rest.split():
         pair = _PAIR.match(token)
         if pair:
             key = "ro" if pair.group(1) in ("ro", "st") else "ds"
+            if key in fields:
+                repeated = repeated or token
             fields[key] = (pair.group(2), pair.group(3))
+        elif token in _PROTOCOLS:
+            protocols.append(token)
+        elif token.startswith(("cs:", "ro:", "st:", "ds:")):
+            repeated = repeated or token  # a second cs:, or a role/disk pair not understood
         else:
             tail.append(token)
-    protocol: Optional[str] = None
-    flags: Optional[str] = None
-    if tail and tail[0] in _PROTOCOLS:
-        protocol = tail.pop(0)
-    if len(tail) == 1:
-        flags = tail[0]
+    if len(protocols) > 1:
+        repeated = repeated or " ".join(protocols)
+    if len(tail) > 1:
+        repeated = repeated or " ".join(tail)
+    if repeated is not None:
+        return ProcMinor(minor=number, connection=cstate or None,
+                         unreadable=f"/proc/drbd: the line of minor {number} is not understood "
+                                    f"(a field given twice or not understood: {repeated!r})")
     roles = fields.get("ro", (None, None))
     disks = fields.get("ds", (None, None))
     return ProcMinor(
@@ -187,8 +221,8 @@ def _parse_minor_line(number: int, cstate: str, rest: str) -> ProcMinor:
         peer_role=roles[1] or None,
         local_disk=disks[0] or None,
         peer_disk=disks[1] or None,
-        protocol=protocol,
-        io_flags=flags,
+        protocol=protocols[0] if protocols else None,
+        io_flags=tail[0] if tail else None,
     )
 
 

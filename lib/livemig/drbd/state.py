@@ -59,7 +59,16 @@ class DrbdResourceState:
     """A resource as seen from this node.
 
     For DRBD 8.x each minor of ``/proc/drbd`` is one of these, with exactly
-    one unnamed peer whose ``connection`` is the raw ``cs:`` value.
+    one peer whose ``connection`` is the raw ``cs:`` value (named from DRBD's
+    configuration when the reader was asked for the peer, else unnamed).
+
+    Two reasons replace the state when it is not there to read:
+
+    - ``absent``: DRBD's configuration gives this node the volume, but the kernel
+      does not have it (8.x: the minor is not in ``/proc/drbd``, or is
+      ``Unconfigured``): a known state, the resource is (partly) down here;
+    - ``unreadable``: the state could not be read or understood (the tool that
+      names the resource's minors failed, the minor's line is garbled).
     """
 
     name: Optional[str]
@@ -67,6 +76,8 @@ class DrbdResourceState:
     suspended: Optional[bool]
     volumes: Tuple[VolumeState, ...] = ()
     peers: Tuple[PeerState, ...] = ()
+    absent: Optional[str] = None
+    unreadable: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,20 @@
 The key sets differ between drbd-utils versions (``quorum`` arrived with DRBD
 9.0.7-ish, ``suspended-user`` and friends later, ``out-of-sync`` only with
 ``--statistics``). A key that is missing or has the wrong type is read as
-``None`` (unknown); it is never filled in with a healthy default. JSON that
-does not parse, or whose shape is not a list of objects, raises
-:class:`~livemig.drbd.state.DrbdStateError`.
+``None`` (unknown); it is never filled in with a healthy default. A
+``suspended-*`` key that is there but neither a boolean nor yes/no makes the
+I/O state unknown. JSON that does not parse, whose shape is not a list of
+objects at every level (the resources, their ``devices`` and ``connections``,
+each connection's ``peer_devices``), or that lists one resource, volume or
+connection twice, raises :class:`~livemig.drbd.state.DrbdStateError`: no
+entry is skipped.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from livemig.drbd.state import (
     DrbdResourceState,
@@ -55,58 +59,96 @@ def load_json_list(text: str, what: str) -> List[Mapping[str, Any]]:
     return document
 
 
-def _objects(value: Any) -> List[Mapping[str, Any]]:
-    """The objects of a JSON list; anything else reads as an empty list."""
-    if not isinstance(value, list):
+def _objects(doc: Mapping[str, Any], key: str, what: str, required: bool = True) -> List[Mapping[str, Any]]:
+    """The list of objects under ``key``; :class:`DrbdStateError` for anything else (nothing is skipped).
+
+    A key that is not there is an error when ``required`` (``drbdsetup
+    status`` always prints it), else an empty list.
+    """
+    if key not in doc and not required:
         return []
-    return [item for item in value if isinstance(item, dict)]
+    value = doc.get(key)
+    if not isinstance(value, list):
+        raise DrbdStateError(f"{what}: {key!r} is {'missing' if key not in doc else 'not a list'}")
+    if not all(isinstance(item, dict) for item in value):
+        raise DrbdStateError(f"{what}: {key!r} holds an entry that is not an object")
+    return value
+
+
+def _no_repeats(keys: Iterable[Any], what: str) -> None:
+    """:class:`DrbdStateError` if a (known) key occurs twice: which entry would count is not known."""
+    seen = set()
+    for key in keys:
+        if key is None:
+            continue  # unknown: its own checks fail
+        if key in seen:
+            raise DrbdStateError(f"{what} lists {key!r} twice")
+        seen.add(key)
 
 
 def parse_status_json(text: str) -> Tuple[DrbdResourceState, ...]:
     """Parse ``drbdsetup status --json [--verbose --statistics]``."""
-    return tuple(_resource(doc) for doc in load_json_list(text, "drbdsetup status --json"))
+    resources = tuple(_resource(doc) for doc in load_json_list(text, "drbdsetup status --json"))
+    _no_repeats((r.name for r in resources), "drbdsetup status --json: the resource list")
+    return resources
 
 
 def _resource(doc: Mapping[str, Any]) -> DrbdResourceState:
+    name = json_str(doc.get("name"))
+    what = f"drbdsetup status --json: resource {name or '?'}"
+    volumes = tuple(
+        VolumeState(
+            volume=json_int(dev.get("volume")),
+            minor=json_int(dev.get("minor")),
+            disk=json_str(dev.get("disk-state")),
+            quorum=json_bool(dev.get("quorum")),
+        )
+        for dev in _objects(doc, "devices", what)
+    )
+    _no_repeats((v.volume for v in volumes), f"{what}: devices")
+    peers = tuple(_peer(conn, what) for conn in _objects(doc, "connections", what))
+    _no_repeats((p.node_id for p in peers), f"{what}: connections (peer-node-id)")
+    _no_repeats((p.name for p in peers), f"{what}: connections (name)")
     return DrbdResourceState(
-        name=json_str(doc.get("name")),
+        name=name,
         role=json_str(doc.get("role")),
         suspended=_suspended(doc),
-        volumes=tuple(
-            VolumeState(
-                volume=json_int(dev.get("volume")),
-                minor=json_int(dev.get("minor")),
-                disk=json_str(dev.get("disk-state")),
-                quorum=json_bool(dev.get("quorum")),
-            )
-            for dev in _objects(doc.get("devices"))
-        ),
-        peers=tuple(_peer(conn) for conn in _objects(doc.get("connections"))),
+        volumes=volumes,
+        peers=peers,
     )
 
 
 def _suspended(doc: Mapping[str, Any]) -> Optional[bool]:
-    if any(json_bool(doc.get(key)) is True for key in _SUSPEND_REASONS):
+    """Suspended if any reason says so; unknown if ``suspended`` or a reason present is not a boolean."""
+    reasons = [json_bool(doc.get(key)) for key in _SUSPEND_REASONS if key in doc]
+    overall = json_bool(doc.get("suspended"))
+    if overall is True or True in reasons:
         return True
-    return json_bool(doc.get("suspended"))
+    if overall is None or None in reasons:
+        return None
+    return False
 
 
-def _peer(conn: Mapping[str, Any]) -> PeerState:
+def _peer(conn: Mapping[str, Any], what: str) -> PeerState:
+    name = json_str(conn.get("name"))
+    where = f"{what}: connection {name or '?'}"
+    volumes = tuple(
+        PeerVolumeState(
+            volume=json_int(pd.get("volume")),
+            replication=json_str(pd.get("replication-state")),
+            disk=json_str(pd.get("peer-disk-state")),
+            out_of_sync_kib=json_int(pd.get("out-of-sync")),
+            out_of_sync_unreadable="out-of-sync" in pd and json_int(pd.get("out-of-sync")) is None,
+        )
+        for pd in _objects(conn, "peer_devices", where)
+    )
+    _no_repeats((v.volume for v in volumes), f"{where}: peer_devices")
     return PeerState(
-        name=json_str(conn.get("name")),
+        name=name,
         node_id=json_int(conn.get("peer-node-id")),
         connection=json_str(conn.get("connection-state")),
         role=json_str(conn.get("peer-role")),
-        volumes=tuple(
-            PeerVolumeState(
-                volume=json_int(pd.get("volume")),
-                replication=json_str(pd.get("replication-state")),
-                disk=json_str(pd.get("peer-disk-state")),
-                out_of_sync_kib=json_int(pd.get("out-of-sync")),
-                out_of_sync_unreadable="out-of-sync" in pd and json_int(pd.get("out-of-sync")) is None,
-            )
-            for pd in _objects(conn.get("peer_devices"))
-        ),
+        volumes=volumes,
     )
 
 
@@ -152,7 +194,8 @@ def parse_show_json(text: str) -> Tuple[ShowResource, ...]:
         options = doc.get("options")
         auto_promote = json_bool(options.get("auto-promote")) if isinstance(options, dict) else None
         connections = []
-        for conn in _objects(doc.get("connections")):
+        what = f"drbdsetup show --json: resource {json_str(doc.get('resource')) or '?'}"
+        for conn in _objects(doc, "connections", what, required=False):
             net = conn.get("net")
             net = net if isinstance(net, dict) else {}
             connections.append(ShowConnection(

@@ -8,16 +8,30 @@ output not understood) into :class:`~livemig.drbd.state.DrbdStateError`.
 The generation is told from ``/proc/drbd``: 8.x lists its minors there and is
 read from that file; 9 prints only its version there and is read with
 ``drbdsetup status --json --verbose --statistics``.
+
+Two readings:
+
+- :meth:`DrbdReader.read_status`: everything that is up (``livemig drbd
+  status``); 8.x minors are named where udev's by-res links or ``drbdadm
+  sh-resource`` can name them.
+- :meth:`DrbdReader.read_resources`: the resources a VM uses, which is what
+  every decision reads. On 8.x each resource's minors come from DRBD's
+  configuration (:meth:`DrbdReader.minors8`, ``drbdadm sh-minor RES``), so a
+  minor missing from ``/proc/drbd`` or ``Unconfigured`` there is reported as
+  absent, never skipped; the peer's host name (which ``/proc/drbd`` does not
+  show) comes from ``drbdadm -v dump-xml RES`` (:meth:`DrbdReader.peer8`).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+import os
+import re
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from livemig.drbd.config import DrbdResourceConfig, parse_dump_xml
 from livemig.drbd.mapping import BY_RES_DIR, scan_by_res
-from livemig.drbd.proc import ProcDrbd, proc_drbd_path, read_proc_drbd
-from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus
+from livemig.drbd.proc import ProcDrbd, minor_as_resource, proc_drbd_path, read_proc_drbd
+from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, VolumeState
 from livemig.drbd.status9 import ShowResource, parse_show_json, parse_status_json
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.logs import get_logger
@@ -27,6 +41,20 @@ log = get_logger(__name__)
 
 #: No single DRBD tool call may take longer than this (and never past the deadline).
 DEFAULT_CALL_TIMEOUT = 10.0
+#: drbdadm pretends to be the node this names (as drbdadm itself does).
+DRBD_NODE_ENV = "__DRBD_NODE__"
+
+_MINOR_LINE = re.compile(r"^[0-9]{1,7}$")
+
+
+def this_node_name(environ: Optional[Mapping[str, str]] = None) -> str:
+    """The host name drbdadm picks its ``on`` section by: ``$__DRBD_NODE__``, else ``uname -n``."""
+    env = os.environ if environ is None else environ
+    return env.get(DRBD_NODE_ENV) or os.uname().nodename
+
+
+def short_name(name: str) -> str:
+    return name.split(".", 1)[0]
 
 
 class DrbdReader:
@@ -40,12 +68,19 @@ class DrbdReader:
         proc_path: Optional[str] = None,
         by_res_dir: str = BY_RES_DIR,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        node_name: Optional[str] = None,
     ) -> None:
         self._runner = runner
         self._deadline = deadline
         self._proc_path = proc_path or proc_drbd_path()
         self._by_res_dir = by_res_dir
         self._call_timeout = call_timeout
+        self._node_name = node_name
+
+    @property
+    def node_name(self) -> str:
+        """This node's name as drbdadm sees it (which ``on`` section is this node's)."""
+        return self._node_name or this_node_name()
 
     # -- running the tools ------------------------------------------------
     def run_tool(self, argv: Sequence[str]) -> str:
@@ -65,11 +100,17 @@ class DrbdReader:
     def read_proc(self) -> Optional[ProcDrbd]:
         return read_proc_drbd(self._proc_path)
 
-    def read_status(self) -> DrbdStatus:
-        """The state of every resource that is up on this node."""
+    def _loaded_proc(self) -> ProcDrbd:
         proc = self.read_proc()
         if proc is None:
             raise DrbdStateError(f"DRBD is not loaded: {self._proc_path} does not exist")
+        if proc.generation not in (8, 9):
+            raise DrbdStateError(f"cannot tell the DRBD version from {self._proc_path}")
+        return proc
+
+    def read_status(self) -> DrbdStatus:
+        """The state of every resource that is up on this node (for display)."""
+        proc = self._loaded_proc()
         generation = proc.generation
         if generation == 8:
             minors = [m.minor for m in proc.configured_minors()]
@@ -77,9 +118,57 @@ class DrbdReader:
             names = self.names_for_minors(minors, by_res=by_res)
             volumes = {minor: vol for minor, (_res, vol) in by_res.items() if vol is not None}
             return proc.to_status(names, volumes)
-        if generation == 9:
+        return DrbdStatus(drbd_version=proc.version, generation=9, resources=self.status9())
+
+    def read_resources(self, names: Sequence[str], *, peers: bool = False) -> DrbdStatus:
+        """The state of resources ``names`` on this node, every configured volume accounted for.
+
+        DRBD 9: ``drbdsetup status`` (it names resources and volumes itself).
+        8.x: for each resource, one entry per minor DRBD's configuration gives
+        this node (:meth:`minors8`): the minor's line of ``/proc/drbd``, or an
+        entry whose ``absent`` says that the minor is not there or
+        ``Unconfigured``; if the minors cannot be told, one entry whose
+        ``unreadable`` says why. With ``peers`` the peer is named from the
+        configuration (:meth:`peer8`); if it cannot be, the resource is
+        unreadable. Raises :class:`DrbdStateError` only when nothing can be
+        read (DRBD not loaded, ``drbdsetup status`` failing).
+        """
+        proc = self._loaded_proc()
+        if proc.generation == 9:
             return DrbdStatus(drbd_version=proc.version, generation=9, resources=self.status9())
-        raise DrbdStateError(f"cannot tell the DRBD version from {self._proc_path}")
+        volumes = {minor: vol for minor, (_res, vol) in scan_by_res(self._by_res_dir).items() if vol is not None}
+        entries: List[DrbdResourceState] = []
+        for name in dict.fromkeys(names):
+            entries.extend(self._resource8(proc, name, volumes, peers))
+        return DrbdStatus(drbd_version=proc.version, generation=8, resources=tuple(entries))
+
+    def _resource8(self, proc: ProcDrbd, name: str, volumes: Mapping[int, int],
+                   peers: bool) -> List[DrbdResourceState]:
+        try:
+            minors = self.minors8(name)
+        except DrbdStateError as exc:
+            return [_unreadable(name, f"cannot tell which minors DRBD's configuration gives {name} on this node: "
+                                      f"{exc}")]
+        peer_name: Optional[str] = None
+        if peers:
+            try:
+                peer_name = self.peer8(name)
+            except DrbdStateError as exc:
+                return [_unreadable(name, f"cannot tell from DRBD's configuration which node is the peer of "
+                                          f"{name} (/proc/drbd does not name it): {exc}")]
+        entries = []
+        for number in minors:
+            minor = proc.minor(number)
+            volume = volumes.get(number)
+            if minor is None or not minor.configured:
+                seen = "not in /proc/drbd" if minor is None else "Unconfigured in /proc/drbd"
+                entries.append(DrbdResourceState(
+                    name=name, role=None, suspended=None,
+                    volumes=(VolumeState(volume=volume, minor=number, disk=None),),
+                    absent=f"minor {number} is {seen}"))
+            else:
+                entries.append(minor_as_resource(minor, name, volume, peer_name))
+        return entries
 
     def status9(self) -> Tuple[DrbdResourceState, ...]:
         """DRBD 9: ``drbdsetup status all --json --verbose --statistics``."""
@@ -99,7 +188,10 @@ class DrbdReader:
         """minor -> resource for the minors that can be named (8.x).
 
         From udev's by-res links first, else ``drbdadm sh-resource minor-N``.
-        A minor that cannot be named is left out (a failure is logged).
+        A minor that cannot be named is left out (a failure is logged): the
+        caller must take a missing minor as unknown (the disk mapping refuses
+        it). Decisions never start from here: :meth:`read_resources` starts
+        from each resource's configured minors.
         """
         links = scan_by_res(self._by_res_dir) if by_res is None else by_res
         names: Dict[int, str] = {}
@@ -130,7 +222,60 @@ class DrbdReader:
     # -- configuration --------------------------------------------------------
     def dump_xml(self, resource: str) -> List[DrbdResourceConfig]:
         """``drbdadm -v dump-xml <resource>`` (``-v`` folds ``common`` in)."""
-        if not resource or resource.startswith("-"):
-            # From a /dev/drbd/by-res/<name> path in the domain XML: never an option.
-            raise DrbdStateError(f"{resource!r} is not a DRBD resource name")
-        return list(parse_dump_xml(self.run_tool(["drbdadm", "-v", "dump-xml", resource])))
+        return list(parse_dump_xml(self.run_tool(["drbdadm", "-v", "dump-xml", _resource_arg(resource)])))
+
+    def minors8(self, resource: str) -> List[int]:
+        """The minors of ``resource`` on this node, from DRBD's configuration (8.x).
+
+        ``drbdadm sh-minor RES`` prints one minor per volume of this node's
+        ``on`` section (8.3, 8.4, and drbd-utils 9 on an 8.4 kernel); it fails
+        for a resource not defined for this host. Anything but a non-empty
+        list of distinct minors is :class:`DrbdStateError`.
+        """
+        argv = ["drbdadm", "sh-minor", _resource_arg(resource)]
+        out = self.run_tool(argv)
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        if not lines or not all(_MINOR_LINE.match(line) for line in lines) or len(set(lines)) != len(lines):
+            raise DrbdStateError(f"{' '.join(argv)}: expected one minor per line, got {out[:120]!r}")
+        return [int(line) for line in lines]
+
+    def peer8(self, resource: str) -> str:
+        """The peer's host name of 8.x resource ``resource``, from ``drbdadm -v dump-xml``.
+
+        This node's ``on`` section is the one naming this node (exactly, else
+        by short name, as :attr:`node_name`); the peer is the one other
+        section. Anything else (no section or several for this node, a
+        floating section, no peer or several) is :class:`DrbdStateError`.
+        """
+        configs = [c for c in self.dump_xml(resource) if c.name == resource]
+        if len(configs) != 1:
+            raise DrbdStateError(f"drbdadm -v dump-xml {resource} describes {len(configs)} resources named "
+                                 f"{resource}; needs exactly one")
+        hosts = [tuple(h.name.split()) for h in configs[0].hosts]
+        if any(not names for names in hosts):
+            raise DrbdStateError(f"the configuration of {resource} has a host section without a name "
+                                 "(floating): cannot tell which node the peer is")
+        me = self.node_name
+        mine = [i for i, names in enumerate(hosts) if me in names]
+        if not mine:
+            mine = [i for i, names in enumerate(hosts) if short_name(me) in {short_name(n) for n in names}]
+        listed = ", ".join(" ".join(names) for names in hosts) or "none"
+        if len(mine) != 1:
+            raise DrbdStateError(f"the configuration of {resource} has {len(mine)} host sections for this node "
+                                 f"({me}); hosts: {listed}")
+        others = [names for i, names in enumerate(hosts) if i != mine[0]]
+        if len(others) != 1:
+            raise DrbdStateError(f"the configuration of {resource} names {len(others)} peer hosts besides this "
+                                 f"node ({me}); hosts: {listed}; needs exactly one")
+        return others[0][0]
+
+
+def _resource_arg(resource: str) -> str:
+    if not resource or resource.startswith("-") or any(ch.isspace() for ch in resource):
+        # From a /dev/drbd/by-res/<name> path in the domain XML: never an option.
+        raise DrbdStateError(f"{resource!r} is not a DRBD resource name")
+    return resource
+
+
+def _unreadable(name: str, why: str) -> DrbdResourceState:
+    return DrbdResourceState(name=name, role=None, suspended=None, unreadable=why)

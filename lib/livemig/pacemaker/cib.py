@@ -6,8 +6,14 @@ reads that file instead of the live cluster, which is how tests (and
 
 What livemig looks for: the location constraint DRBD's fence-peer handler
 (``crm-fence-peer.sh`` / ``crm-fence-peer.9.sh``) places when it could not
-reach a peer, with an id starting ``drbd-fence-by-handler-<resource>-``. While
-it exists, that peer's copy of ``<resource>`` is not to be trusted.
+reach a peer. While it exists, that peer's copy of the resource is not to be
+trusted. The handler names it ``<prefix>-<clone>``, ``<clone>`` being the id
+of the ``<master>`` or promotable ``<clone>`` whose primitive has
+``drbd_resource=<resource>`` (the constraint's ``rsc``), and ``<prefix>``
+being ``drbd-fence-by-handler``: older scripts used the prefix as it is
+(``drbd-fence-by-handler-<clone>``); newer ones append the resource
+(``drbd-fence-by-handler-<resource>-<clone>``) so that several DRBD resources
+in one clone get a constraint each. Both forms are recognised.
 """
 
 from __future__ import annotations
@@ -58,14 +64,34 @@ def parse_cib(text: str) -> etree._Element:
 
 
 def fence_constraint_ids(cib: etree._Element, resource: str) -> List[str]:
-    """Ids of the DRBD fence-peer handler's location constraints for ``resource``.
+    """Ids of the DRBD fence-peer handler's location constraints for ``resource``, in document order.
 
-    Matched by prefix anywhere in the document, so a constraint the handler
-    places in any section is found; a resource whose name extends another's
-    (``r0`` and ``r0-x``) may match too, which errs on the side of refusing.
+    Found anywhere in the document (the handler may place them in any
+    section), in every form the handler has written (it errs on the side of
+    refusing):
+
+    - an id starting ``drbd-fence-by-handler-<resource>-`` (newer scripts; a
+      resource whose name extends another's, ``r0`` and ``r0-x``, may match too);
+    - the id ``drbd-fence-by-handler-<clone>`` (older scripts), ``<clone>``
+      being a ``<master>`` or ``<clone>`` holding a primitive with
+      ``drbd_resource=<resource>``;
+    - any ``drbd-fence-by-handler-*`` constraint on such a clone (its ``rsc``):
+      it keeps the clone from being promoted on the peer whatever its id says.
     """
     prefix = f"{FENCE_CONSTRAINT_PREFIX}{resource}-"
-    found = cib.xpath("//rsc_location[starts-with(@id, $prefix)]/@id", prefix=prefix)
-    if not isinstance(found, list):
-        return []
-    return [str(value) for value in found]
+    clones = _strings(cib.xpath(
+        "//primitive[instance_attributes/nvpair[@name='drbd_resource' and @value=$res]]"
+        "/ancestor::*[self::master or self::clone]/@id", res=resource))
+    found: List[str] = []
+    for constraint in cib.iter("rsc_location"):
+        cid = constraint.get("id") or ""
+        if not cid.startswith(FENCE_CONSTRAINT_PREFIX):
+            continue
+        old_form = cid[len(FENCE_CONSTRAINT_PREFIX):] in clones
+        if cid.startswith(prefix) or old_form or constraint.get("rsc") in clones:
+            found.append(cid)
+    return list(dict.fromkeys(found))
+
+
+def _strings(found: object) -> List[str]:
+    return [str(value) for value in found] if isinstance(found, list) else []

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -181,3 +184,127 @@ def test_migrate_from_checks_drbd_under_the_arrived_domain(agent, fake_libvirt: 
     assert "it must not run on this node's data" in res.stderr
     drbd9("derived-dual-primary")
     assert agent("migrate_from", OCF_RESKEY_CRM_meta_migrate_source="salt-node3").code == 0  # type: ignore
+
+
+# -- DrbdPlan on its own: one local rule, explicit resources plus the traceable disks' ------------
+
+PLAN_DOMAIN = """<domain type='kvm'><name>vm1</name><devices>
+<disk type='block' device='disk'><source dev='{a}'/><target dev='vda'/></disk>
+<disk type='block' device='disk'><source dev='{b}'/><target dev='vdb'/></disk>
+</devices></domain>"""
+
+
+def _plan(monkeypatch: pytest.MonkeyPatch, answers: Dict[str, Any], xml: Optional[str] = None,
+          proc: str = "drbd9-proc-synthetic-version-only.txt", **values: str) -> Any:
+    from livemig.agents.virtualdomain_drbd import DrbdPlan
+    from livemig.ocf.deadline import Deadline
+    from tests.unit.drbd.scripted import ScriptedRunner
+
+    monkeypatch.setenv("LIVEMIG_PROC_DRBD", str(FIXTURES / proc))
+    runner = ScriptedRunner(dict(answers, cibadmin=(0, (FIXTURES / "cib-synthetic-empty.xml").read_text())))
+    return DrbdPlan(values, xml, runner, Deadline(20), logging.getLogger("test"))
+
+
+def _status9(*docs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    return {"drbdsetup status": (0, json.dumps([res for doc in docs for res in doc]))}
+
+
+@pytest.mark.parametrize("change, statement, advice", [
+    ({"suspended": True}, "DRBD resource r0: I/O is suspended", "the VM would hang on its I/O"),
+    ({"suspended": "maybe"}, "DRBD resource r0: I/O is of unknown state (suspended or not)",
+     "the VM would hang on its I/O"),
+    ({"quorum": False}, "DRBD resource r0 volume 0: quorum is lost", "starting the VM on it would write without "
+                                                                     "quorum"),
+    ({"role": "Secondary"}, "DRBD resource r0 is Secondary", "the VM needs it Primary: check the promotable clone "
+                                                             "(promoted-max=2)"),
+    ({"disk": "Outdated"}, "DRBD resource r0 volume 0: local disk is Outdated, not UpToDate",
+     "starting the VM on it would use data that is not current"),
+])
+def test_start_monitor_and_arrival_apply_the_one_local_rule(monkeypatch: pytest.MonkeyPatch, change: Dict[str, Any],
+                                                            statement: str, advice: str) -> None:
+    from livemig.ocf.errors import GenericError
+    from tests.unit.drbd.builders import status9_doc
+
+    plan = _plan(monkeypatch, _status9(status9_doc(**change)), drbd_resources="r0")
+    with pytest.raises(GenericError) as raised:
+        plan.check_start()
+    assert str(raised.value).startswith(f"{statement} on this node; {advice}"), raised.value
+    with pytest.raises(GenericError) as raised:
+        plan.check_monitor()
+    assert str(raised.value) == f"{statement} under the running domain"
+    with pytest.raises(GenericError) as raised:
+        plan.check_arrived("beta")
+    assert str(raised.value) == f"arrived from beta but {statement} under the arrived domain: it must not run on " \
+                                "this node's data"
+    healthy = _plan(monkeypatch, _status9(status9_doc()), drbd_resources="r0")
+    healthy.check_start()
+    healthy.check_monitor()
+    healthy.check_arrived("beta")
+
+
+def test_start_on_drbd8_refuses_a_configured_minor_that_is_down(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    from livemig.ocf.errors import GenericError
+    from tests.unit.drbd.builders import drbd8_answers, proc8, proc8_line
+
+    (tmp_path / "proc").write_text(proc8(proc8_line(minor=0)))
+    plan = _plan(monkeypatch, drbd8_answers("r0", (0, 1)), proc=str(tmp_path / "proc"), drbd_resources="r0")
+    with pytest.raises(GenericError) as raised:
+        plan.check_start()
+    assert str(raised.value) == ("DRBD resource r0: minor 1 is not in /proc/drbd on this node; the VM needs it up "
+                                 "and Primary here (is the DRBD clone running and promoted on this node?)")
+    assert plan.runner.argv_list() == [["drbdadm", "sh-minor", "r0"]]  # no peer needed for a local check
+
+
+def test_explicit_resources_are_joined_by_those_of_traceable_disks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.drbd.builders import status9_doc
+
+    xml = PLAN_DOMAIN.format(a="/dev/drbd/by-res/r0/0", b="/dev/drbd/by-res/r9/0")
+    plan = _plan(monkeypatch, _status9(status9_doc(name="r9"), status9_doc(name="r0", peer_disk="Inconsistent")),
+                 xml, drbd_resources="r9 r5")
+    assert plan.resources == ["r9", "r5", "r0"]
+    assert _plan(monkeypatch, {}, xml).resources == ["r0", "r9"]
+    assert _plan(monkeypatch, {}, xml, drbd_resources="r0").resources == ["r0", "r9"]
+    assert _plan(monkeypatch, {}, None, drbd_resources="r9").resources == ["r9"]  # no XML: the list alone
+    assert _plan(monkeypatch, {}, xml, drbd_guard="off", drbd_resources="r0").resources == []  # nothing to check
+
+
+def test_guard_checks_a_detected_resource_the_explicit_list_leaves_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from livemig.ocf.errors import GenericError
+    from tests.unit.drbd.builders import status9_doc
+
+    xml = PLAN_DOMAIN.format(a="/dev/drbd/by-res/r9/0", b="/dev/drbd/by-res/r0/0")
+    plan = _plan(monkeypatch, _status9(status9_doc(name="r9"), status9_doc(name="r0", peer_disk="Inconsistent")),
+                 xml, drbd_resources="r9")
+    with pytest.raises(GenericError, match="^DRBD guard refused migration to beta: r0: volume 0: beta disk is "
+                                           "Inconsistent; needs UpToDate"):
+        plan.guard("beta")
+
+
+def test_detection_error_with_an_explicit_list_refuses_naming_the_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    from livemig.ocf.errors import GenericError
+    from tests.unit.drbd.builders import status9_doc
+
+    # /dev/drbd11 is minor 11, which drbdsetup status does not show: its resource cannot be told.
+    xml = PLAN_DOMAIN.format(a="/dev/drbd/by-res/r9/0", b="/dev/drbd11")
+    plan = _plan(monkeypatch, _status9(status9_doc(name="r9")), xml, drbd_resources="r9")
+    assert plan.resources == ["r9"] and plan.detection_error
+    with pytest.raises(GenericError) as raised:
+        plan.guard("beta")
+    assert str(raised.value).startswith("DRBD guard refused migration to beta: disk vdb is on DRBD minor 11")
+    assert "drbd_resources stands only for" in str(raised.value)
+
+
+@pytest.mark.parametrize("explicit, expected", [("r9", True), ("", False)])
+def test_detection_leaves_untraceable_disks_to_an_explicit_list(monkeypatch: pytest.MonkeyPatch, explicit: str,
+                                                                 expected: bool) -> None:
+    seen: List[bool] = []
+
+    def fake(xml_text: str, runner: Any, deadline: Any, *, reader: Any = None,
+             untraceable_ok: bool = False) -> List[str]:
+        seen.append(untraceable_ok)
+        return ["r0"]
+
+    monkeypatch.setattr("livemig.drbd.mapping.resources_from_domain_xml", fake)
+    plan = _plan(monkeypatch, {}, DRBD_DOMAIN, drbd_resources=explicit)
+    assert seen == [expected] and plan.resources == ([explicit] if explicit else []) + ["r0"]

@@ -75,11 +75,40 @@ def proc8(*lines: str, version: str = "8.4.11-1") -> str:
     return head + "".join(lines)
 
 
-class TextProcReader(DrbdReader):
-    """A DrbdReader whose /proc/drbd is the given text (None: the file is absent)."""
+def dump_xml84(res: str = "r0", minors: Sequence[int] = (0,), hosts: Sequence[str] = ("alpha", "beta")) -> str:
+    """``drbdadm -v dump-xml RES`` as drbdadm-84 prints it (drbd-utils user/v84, dump_host_info_xml)."""
+    def host(i: int, name: str) -> str:
+        vols = "".join(
+            f'        <volume vnr="{vnr}">\n'
+            f'            <device minor="{minor}">/dev/drbd{minor}</device>\n'
+            f"            <disk>/dev/vg/{res}-{vnr}</disk>\n"
+            "            <meta-disk>internal</meta-disk>\n"
+            "        </volume>\n"
+            for vnr, minor in enumerate(minors))
+        return (f'    <host name="{name}">\n{vols}'
+                f'        <address family="ipv4" port="7788">10.0.0.{i + 1}</address>\n    </host>\n')
+    return (f'<resource name="{res}" conf-file-line="/etc/drbd.d/{res}.res:1">\n'
+            + "".join(host(i, h) for i, h in enumerate(hosts))
+            + '    <section name="net">\n        <option name="protocol" value="C"/>\n'
+              '        <option name="allow-two-primaries" value="yes"/>\n    </section>\n'
+              '    <section name="disk">\n        <option name="fencing" value="resource-and-stonith"/>\n'
+              "    </section>\n</resource>\n")
 
-    def __init__(self, runner: CommandRunner, deadline: Deadline, proc_text: Optional[str]) -> None:
+
+def drbd8_answers(res: str = "r0", minors: Sequence[int] = (0,),
+                  hosts: Sequence[str] = ("alpha", "beta")) -> Dict[str, Any]:
+    """ScriptedRunner answers for DRBD's 8.x configuration of ``res``: its minors here, its hosts."""
+    return {f"drbdadm sh-minor {res}": (0, "".join(f"{m}\n" for m in minors)),
+            f"drbdadm -v dump-xml {res}": (0, dump_xml84(res, minors, hosts))}
+
+
+class TextProcReader(DrbdReader):
+    """A DrbdReader whose /proc/drbd is the given text (None: the file is absent), on node ``alpha``."""
+
+    def __init__(self, runner: CommandRunner, deadline: Deadline, proc_text: Optional[str],
+                 node_name: str = "alpha") -> None:
         super().__init__(runner, deadline, by_res_dir="/nonexistent/by-res")
+        self._node_name = node_name
         self._proc_text = proc_text
 
     def read_proc(self) -> Optional[ProcDrbd]:

@@ -25,7 +25,9 @@ def peers(*names: str) -> List[PeerState]:
     (["beta"], "beta", {}, "beta"),
     (["beta"], "beta.example.com", {}, "beta"),
     (["beta.example.com"], "beta", {}, "beta.example.com"),
-    (["drbd-b"], "beta", {}, "drbd-b"),                   # the only peer is the target
+    (["drbd-b"], "beta", {}, None),                       # the only peer is not guessed to be the target
+    (["drbd-b"], "beta", {"beta": "drbd-b"}, "drbd-b"),   # ... unless mapped
+    (["drbd-b"], "beta.example.com", {"beta": "drbd-b"}, "drbd-b"),
     (["alpha", "beta", "gamma"], "beta", {}, "beta"),
     (["alpha", "gamma"], "beta", {}, None),               # several peers, none named beta
     (["alpha", "gamma"], "beta", {"beta": "gamma"}, "gamma"),

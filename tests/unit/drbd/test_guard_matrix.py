@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
 from livemig.drbd.guard import GuardVerdict, evaluate_guard
 from livemig.ocf.deadline import Deadline
-from tests.unit.drbd.builders import MISSING, PROC9, SAFE9, TextProcReader, proc8, proc8_line, status9
+from tests.unit.drbd.builders import (
+    MISSING,
+    PROC9,
+    SAFE9,
+    TextProcReader,
+    drbd8_answers,
+    proc8,
+    proc8_line,
+    status9,
+)
 from tests.unit.drbd.scripted import ScriptedRunner, fixture
 
 CIB_EMPTY = fixture("cib-synthetic-empty.xml")
@@ -32,10 +41,10 @@ def guard9(status_text: str, fenced: bool = False, mode: str = "dual-primary", s
                           reader=TextProcReader(runner, deadline, PROC9))
 
 
-def guard8(proc_text: str, fenced: bool = False, mode: str = "dual-primary") -> GuardVerdict:
-    runner = ScriptedRunner({"drbdadm sh-resource minor-0": (0, "r0\n"),
-                             "drbdadm sh-resource minor-1": (0, "r0\n"),
-                             "cibadmin": (0, CIB_FENCED_R0 if fenced else CIB_EMPTY)})
+def guard8(proc_text: str, fenced: bool = False, mode: str = "dual-primary",
+           minors: Tuple[int, ...] = (0,)) -> GuardVerdict:
+    runner = ScriptedRunner(dict(drbd8_answers("r0", minors),
+                                 cibadmin=(0, CIB_FENCED_R0 if fenced else CIB_EMPTY)))
     deadline = Deadline(30)
     return evaluate_guard(["r0"], "beta", mode, runner=runner, deadline=deadline,
                           reader=TextProcReader(runner, deadline, proc_text))
@@ -196,10 +205,11 @@ def test_drbd8_matrix(cs: str, role: str, peer_role: str, disk: str, peer_disk: 
 @pytest.mark.parametrize("version", ["8.0.12", "8.3.11", "8.4.11-1"])
 def test_drbd8_two_minors_of_one_resource(version: str) -> None:
     good = proc8_line(minor=0)
-    assert guard8(proc8(good, proc8_line(minor=1), version=version)).allowed
-    verdict = guard8(proc8(good, proc8_line(minor=1, cs="SyncTarget", disk="Inconsistent"), version=version))
+    assert guard8(proc8(good, proc8_line(minor=1), version=version), minors=(0, 1)).allowed
+    verdict = guard8(proc8(good, proc8_line(minor=1, cs="SyncTarget", disk="Inconsistent"), version=version),
+                     minors=(0, 1))
     assert not verdict.allowed
-    assert "r0: connection to the peer is SyncTarget (minor 1); needs Connected" in verdict.reasons()
+    assert "r0: connection to beta is SyncTarget (minor 1); needs Connected" in verdict.reasons()
 
 
 def test_drbd8_st_field_and_unknown_flags() -> None:
@@ -208,9 +218,10 @@ def test_drbd8_st_field_and_unknown_flags() -> None:
     assert not guard8(proc8(proc8_line(flags="?---"))).allowed  # neither running nor suspended: unknown
 
 
-def test_drbd8_unnamed_minor_is_undecided() -> None:
-    runner = ScriptedRunner({"cibadmin": (0, CIB_EMPTY)})  # every drbdadm sh-resource fails
+def test_drbd8_minors_unknown_is_undecided() -> None:
+    runner = ScriptedRunner({"cibadmin": (0, CIB_EMPTY)})  # every drbdadm call fails
     deadline = Deadline(30)
     verdict = evaluate_guard(["r0"], "beta", runner=runner, deadline=deadline,
                              reader=TextProcReader(runner, deadline, proc8(proc8_line())))
     assert not verdict.decided and not verdict.allowed
+    assert "cannot tell which minors DRBD's configuration gives r0 on this node" in verdict.reasons()[0]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from livemig.drbd.guard import evaluate_guard
 from livemig.ocf.deadline import Deadline
 from livemig.run import CommandNotFound, CommandResult, CommandTimeout
-from tests.unit.drbd.builders import MISSING, PROC9, SAFE9, TextProcReader, proc8, proc8_line, status9
+from tests.unit.drbd.builders import MISSING, PROC9, SAFE9, TextProcReader, drbd8_answers, proc8, proc8_line, status9
 from tests.unit.drbd.scripted import ScriptedRunner, fixture
 
 CIB_EMPTY = fixture("cib-synthetic-empty.xml")
@@ -110,7 +110,7 @@ def test_garbage_cib_is_undecided(cib: str) -> None:
 @SETTINGS
 @given(st.text(max_size=300))
 def test_garbage_proc_drbd_is_refused(text: str) -> None:
-    runner = ScriptedRunner({"cibadmin": (0, CIB_EMPTY), "drbdadm": (0, "r0\n")})
+    runner = ScriptedRunner(dict(drbd8_answers(), cibadmin=(0, CIB_EMPTY)))
     deadline = Deadline(30)
     verdict = evaluate_guard(["r0"], "beta", runner=runner, deadline=deadline,
                              reader=TextProcReader(runner, deadline, text))
@@ -127,7 +127,7 @@ def test_proc_drbd_any_change_is_refused(fields: List[str], value: str) -> None:
     for name in fields:
         kwargs[mapping[name]] = int(value) if name == "oos" and value.isdigit() else value
     safe = kwargs == {"cs": "Connected", "peer_role": "Primary", "peer_disk": "UpToDate", "flags": "r-----", "oos": 0}
-    runner = ScriptedRunner({"cibadmin": (0, CIB_EMPTY), "drbdadm": (0, "r0\n")})
+    runner = ScriptedRunner(dict(drbd8_answers(), cibadmin=(0, CIB_EMPTY)))
     deadline = Deadline(30)
     verdict = evaluate_guard(["r0"], "beta", runner=runner, deadline=deadline,
                              reader=TextProcReader(runner, deadline, proc8(proc8_line(**kwargs))))
