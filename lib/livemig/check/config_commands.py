@@ -9,14 +9,24 @@ Promoted role and ordered after its promote.
 Fencing is never turned off here: dual-primary DRBD needs it. The commands keep
 ``stonith-enabled=true`` and say that a fencing device must exist, since which
 device a site has cannot be known from the VM.
+
+Every value is one word: a value with a line break, a carriage return, a NUL
+or any other control or format character (or text that is not valid, from
+undecodable bytes) is refused, since it could end a crmsh statement or a shell
+command and add one of its own; every value is quoted with POSIX shell quoting,
+which crmsh (shlex) and a shell read back as that one word. crmsh does not
+store a backslash or a non-ASCII character faithfully (it re-reads what it
+stored with a backslash as an escape, and writes non-ASCII as ``&#NNN;``): such
+values are refused for crmsh, and work with ``--pcs``.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import unicodedata
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 from livemig.ocf.metadata import Action
 
@@ -26,12 +36,41 @@ VM_OPERATIONS = ("start", "stop", "monitor", "migrate_to", "migrate_from")
 DRBD_MONITORS = (("29s", "Promoted"), ("31s", "Unpromoted"))
 DRBD_MONITOR_TIMEOUT = "20s"
 
-_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_DRBD_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_DRBD_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+#: Unicode categories no value may contain: controls (C0, DEL, C1: newline, carriage return,
+#: NUL, tab, NEL ...), format characters (bidirectional overrides, zero-width ...), line and
+#: paragraph separators, and surrogates (bytes that were not valid UTF-8).
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 class ConfigError(ValueError):
-    """An argument cannot become a valid Pacemaker id or DRBD resource name."""
+    """An argument cannot become a valid Pacemaker id or DRBD resource name, or is not one safe word."""
+
+
+def _forbidden(value: str) -> str:
+    """The first character of ``value`` that may not appear in a command, described; '' if none."""
+    for char in value:
+        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+            name = unicodedata.name(char, "")
+            return f"U+{ord(char):04X}" + (f" {name}" if name else "")
+    return ""
+
+
+def _crmsh_unsafe(value: str) -> str:
+    """Why crmsh would not store ``value`` as given ('' if it would)."""
+    if "\\" in value:
+        return "a backslash"
+    if not value.isascii():
+        return "a non-ASCII character"
+    return ""
+
+
+def _word(value: str) -> str:
+    """``value`` as one word for crmsh and a POSIX shell (checked for control characters before)."""
+    return shlex.quote(value)
 
 
 @dataclass(frozen=True)
@@ -44,15 +83,30 @@ class VmSetup:
     actions: Sequence[Action]
     hypervisor: str = "qemu:///system"
 
-    def validate(self) -> None:
-        if not _ID.match(self.vm_id):
+    def values(self) -> List[Tuple[str, str]]:
+        """(what, value) for every value the commands contain."""
+        return ([("the VM id", self.vm_id), ("the config path", self.config_path),
+                 ("the hypervisor URI", self.hypervisor)]
+                + [("the DRBD resource", res) for res in self.drbd_resources])
+
+    def validate(self, crmsh: bool = False) -> None:
+        for what, value in self.values():
+            bad = _forbidden(value)
+            if bad:
+                raise ConfigError(f"{what} {value!r} contains a control character ({bad}): refused, it could "
+                                  "end a statement or command and add one of its own")
+            why = _crmsh_unsafe(value) if crmsh else ""
+            if why:
+                raise ConfigError(f"{what} {value!r} contains {why}, which crmsh does not store as given; "
+                                  "use --pcs, or set it with crm configure edit")
+        if not _ID.fullmatch(self.vm_id):
             raise ConfigError(f"{self.vm_id!r} is not a valid Pacemaker id (letters, digits, _ . -)")
         if not self.config_path.startswith("/"):
             raise ConfigError(f"the config file must be an absolute path, got {self.config_path!r}")
         if not self.drbd_resources:
             raise ConfigError("at least one DRBD resource is needed")
         for res in self.drbd_resources:
-            if not _DRBD_NAME.match(res):
+            if not _DRBD_NAME.fullmatch(res):
                 raise ConfigError(f"{res!r} is not a DRBD resource name")
 
 
@@ -93,23 +147,26 @@ def _header(setup: VmSetup, tool: str) -> List[str]:
 
 def crmsh_commands(setup: VmSetup) -> str:
     """crm configure syntax: paste into ``crm configure`` (then ``commit``), or ``crm configure load update FILE``."""
-    setup.validate()
+    setup.validate(crmsh=True)
     lines = _header(setup, "crmsh")
     lines.append("# Paste into `crm configure` and commit, or save to FILE and run: crm configure load update FILE")
     for res in setup.drbd_resources:
         monitors = " ".join(f"op monitor interval={interval} role={role} timeout={DRBD_MONITOR_TIMEOUT}"
                             for interval, role in DRBD_MONITORS)
-        lines.append(f"primitive {drbd_primitive_id(res)} ocf:linbit:drbd params drbd_resource={res} {monitors}")
-        lines.append(f"clone {clone_id(res)} {drbd_primitive_id(res)} meta promotable=true promoted-max=2 "
-                     "promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true interleave=true")
+        lines.append(f"primitive {_word(drbd_primitive_id(res))} ocf:linbit:drbd params "
+                     f"drbd_resource={_word(res)} {monitors}")
+        lines.append(f"clone {_word(clone_id(res))} {_word(drbd_primitive_id(res))} meta promotable=true "
+                     "promoted-max=2 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true interleave=true")
     ops = " ".join(_crm_op(a) for a in _ops(setup.actions))
-    lines.append(f"primitive {setup.vm_id} ocf:livemig:VirtualDomain params "
-                 f"config={shlex.quote(setup.config_path)} hypervisor={shlex.quote(setup.hypervisor)} "
+    vm = _word(setup.vm_id)
+    lines.append(f"primitive {vm} ocf:livemig:VirtualDomain params "
+                 f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)} "
                  f"meta allow-migrate=true {ops}".rstrip())
     for res in setup.drbd_resources:
         cid = clone_id(res)
-        lines.append(f"colocation col_{setup.vm_id}_on_{cid} inf: {setup.vm_id} {cid}:Promoted")
-        lines.append(f"order ord_{cid}_before_{setup.vm_id} Mandatory: {cid}:promote {setup.vm_id}:start")
+        lines.append(f"colocation {_word(f'col_{setup.vm_id}_on_{cid}')} inf: {vm} {_word(cid + ':Promoted')}")
+        lines.append(f"order {_word(f'ord_{cid}_before_{setup.vm_id}')} Mandatory: {_word(cid + ':promote')} "
+                     f"{_word(setup.vm_id + ':start')}")
     lines.append("property stonith-enabled=true")
     return "\n".join(lines) + "\n"
 
@@ -131,17 +188,18 @@ def pcs_commands(setup: VmSetup) -> str:
     for res in setup.drbd_resources:
         monitors = " ".join(f"monitor interval={interval} role={role} timeout={DRBD_MONITOR_TIMEOUT}"
                             for interval, role in DRBD_MONITORS)
-        lines.append(f"pcs resource create {drbd_primitive_id(res)} ocf:linbit:drbd drbd_resource={res} "
-                     f"op {monitors} promotable {clone_id(res)} promoted-max=2 promoted-node-max=1 "
-                     "clone-max=2 clone-node-max=1 notify=true interleave=true")
+        lines.append(f"pcs resource create {_word(drbd_primitive_id(res))} ocf:linbit:drbd "
+                     f"drbd_resource={_word(res)} op {monitors} promotable {_word(clone_id(res))} "
+                     "promoted-max=2 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true interleave=true")
     ops = " ".join(_pcs_op(a) for a in _ops(setup.actions))
-    lines.append(f"pcs resource create {setup.vm_id} ocf:livemig:VirtualDomain "
-                 f"config={shlex.quote(setup.config_path)} hypervisor={shlex.quote(setup.hypervisor)} "
+    vm = _word(setup.vm_id)
+    lines.append(f"pcs resource create {vm} ocf:livemig:VirtualDomain "
+                 f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)} "
                  f"meta allow-migrate=true" + (f" op {ops}" if ops else ""))
     for res in setup.drbd_resources:
-        cid = clone_id(res)
-        lines.append(f"pcs constraint colocation add {setup.vm_id} with Promoted {cid} INFINITY")
-        lines.append(f"pcs constraint order promote {cid} then start {setup.vm_id}")
+        cid = _word(clone_id(res))
+        lines.append(f"pcs constraint colocation add {vm} with Promoted {cid} INFINITY")
+        lines.append(f"pcs constraint order promote {cid} then start {vm}")
     lines.append("pcs property set stonith-enabled=true")
     return "\n".join(lines) + "\n"
 

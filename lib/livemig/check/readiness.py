@@ -42,11 +42,14 @@ from livemig.drbd.guard import MODE_AUTO_PROMOTE, MODE_DUAL_PRIMARY
 from livemig.drbd.mapping import StatFunction
 from livemig.drbd.state import DrbdStateError
 from livemig.drbd.tools import DrbdReader
+from livemig.files import FileUnreadable, read_regular_file
 from livemig.ocf.deadline import Deadline
 from livemig.pacemaker.cib import CibError, parse_cib, read_cib_xml
 from livemig.run import CommandRunner
 
 MAX_DOMAIN_XML_BYTES = 4 * 1024 * 1024
+#: A config file whose file system does not answer a read within this long is unreadable.
+CONFIG_READ_TIMEOUT = 10.0
 
 
 @dataclass
@@ -77,7 +80,7 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
         results.append(unknown(LAYER_PACEMAKER, "cib", f"could not read the CIB: {exc}",
                                Fix("run on a cluster node (cibadmin --query must work), or pass --cib FILE")))
         return CheckReport(vm=vm, results=results)
-    primitive = _find_vm(cib, vm, options)
+    primitive = _find_vm(cib, vm, options, deadline)
     vm_id = primitive.get("id") if primitive is not None else None
     params = cib_checks.instance_attributes(primitive) if primitive is not None else {}
     if primitive is None:
@@ -88,7 +91,7 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
     config_path = options.domain_xml_path or params.get("config")
     xml_text = options.domain_xml
     if xml_text is None:
-        xml_text, problem = _read_domain_xml(params.get("config"))
+        xml_text, problem = _read_domain_xml(params.get("config"), deadline)
         if problem:
             results.append(unknown(LAYER_DOMAIN, "domain-xml", problem,
                                    Fix("run where the config file exists, or pass --domain-xml FILE")))
@@ -140,13 +143,13 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
     return CheckReport(vm=vm_id or vm, results=results, domain=name, drbd_resources=resources, peer=peer)
 
 
-def _find_vm(cib: etree._Element, vm: str, options: CheckOptions) -> Optional[etree._Element]:
+def _find_vm(cib: etree._Element, vm: str, options: CheckOptions, deadline: Deadline) -> Optional[etree._Element]:
     element = cib_checks.find_resource(cib, vm)
     if element is not None and element.tag == "primitive":
         return element
     candidates = cib_checks.virtual_domain_primitives(cib)
     for primitive in candidates:
-        text, _problem = _read_domain_xml(cib_checks.instance_attributes(primitive).get("config"))
+        text, _problem = _read_domain_xml(cib_checks.instance_attributes(primitive).get("config"), deadline)
         if text is not None and domain_name(text) == vm:
             return primitive
     if options.domain_xml is not None and domain_name(options.domain_xml) == vm and len(candidates) == 1:
@@ -154,16 +157,14 @@ def _find_vm(cib: etree._Element, vm: str, options: CheckOptions) -> Optional[et
     return None
 
 
-def _read_domain_xml(path: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+def _read_domain_xml(path: Optional[str], deadline: Deadline) -> Tuple[Optional[str], Optional[str]]:
+    """The config file's text (a regular file, bounded in size and time), or why not."""
     if not path:
         return None, "the VM resource has no config parameter"
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_DOMAIN_XML_BYTES + 1)
-    except OSError as exc:
-        return None, f"cannot read the config file {path}: {exc.strerror}"
-    if len(data) > MAX_DOMAIN_XML_BYTES:
-        return None, f"{path} is larger than {MAX_DOMAIN_XML_BYTES} bytes"
+        data = read_regular_file(path, MAX_DOMAIN_XML_BYTES, deadline.bound(CONFIG_READ_TIMEOUT))
+    except FileUnreadable as exc:
+        return None, f"cannot read the config file: {exc}"
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError:

@@ -16,6 +16,7 @@ from livemig.check.domain import domain_name
 from livemig.check.model import MAINTENANCE_REMINDER
 from livemig.check.readiness import CheckOptions, check_vm
 from livemig.check.report import format_json, format_report
+from livemig.cli.inputs import MAX_INPUT_BYTES, InputError, bounded_stat, check_regular_file, read_text
 from livemig.drbd.mapping import DomainDisk, domain_disks, drbd_refs_for_disk
 from livemig.drbd.state import DrbdStateError
 from livemig.ocf.deadline import Deadline
@@ -23,7 +24,6 @@ from livemig.ocf.metadata import Action
 from livemig.run import CommandRunner
 
 EXIT_USAGE = 2
-MAX_INPUT_BYTES = 16 * 1024 * 1024
 DEFAULT_TIMEOUT = 60.0
 
 CHECK_EPILOG = f"""\
@@ -106,20 +106,12 @@ def add_parsers(commands: Any, seconds: Seconds) -> None:
     config.set_defaults(handler=cmd_config)
 
 
-def _read(path: str, option: str, err: TextIO) -> Optional[str]:
+def _read(path: str, option: str, err: TextIO, deadline: Optional[Deadline] = None) -> Optional[str]:
+    """The text of the file ``path`` (bounded, FIFO-safe: :mod:`livemig.cli.inputs`); None once reported."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_INPUT_BYTES + 1)
-    except OSError as exc:
-        err.write(f"livemig: {option} {path}: {exc.strerror}\n")
-        return None
-    if len(data) > MAX_INPUT_BYTES:
-        err.write(f"livemig: {option} {path}: larger than {MAX_INPUT_BYTES} bytes\n")
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        err.write(f"livemig: {option} {path}: not UTF-8 text\n")
+        return read_text(path, option, max_bytes=MAX_INPUT_BYTES, deadline=deadline)
+    except InputError as exc:
+        err.write(f"livemig: {exc}\n")
         return None
 
 
@@ -135,23 +127,28 @@ def _peer_names(items: Sequence[str], err: TextIO) -> Optional[Dict[str, str]]:
 
 
 def cmd_check(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    deadline = Deadline(args.timeout)
     options = CheckOptions(cib_file=args.cib, peer=args.peer, peer_uri=args.peer_uri,
                            runtime=not args.skip_runtime, libvirt=not args.skip_libvirt)
-    if args.cib is not None and _read(args.cib, "--cib", err) is None:
-        return EXIT_USAGE
+    if args.cib is not None:
+        try:  # cibadmin reads it (CIB_file): a FIFO or a device must not block it either
+            check_regular_file(args.cib, "--cib", max_bytes=MAX_INPUT_BYTES, deadline=deadline)
+        except InputError as exc:
+            err.write(f"livemig: {exc}\n")
+            return EXIT_USAGE
     if args.drbd_xml is not None:
-        options.drbd_xml = _read(args.drbd_xml, "--drbd-xml", err)
+        options.drbd_xml = _read(args.drbd_xml, "--drbd-xml", err, deadline)
         if options.drbd_xml is None:
             return EXIT_USAGE
     if args.domain_xml is not None:
-        options.domain_xml = _read(args.domain_xml, "--domain-xml", err)
+        options.domain_xml = _read(args.domain_xml, "--domain-xml", err, deadline)
         if options.domain_xml is None:
             return EXIT_USAGE
     names = _peer_names(args.peer_names, err)
     if names is None:
         return EXIT_USAGE
     options.peer_names = names
-    report = check_vm(args.vm, options, runner=runner, deadline=Deadline(args.timeout))
+    report = check_vm(args.vm, options, runner=runner, deadline=deadline, stat=bounded_stat(deadline))
     out.write(format_json(report) if args.json else format_report(report, pcs=args.pcs,
                                                                   problems_only=args.problems))
     return report.exit_code

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, TextIO
 
 from livemig import __version__
 from livemig.cli import check_commands
+from livemig.cli.inputs import InputError, check_regular_file, read_text
 from livemig.cli.tables import status_table
 from livemig.drbd.guard import MODES, GuardCheck, GuardVerdict, evaluate_guard
 from livemig.drbd.mapping import resources_from_domain_xml
@@ -147,8 +148,11 @@ Handler = Callable[[argparse.Namespace, CommandRunner, TextIO, TextIO], int]
 
 
 def main(argv: Optional[Sequence[str]] = None, *, runner: Optional[CommandRunner] = None,
-         stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
-    """Run the ``livemig`` command; returns the exit status."""
+         stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None, stdin_fd: Optional[int] = None) -> int:
+    """Run the ``livemig`` command; returns the exit status.
+
+    ``stdin_fd``: where ``-`` is read from (default: standard input).
+    """
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser = build_parser()
@@ -157,10 +161,11 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Optional[CommandRunner
     except SystemExit as exc:  # --help, --version, or argparse's usage error (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     _setup_logging(args.verbose, err)
+    args.stdin_fd = stdin_fd
     handler: Handler = args.handler
     try:
         return handler(args, runner or CommandRunner(), out, err)
-    except UsageError as exc:
+    except (UsageError, InputError) as exc:
         err.write(f"livemig {args.command}: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -205,9 +210,10 @@ def _cmd_guard(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err
     peer_names = _parse_peer_names(args.peer_names)
     cib_file: Optional[str] = args.cib
     if cib_file is not None:
-        _check_readable(cib_file, "--cib")
+        check_regular_file(cib_file, "--cib", deadline=deadline)
     if args.domain_xml is not None:
-        xml_text = _read_domain_xml(args.domain_xml)
+        xml_text = read_text(args.domain_xml, "--domain-xml", max_bytes=MAX_DOMAIN_XML_BYTES, deadline=deadline,
+                             stdin_fd=_stdin_fd(args) if args.domain_xml == "-" else None)
         try:
             resources = resources_from_domain_xml(xml_text, runner, deadline)
         except DrbdStateError as exc:
@@ -253,26 +259,10 @@ def _parse_peer_names(items: Sequence[str]) -> Dict[str, str]:
     return mapping
 
 
-def _check_readable(path: str, option: str) -> None:
+def _stdin_fd(args: argparse.Namespace) -> int:
+    if args.stdin_fd is not None:
+        return int(args.stdin_fd)
     try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: {exc.strerror}") from None
-
-
-def _read_domain_xml(path: str) -> str:
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(MAX_DOMAIN_XML_BYTES + 1)
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_DOMAIN_XML_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"--domain-xml {path}: {exc.strerror}") from None
-    if len(data) > MAX_DOMAIN_XML_BYTES:
-        raise UsageError(f"--domain-xml {path}: larger than {MAX_DOMAIN_XML_BYTES} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"--domain-xml {path}: not UTF-8 text") from None
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # no standard input (closed, or replaced)
+        raise UsageError("standard input is not available to read '-' from") from None

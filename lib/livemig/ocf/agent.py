@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from livemig.ocf.codes import OCFCode
 from livemig.ocf.deadline import Deadline, DeadlineExceeded, operation_deadline
-from livemig.ocf.environment import OCFEnvironment
+from livemig.ocf.environment import OCFEnvironment, printable
 from livemig.ocf.errors import OCFError
 from livemig.ocf.logs import setup_logging
 from livemig.ocf.metadata import AgentMetadata
@@ -46,13 +46,18 @@ def exit_reason_line(reason: str, environ: Mapping[str, str]) -> str:
     flat = " ".join(reason.split())
     if len(flat) > EXIT_REASON_MAX:
         flat = flat[:EXIT_REASON_MAX - 12].rstrip(" ;,") + " (see log)"
-    return f"{prefix}{flat}"
+    return printable(f"{prefix}{flat}")  # text that any stream can take
 
 
 class ResourceAgent:
     metadata: AgentMetadata
     #: default deadline (seconds) per action when Pacemaker gives no timeout
     default_timeouts: Dict[str, float] = {}
+    #: Actions that still run when an ``OCF_*`` variable is not valid text (read with U+FFFD
+    #: in place of the bad bytes, as a wrong value): a failed stop gets the node fenced, and a
+    #: monitor or probe must tell whether the resource runs. Every other action returns
+    #: ERR_CONFIGURED: a parameter that is not text is a configuration error.
+    invalid_text_actions: Tuple[str, ...] = ("stop", "monitor", "status")
 
     def __init__(self, env: OCFEnvironment, log: logging.Logger, deadline: Deadline) -> None:
         self.env = env
@@ -112,6 +117,11 @@ class ResourceAgent:
         if action in _STATIC_ACTIONS or not callable(getattr(cls, "action_" + action.replace("-", "_"), None)):
             err.write(cls.usage() + "\n")
             return OCFCode.ERR_UNIMPLEMENTED
+        if env.invalid:
+            problem = env.invalid_reason()
+            if action not in cls.invalid_text_actions:
+                return cls._fail(log, err, env_map, OCFCode.ERR_CONFIGURED, problem)
+            log.warning("%s; %s goes on with U+FFFD in place of the bytes that are not text", problem, action)
         deadline = operation_deadline(env.timeout_ms, cls.default_timeouts.get(action, 60.0))
         try:
             agent = cls(env, log, deadline)
@@ -136,6 +146,7 @@ class ResourceAgent:
     @staticmethod
     def _fail(log: logging.Logger, err: TextIO, environ: Mapping[str, str],
               code: OCFCode, reason: str) -> int:
+        reason = printable(reason)
         log.error("%s", reason)
         err.write(exit_reason_line(reason, environ) + "\n")
         return int(code)

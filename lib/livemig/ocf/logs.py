@@ -16,6 +16,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, cast
 
+from livemig.ocf.environment import printable
+
 if TYPE_CHECKING:
     import logging
 
@@ -108,8 +110,15 @@ def _configure(agent: str, instance: str, env: Mapping[str, str], stream: Option
     logger.propagate = False
     logger.setLevel(logging.DEBUG if debug_enabled(env, agent) else logging.INFO)
 
-    tag = f"{agent}({instance})[{os.getpid()}]"
+    # The tag goes into %-style format strings: a "%" in the instance name must stay literal.
+    tag = printable(f"{agent}({instance})[{os.getpid()}]").replace("%", "%%")
     handlers: List[logging.Handler] = []
+
+    class Formatter(logging.Formatter):
+        """Lines that any handler can encode: a byte that was not UTF-8 (in a path, say) shows as \\xNN."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
 
     # A log line that cannot be written is dropped, never turned into a traceback on
     # stderr (where Pacemaker looks for the exit reason).
@@ -123,7 +132,7 @@ def _configure(agent: str, instance: str, env: Mapping[str, str], stream: Option
         code = syslog_cls.facility_names.get(facility.lower(), syslog_cls.LOG_DAEMON)
         try:
             syslog = syslog_cls(address="/dev/log", facility=code)
-            syslog.setFormatter(logging.Formatter(f"{tag}: %(levelname)s: %(message)s"))
+            syslog.setFormatter(Formatter(f"{tag}: %(levelname)s: %(message)s"))
             handlers.append(syslog)
         except OSError:
             pass  # no syslog socket: fall through to the file or stderr
@@ -132,7 +141,7 @@ def _configure(agent: str, instance: str, env: Mapping[str, str], stream: Option
     if logfile and logfile.lower() not in ("none", "/dev/null"):
         try:
             fh = logging.FileHandler(logfile, encoding="utf-8")
-            fh.setFormatter(logging.Formatter(
+            fh.setFormatter(Formatter(
                 f"%(asctime)s {tag}: %(levelname)s: %(message)s", "%b %d %H:%M:%S"))
             handlers.append(fh)
         except OSError:
@@ -140,7 +149,7 @@ def _configure(agent: str, instance: str, env: Mapping[str, str], stream: Option
 
     if not handlers:
         err = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
-        err.setFormatter(logging.Formatter(f"{tag}: %(levelname)s: %(message)s"))
+        err.setFormatter(Formatter(f"{tag}: %(levelname)s: %(message)s"))
         handlers.append(err)
 
     for handler in handlers:

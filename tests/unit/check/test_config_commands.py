@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
+import subprocess
+import unicodedata
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from livemig.agents.virtualdomain_meta import METADATA
 from livemig.check.config_commands import ConfigError, VmSetup, crmsh_commands, pcs_commands
@@ -112,3 +117,132 @@ def test_cli_check_table_json_and_exit_codes() -> None:
     code, _, err = run(base + ["--cib", "/nonexistent/cib.xml"])
     assert code == 2 and "/nonexistent/cib.xml" in err
     assert run(["check", "--help"])[0] == 0
+
+
+# -- hostile values: each value stays one word, or is refused -------------------------------------
+
+FORBIDDEN = {"Cc", "Cf", "Zl", "Zp", "Cs"}  # controls, format characters, line/paragraph separators, surrogates
+ONE_RES = ["primitive", "clone", "primitive", "colocation", "order", "property"]
+
+
+def forbidden(value: str) -> bool:
+    return any(unicodedata.category(c) in FORBIDDEN for c in value)
+
+
+def crmsh_cannot_store(value: str) -> bool:
+    return "\\" in value or not value.isascii()
+
+
+def vm_ops() -> List[str]:
+    ops: List[str] = []
+    by_name = {a.name: a for a in METADATA.actions}
+    for name in ("start", "stop", "monitor", "migrate_to", "migrate_from"):
+        action = by_name[name]
+        ops += ["op", name] + ([f"interval={action.interval}s"] if action.interval else []) \
+            + [f"timeout={action.timeout}s"]
+    return ops
+
+
+def statements(text: str) -> List[List[str]]:
+    """What crmsh reads: one statement per line (a line ending in a backslash would continue)."""
+    lines = [line for line in text.split("\n") if line.strip() and not line.startswith("#")]
+    assert not any(line.rstrip().endswith("\\") for line in lines)
+    assert text.splitlines() == text.rstrip("\n").split("\n")  # no other line break anywhere
+    return [shlex.split(line) for line in lines]
+
+
+def pcs_argvs_through_sh(text: str) -> List[List[str]]:
+    """The argv each pcs line gives pcs, as a real POSIX shell (/bin/sh) parses the lines."""
+    script = 'pcs() { printf "%s\\0" "$@"; printf "\\n"; }\n' + text
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, timeout=30, check=True)
+    # one record per call, its arguments NUL-terminated (no argument has a newline: refused)
+    return [[arg.decode("utf-8") for arg in record.split(b"\0")[:-1]] for record in done.stdout.split(b"\n")[:-1]]
+
+
+SHELL_CHARS = st.sampled_from(list(" '\"$`;|&<>()[]{}*?~#!=%^,:@+-_./"))
+CONTROL_CHARS = st.sampled_from(list("\t\n\r\x00\x0b\x0c\x1b\x7f\x85\u2028\u2029\u202e\u200b\udcff"))
+#: printable ASCII without a backslash (crmsh stores it as given), shell syntax favoured
+CRMSH_LEGAL = st.text(st.one_of(SHELL_CHARS, st.characters(min_codepoint=0x20, max_codepoint=0x7E,
+                                                           blacklist_characters="\\")), max_size=30)
+#: any text but the forbidden categories (pcs stores it as given)
+PCS_LEGAL = st.text(st.one_of(SHELL_CHARS, st.sampled_from(list("\\é漢")),
+                              st.characters(blacklist_categories=tuple(FORBIDDEN))), max_size=30)
+#: anything, control characters favoured
+HOSTILE = st.text(st.one_of(SHELL_CHARS, CONTROL_CHARS, st.characters()), max_size=30)
+VALUES = st.one_of(CRMSH_LEGAL, PCS_LEGAL, HOSTILE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=VALUES, hypervisor=VALUES)
+def test_crmsh_hostile_values_are_one_word_or_refused(path: str, hypervisor: str) -> None:
+    config_path = "/" + path
+    hostile = setup(config_path=config_path, hypervisor=hypervisor)
+    if any(forbidden(v) or crmsh_cannot_store(v) for v in (config_path, hypervisor)):
+        with pytest.raises(ConfigError, match="contains"):
+            crmsh_commands(hostile)
+        event("refused")
+        return
+    event("accepted")
+    parsed = statements(crmsh_commands(hostile))
+    assert [words[0] for words in parsed] == ONE_RES
+    assert parsed[2] == ["primitive", "vm1", "ocf:livemig:VirtualDomain", "params", f"config={config_path}",
+                         f"hypervisor={hypervisor}", "meta", "allow-migrate=true", *vm_ops()]
+    assert parsed[-1] == ["property", "stonith-enabled=true"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(path=VALUES, hypervisor=VALUES)
+def test_pcs_hostile_values_are_one_shell_word_or_refused(path: str, hypervisor: str) -> None:
+    config_path = "/" + path
+    hostile = setup(config_path=config_path, hypervisor=hypervisor)
+    if forbidden(config_path) or forbidden(hypervisor):
+        with pytest.raises(ConfigError, match="contains a control character"):
+            pcs_commands(hostile)
+        event("refused")
+        return
+    event("accepted")
+    argvs = pcs_argvs_through_sh(pcs_commands(hostile))
+    assert [argv[:2] for argv in argvs] == [["resource", "create"], ["resource", "create"],
+                                            ["constraint", "colocation"], ["constraint", "order"],
+                                            ["property", "set"]]
+    ops = [word for word in vm_ops() if word != "op"]
+    assert argvs[1] == ["resource", "create", "vm1", "ocf:livemig:VirtualDomain", f"config={config_path}",
+                        f"hypervisor={hypervisor}", "meta", "allow-migrate=true", "op", *ops]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("config_path", "/etc/vm1.xml\nproperty stonith-enabled=false"),
+    ("config_path", "/etc/vm1.xml\rproperty stonith-enabled=false"),
+    ("config_path", "/etc/vm1.xml\x00"),
+    ("config_path", "/etc/vm1.xml\x1b[2K"),
+    ("config_path", "/etc/vm1\u2028.xml"),
+    ("config_path", "/etc/vm1\udcff.xml"),  # a byte that was not UTF-8 (surrogateescape)
+    ("hypervisor", "qemu:///system\nproperty stonith-enabled=false"),
+    ("hypervisor", "qemu:///system\t"),
+    ("vm_id", "vm1\n"),  # the old ^...$ pattern let a trailing newline through
+    ("drbd_resources", ["r0\n"]),
+])
+@pytest.mark.parametrize("tool", [crmsh_commands, pcs_commands])
+def test_control_characters_are_refused_naming_the_value(field: str, value: object, tool: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        tool(setup(**{field: value}))  # type: ignore[operator]
+    text = str(caught.value)
+    shown = value[0] if isinstance(value, list) else value
+    assert repr(shown) in text and "control character" in text
+
+
+@pytest.mark.parametrize("value,why", [("/srv/vm\\1.xml", "a backslash"), ("/srv/vm1\\", "a backslash"),
+                                       ("/srv/vmé.xml", "a non-ASCII character")])
+def test_values_crmsh_would_not_store_as_given_are_refused_for_crmsh_only(value: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"contains {why}, which crmsh does not store as given; use --pcs"):
+        crmsh_commands(setup(config_path=value))
+    argvs = pcs_argvs_through_sh(pcs_commands(setup(config_path=value)))
+    assert f"config={value}" in argvs[1]
+
+
+def test_cli_config_refuses_a_newline_with_exit_2() -> None:
+    for extra in (["--config-path", "/etc/vm1.xml\nproperty stonith-enabled=false"],
+                  ["--hypervisor", "qemu:///system\nproperty stonith-enabled=false", "--pcs"]):
+        code, out, err = run(["config", "vm1", "--domain-xml", DOMAIN, "--drbd-resource", "r0", *extra])
+        assert code == 2 and out == "", out
+        assert "contains a control character (U+000A" in err and "stonith-enabled=false'" in err
