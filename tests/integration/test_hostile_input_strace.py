@@ -40,8 +40,12 @@ _EXECVE = re.compile(r'^\d+\s+execve\("([^"]*)".* = (-?\d+)')
 
 def _trace(tmp_path: Path, action: str, params: Dict[str, str], rsctmp: Path) -> Tuple[int, str, List[str]]:
     log = tmp_path / f"trace-{action}"
+    # Python's own byte-code cache is not the agent's doing: a checkout whose modules were never
+    # compiled (a fresh clone, or a session with PYTHONDONTWRITEBYTECODE) would otherwise show
+    # __pycache__ writes the agent does not make once installed.
     env = ocf_env(params, instance="lmt-strace", timeout_ms=10000,
-                  interval_ms=0 if action == "monitor" else None, extra={"HA_RSCTMP": str(rsctmp)})
+                  interval_ms=0 if action == "monitor" else None,
+                  extra={"HA_RSCTMP": str(rsctmp), "PYTHONDONTWRITEBYTECODE": "1"})
     strace = shutil.which("strace")
     assert strace, "strace is needed (apt-get install strace)"
     res = run_agent(action, env, agent=(strace, "-f", "-qq", "-s", "512", "-o", str(log),
