@@ -15,7 +15,7 @@ APT_PACKAGES = \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
 	libvirt-dev pkg-config gcc libc6-dev \
 	pacemaker pacemaker-cli-utils corosync crmsh pcs resource-agents \
-	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod \
+	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod bindfs \
 	$(EXTRA_APT_PACKAGES)
 
 PIP_PACKAGES := pytest pytest-timeout hypothesis ruff mypy lxml-stubs types-setuptools bandit

@@ -7,6 +7,7 @@ starts the lab's Pacemaker-managed VM; ``QemuCounter`` catches a VM ever running
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -115,6 +116,11 @@ class Background:
         self.result = fn()
         self.elapsed = time.monotonic() - self.started
 
+    def wait(self, timeout: float) -> bool:
+        """True once the action has returned (within ``timeout`` seconds)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def join(self, timeout: float) -> subprocess.CompletedProcess[str]:
         self._thread.join(timeout)
         assert self.result is not None, f"the agent did not return within {timeout} s"
@@ -161,16 +167,18 @@ def cluster_vm(lab: LabSession) -> Iterator[str]:
 
 
 class QemuCounter:
-    """Samples how many QEMU processes run the VM, to catch it ever running twice."""
+    """Samples how many QEMU processes run the VM (``vm``: the lab's by default), to catch it ever
+    running twice."""
 
-    def __init__(self) -> None:
+    def __init__(self, vm: str = labctl.VM_NAME) -> None:
+        self.vm = vm
         self.max = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.max = max(self.max, len(labctl.qemu_pids()))
+            self.max = max(self.max, len(labctl.qemu_pids(self.vm)))
             time.sleep(0.02)
 
     def __enter__(self) -> QemuCounter:
@@ -180,6 +188,24 @@ class QemuCounter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def qemu_nodes(vm: str = labctl.VM_NAME) -> Dict[str, int]:
+    """How many QEMU processes of ``vm`` run on each node (the host's /proc, told apart by PID namespace)."""
+    nodes = {}
+    for node, holder in labctl.load_state().get("holders", {}).items():
+        try:
+            nodes[os.stat(f"/proc/{holder}/ns/pid").st_ino] = node
+        except OSError:
+            pass  # the node is down: nothing of it runs
+    found: Dict[str, int] = {}
+    for pid in labctl.qemu_pids(vm):
+        try:
+            node = nodes.get(os.stat(f"/proc/{pid}/ns/pid").st_ino, "host")
+        except OSError:
+            continue  # exited meanwhile
+        found[node] = found.get(node, 0) + 1
+    return found
 
 
 def agent_lines(node: str, needle: str) -> List[str]:

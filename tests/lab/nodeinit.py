@@ -28,6 +28,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -77,6 +78,10 @@ def build_view(cfg: Dict[str, Any]) -> None:
     os.makedirs(dev)
     mount("-t", "tmpfs", "-o", "mode=0755,nosuid,size=64m", "tmpfs", dev)
     sh("cp", "-a", "--one-file-system", "/dev/.", dev + "/")
+    # FUSE mounts in a node (tests/faults/test_lab_integrity.py): /dev/fuse (misc 10:229) is copied
+    # when the host has it; where the host has no node yet, the first open loads the module.
+    if not os.path.exists(dev + "/fuse"):
+        os.mknod(dev + "/fuse", stat.S_IFCHR | 0o600, os.makedev(10, 229))
     mount("--rbind", "/dev/pts", dev + "/pts")
     mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev,size=512m", "tmpfs", dev + "/shm")
     mount("--move", dev, "/dev")
