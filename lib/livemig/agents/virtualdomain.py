@@ -473,8 +473,8 @@ class VirtualDomain(ResourceAgent):
         self.adopt(found, name)
         self.state.update(running_here=True)
         if self.config_problem:
-            self._add_notice(f"{found} arrived and runs here; config unreadable on this node, fix it before a "
-                             f"restart here: {self.config_problem}")
+            # Said in that order: Pacemaker keeps 128 characters of a reason, and the path is the fix.
+            self._add_notice(f"{found} arrived and runs here; config unreadable here: {self.config_problem}")
         elif found != name:
             self._add_notice(f"{found} arrived and runs here, but config here names {name}")
         return OCFCode.SUCCESS
