@@ -83,7 +83,7 @@ def test_start_refuses_in_time(agent: AgentFn, fake_libvirt: FakeLibvirt, drbd_f
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_migrate_to_refuses_in_time_and_vm_stays(agent: AgentFn, fake_libvirt: FakeLibvirt,
                                                  drbd_fault: Callable[[str], None], fault: str) -> None:
-    fake_libvirt.add("vm1")
+    fake_libvirt.add("vm1", xml=DRBD_DOMAIN)  # the running domain, as started from its config
     drbd_fault(fault)
     res, elapsed = _timed(agent, "migrate_to", OCF_RESKEY_CRM_meta_migrate_target="salt-node3")
     print(f"FAULT drbd-{fault} migrate_to -> {res.code} in {elapsed:.2f}s: {res.reason}")
