@@ -415,10 +415,9 @@ class VirtualDomain(ResourceAgent):
         if name is None:
             tagged = owned_domains(self, values)
             if len(tagged) != 1:
-                raise GenericError(f"cannot migrate: config {values['config']} is unreadable "
-                                   f"({self.config_problem}) and " + (f"{len(tagged)} domains of this resource run "
-                                                                      "here" if tagged else "no domain of this "
-                                                                      "resource runs here"))
+                runs = f"{len(tagged)} domains of this resource run here" if tagged else \
+                    "no domain of this resource runs here"
+                raise GenericError(f"cannot migrate: {runs}, and its config is unreadable: {self.config_problem}")
             name = tagged[0]
             self.remember(name)
         if self.config_problem:
