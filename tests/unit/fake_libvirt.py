@@ -50,6 +50,8 @@ class FakeDomain:
         self.ignores_shutdown = False
         self.managed_save = False
         self.snapshots = 0
+        #: flags this (older) libvirtd rejects as unsupported
+        self.unsupported_flags = 0
         #: the persistent definition, when it differs from the live one (``xml``)
         self.config_xml: Optional[str] = None
 
@@ -109,6 +111,9 @@ class FakeDomain:
 
     def undefineFlags(self, flags: int) -> int:  # noqa: N802
         self.world.calls.append(("undefine", self.dname, flags))
+        if flags & self.unsupported_flags:
+            raise libvirtError(f"unsupported flags ({flags & self.unsupported_flags:#x}) in function "
+                               "qemuDomainUndefineFlags", 8)
         if self.managed_save and not flags & VIR_DOMAIN_UNDEFINE_MANAGED_SAVE:
             raise libvirtError("Requested operation is not valid: Refusing to undefine while domain "
                                "managed save image exists", 55)

@@ -287,8 +287,14 @@ class Hypervisor:
     def undefine(self, dom: Any) -> None:
         """Undefine, keeping NVRAM and TPM state; libvirt refuses while a managed save or snapshots exist."""
         lv = self.libvirt
-        flags = getattr(lv, "VIR_DOMAIN_UNDEFINE_KEEP_NVRAM", 8) | getattr(lv, "VIR_DOMAIN_UNDEFINE_KEEP_TPM", 64)
-        self._call("undefine", dom.undefineFlags, flags)
+        keep_nvram = getattr(lv, "VIR_DOMAIN_UNDEFINE_KEEP_NVRAM", 8)
+        try:
+            self._call("undefine", dom.undefineFlags, keep_nvram | getattr(lv, "VIR_DOMAIN_UNDEFINE_KEEP_TPM", 64))
+        except HypervisorError as exc:
+            # libvirtd before 8.9 knows no KEEP_TPM (and keeps TPM state anyway): unsupported flag.
+            if exc.code != getattr(lv, "VIR_ERR_INVALID_ARG", 8):
+                raise
+            self._call("undefine", dom.undefineFlags, keep_nvram)
 
     def shutdown(self, dom: Any, flags: int) -> None:
         self._call("shutdown", dom.shutdownFlags, flags)

@@ -184,6 +184,14 @@ def test_start_keeps_a_managed_save_image_and_snapshots(agent, fake_libvirt: Fak
     assert undefine and not undefine[0][2] & (1 | 2)  # neither MANAGED_SAVE nor SNAPSHOTS_METADATA
 
 
+def test_undefine_on_a_libvirtd_without_keep_tpm(agent, fake_libvirt: FakeLibvirt) -> None:
+    """libvirtd before 8.9 rejects VIR_DOMAIN_UNDEFINE_KEEP_TPM (seen on 7.0): undefine without it."""
+    dom = fake_libvirt.add("vm1", persistent=True, state=(VIR_DOMAIN_SHUTOFF, 1))
+    dom.unsupported_flags = 64
+    assert agent("start").code == 0
+    assert [c[2] for c in fake_libvirt.calls if c[0] == "undefine"] == [8 | 64, 8]
+
+
 def test_start_refuses_a_domain_of_another_resource(tmp_path: Path, fake_libvirt: FakeLibvirt) -> None:
     fake_libvirt.add("guest-other-name", xml=_tagged(GUEST, "vm9"))
     config = tmp_path / "guest.xml"
