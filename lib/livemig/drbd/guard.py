@@ -318,7 +318,7 @@ def _check_auto_promote(findings: _Findings, name: str, peer: PeerState,
         findings.add(name, "allow-two-primaries", False,
                      "runtime settings not reported by drbdsetup show; needs allow-two-primaries yes")
         return
-    conn = settings[0].connection_to(peer.node_id, peer.name)
+    conn = settings[0].connection_to(peer.node_id)
     allowed = conn.allow_two_primaries if conn is not None else None
     who = peer.name or "the peer"
     findings.add(name, "allow-two-primaries", allowed is True,
