@@ -127,7 +127,8 @@ class DrbdReader:
         8.x: for each resource, one entry per minor DRBD's configuration gives
         this node (:meth:`minors8`): the minor's line of ``/proc/drbd``, or an
         entry whose ``absent`` says that the minor is not there or
-        ``Unconfigured``; if the minors cannot be told, one entry whose
+        ``Unconfigured``; if the minors cannot be told, or udev's by-res links
+        contradict them (:func:`_volumes_from_links`), one entry whose
         ``unreadable`` says why. With ``peers`` the peer is named from the
         configuration (:meth:`peer8`); if it cannot be, the resource is
         unreadable. Raises :class:`DrbdStateError` only when nothing can be
