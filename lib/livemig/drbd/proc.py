@@ -21,9 +21,9 @@ Everything else is read strictly, never resolved one way or the other:
   twice, two protocol letters, two I/O-flag fields, a second ``cs:``), a line
   that starts like a minor's (``N:``) but is not one, or a minor block with a
   character the kernel does not print (a NUL byte anywhere but right after the
-  I/O flags, a control or non-ASCII character), or with resync progress lines
-  under a minor that is not resyncing: that minor's state is unreadable
-  (:attr:`ProcMinor.unreadable`);
+  I/O flags, a control or non-ASCII character), with a line under it that is
+  not indented, or with resync progress lines under a minor that is not
+  resyncing: that minor's state is unreadable (:attr:`ProcMinor.unreadable`);
 - I/O flags not in the kernel's shape (``r`` or ``s``, then 3 to 5 of
   ``a``/``p``/``u``/a congestion letter/``s`` or ``-`` in their places): the
   I/O state is unknown;
@@ -211,8 +211,9 @@ def parse_proc_drbd(text: str) -> ProcDrbd:
             if current is None:
                 header_garbled = True
             else:
-                blocks[current].garbled = f"/proc/drbd: a line under minor {current} holds a character the " \
-                                          f"kernel does not print: {line[:80]!r}"
+                blocks[current].garbled = blocks[current].garbled or (
+                    f"/proc/drbd: a line under minor {current} holds a character the kernel does not print: "
+                    f"{line[:80]!r}")
             continue
         if line.startswith("version:"):
             version_lines += 1
@@ -224,8 +225,13 @@ def parse_proc_drbd(text: str) -> ProcDrbd:
             continue
         if current is None:
             continue  # the header (GIT-hash, srcversion, ...)
-        words = line.split()
         block = blocks[current]
+        if line[0] not in " \t":
+            # the kernel indents every line it prints under a minor's line
+            block.garbled = block.garbled or (f"/proc/drbd: a line under minor {current} is not indented as the "
+                                              f"kernel prints it: {line[:80]!r}")
+            continue
+        words = line.split()
         if words[0].startswith("[") or words[0] in ("finish:", "sync'ed:", "verified:"):
             block.progress = True
         if words[0].startswith("ns:") or any(w.startswith("oos:") for w in words):

@@ -5,13 +5,14 @@ The key sets differ between drbd-utils versions (``quorum`` arrived with DRBD
 the wrong type is read as ``None`` (unknown); it is never filled in with a
 healthy default. ``out-of-sync`` is printed for every peer device in every
 version of drbdsetup's JSON, so a peer device without it is unreadable, not
-"not reported". A ``suspended-*`` key that is there but neither a boolean nor
-yes/no makes the I/O state unknown. JSON that does not parse, that repeats a
-key in one object (which one would count is not known), whose shape is not a
-list of objects at every level (the resources, their ``devices`` and
-``connections``, each connection's ``peer_devices``), or that lists one
-resource, volume or connection twice, raises
-:class:`~livemig.drbd.state.DrbdStateError`: no entry is skipped.
+"not reported". Any ``suspended-*`` key (a freeze reason, known or of a later
+version) that is there but neither false nor "no" makes the I/O state
+suspended or unknown. JSON that does not parse, that repeats a key in one
+object (which one would count is not known), whose shape is not a list of
+objects at every level (the resources, their ``devices`` and ``connections``,
+each connection's ``peer_devices``), that has a resource or connection
+without a name, or that lists one resource, volume or connection twice,
+raises :class:`~livemig.drbd.state.DrbdStateError`: no entry is skipped.
 """
 
 from __future__ import annotations

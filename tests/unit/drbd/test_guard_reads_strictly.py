@@ -356,3 +356,12 @@ def test_proc_drbd_resync_progress_under_a_connected_minor_is_unreadable() -> No
     verdict = guard8(text)
     assert not verdict.decided and not verdict.allowed
     assert "minor 0 is Connected but has resync progress lines" in verdict.reasons()[0]
+
+
+@pytest.mark.parametrize("line", ["oos:0", "ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0", "junk"])
+def test_proc_drbd_unindented_line_under_a_minor_is_not_its_line(line: str) -> None:
+    text = proc8(proc8_line(minor=0, oos=None) + line + "\n")  # the fuzz found "oos:0" taken as the stats line
+    assert parse_proc_drbd(text).minors[0].unreadable is not None
+    verdict = guard8(text)
+    assert not verdict.decided and not verdict.allowed
+    assert "a line under minor 0 is not indented as the kernel prints it" in verdict.reasons()[0]
