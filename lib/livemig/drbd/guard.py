@@ -17,8 +17,8 @@ Mode ``dual-primary``, for every resource:
    running resync (SyncSource, ...) fails);
 3. the target's role Primary;
 4. every volume on the target UpToDate, replication Established (DRBD 9), and
-   out-of-sync 0 where the tools report it; the target reports no volume this
-   node does not have;
+   out-of-sync 0 (a missing count is unreadable, except on 8.0 to 8.2, which
+   print none); the target reports no volume this node does not have;
 5. no fence constraint of DRBD's fence-peer handler for the resource in the CIB
    (:func:`livemig.pacemaker.cib.fence_constraint_ids`).
 
@@ -318,7 +318,7 @@ def _check_auto_promote(findings: _Findings, name: str, peer: PeerState,
         findings.add(name, "allow-two-primaries", False,
                      "runtime settings not reported by drbdsetup show; needs allow-two-primaries yes")
         return
-    conn = settings[0].connection_to(peer.node_id, peer.name)
+    conn = settings[0].connection_to(peer.node_id)
     allowed = conn.allow_two_primaries if conn is not None else None
     who = peer.name or "the peer"
     findings.add(name, "allow-two-primaries", allowed is True,

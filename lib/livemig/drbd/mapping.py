@@ -85,7 +85,8 @@ OPERATOR_HINT = ("tell the agent which DRBD resources the VM uses: drbd_resource
 TRACE_TIMEOUT = 10.0
 
 _BY_RES = re.compile(r"^/dev/drbd/by-res/([^/]+)(?:/(\d+))?/?$")
-_DRBD_NODE = re.compile(r"^/dev/drbd(\d+)$")
+_DRBD_NODE = re.compile(r"^/dev/drbd([0-9]+)$")
+_VOLUME_NAME = re.compile(r"^[0-9]+$")
 _MAX_STACK_DEPTH = 8
 _MAX_TRACE_STEPS = 256
 _MAX_MOUNTINFO_BYTES = 8 * 1024 * 1024
@@ -492,9 +493,25 @@ def _read_dev_numbers(path: str) -> Optional[Tuple[int, int]]:
     return int(major), int(minor)
 
 
-def scan_by_res(by_res_dir: str = BY_RES_DIR) -> Dict[int, Tuple[str, Optional[int]]]:
-    """minor -> (resource, volume) from udev's ``/dev/drbd/by-res`` links ({} if absent)."""
-    found: Dict[int, Tuple[str, Optional[int]]] = {}
+class ByResLink(NamedTuple):
+    """One udev link ``/dev/drbd/by-res/<resource>[/<volume>]`` and the minor it points to."""
+
+    minor: int
+    resource: str
+    volume: Optional[int]  # None: the 8.3 form by-res/<resource>
+
+    @property
+    def path(self) -> str:
+        return f"{BY_RES_DIR}/{self.resource}" + ("" if self.volume is None else f"/{self.volume}")
+
+
+def scan_by_res_links(by_res_dir: str = BY_RES_DIR) -> List[ByResLink]:
+    """Every udev ``/dev/drbd/by-res`` link to a DRBD minor, in name order ([] if absent).
+
+    Links that contradict each other (two resources or volumes for one minor)
+    are all kept: the caller decides what a contradiction means.
+    """
+    found: List[ByResLink] = []
     try:
         resources = sorted(os.listdir(by_res_dir))
     except OSError:
@@ -504,17 +521,27 @@ def scan_by_res(by_res_dir: str = BY_RES_DIR) -> Dict[int, Tuple[str, Optional[i
         if os.path.islink(entry):  # 8.3: by-res/<res> -> ../../drbdN
             minor = _minor_of_link(entry)
             if minor is not None:
-                found[minor] = (resource, None)
+                found.append(ByResLink(minor, resource, None))
             continue
         try:
-            volumes = os.listdir(entry)
+            volumes = sorted(os.listdir(entry))
         except OSError:
             continue
         for volume in volumes:
             minor = _minor_of_link(os.path.join(entry, volume))
-            if minor is not None and volume.isdigit():
-                found[minor] = (resource, int(volume))
+            if minor is not None and _VOLUME_NAME.match(volume):
+                found.append(ByResLink(minor, resource, int(volume)))
     return found
+
+
+def scan_by_res(by_res_dir: str = BY_RES_DIR) -> Dict[int, Tuple[str, Optional[int]]]:
+    """minor -> (resource, volume) from udev's ``/dev/drbd/by-res`` links ({} if absent).
+
+    For display and naming only (where links disagree, the last in name order
+    wins); decisions check the links against DRBD's configuration
+    (:meth:`livemig.drbd.tools.DrbdReader.read_resources`).
+    """
+    return {link.minor: (link.resource, link.volume) for link in scan_by_res_links(by_res_dir)}
 
 
 def _minor_of_link(path: str) -> Optional[int]:

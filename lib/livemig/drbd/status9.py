@@ -1,22 +1,25 @@
 """DRBD 9 state from ``drbdsetup status --json`` and ``drbdsetup show --json``.
 
 The key sets differ between drbd-utils versions (``quorum`` arrived with DRBD
-9.0.7-ish, ``suspended-user`` and friends later, ``out-of-sync`` only with
-``--statistics``). A key that is missing or has the wrong type is read as
-``None`` (unknown); it is never filled in with a healthy default. A
-``suspended-*`` key that is there but neither a boolean nor yes/no makes the
-I/O state unknown. JSON that does not parse, whose shape is not a list of
+9.0.7-ish, ``suspended-user`` and friends later). A key that is missing or has
+the wrong type is read as ``None`` (unknown); it is never filled in with a
+healthy default. ``out-of-sync`` is printed for every peer device in every
+version of drbdsetup's JSON, so a peer device without it is unreadable, not
+"not reported". Any ``suspended-*`` key (a freeze reason, known or of a later
+version) that is there but neither false nor "no" makes the I/O state
+suspended or unknown. JSON that does not parse, that repeats a key in one
+object (which one would count is not known), whose shape is not a list of
 objects at every level (the resources, their ``devices`` and ``connections``,
-each connection's ``peer_devices``), or that lists one resource, volume or
-connection twice, raises :class:`~livemig.drbd.state.DrbdStateError`: no
-entry is skipped.
+each connection's ``peer_devices``), that has a resource or connection
+without a name, or that lists one resource, volume or connection twice,
+raises :class:`~livemig.drbd.state.DrbdStateError`: no entry is skipped.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from livemig.drbd.state import (
     DrbdResourceState,
@@ -26,8 +29,9 @@ from livemig.drbd.state import (
     VolumeState,
 )
 
-# The specific freeze reasons newer drbd-utils print next to "suspended".
-_SUSPEND_REASONS = ("suspended-user", "suspended-no-data", "suspended-fencing", "suspended-quorum")
+# The specific freeze reasons newer drbd-utils print next to "suspended" ("suspended-user",
+# "-no-data", "-fencing", "-quorum"); a reason of a later version counts the same way.
+_SUSPEND_REASON_PREFIX = "suspended-"
 
 
 def json_int(value: Any) -> Optional[int]:
@@ -39,20 +43,58 @@ def json_str(value: Any) -> Optional[str]:
     return value if isinstance(value, str) and value else None
 
 
+def json_volume(value: Any) -> Optional[int]:
+    """A volume number (a non-negative integer), or ``None``."""
+    number = json_int(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _name(doc: Mapping[str, Any], key: str, what: str) -> Optional[str]:
+    """The string under ``key`` (``None`` if empty); :class:`DrbdStateError` if it is missing or no string.
+
+    drbdsetup names every resource and connection: one without a name could
+    be any of them, so it is not skipped.
+    """
+    value = doc.get(key)
+    if not isinstance(value, str):
+        raise DrbdStateError(f"{what}: an entry whose {key!r} is {'missing' if key not in doc else 'not a string'}")
+    return value or None
+
+
+#: The words drbd-utils writes for a flag where it writes it as a string (``"resync-suspended": "no"``).
+_BOOLEAN_WORDS = {"yes": True, "no": False, "true": True, "false": False}
+
+
 def json_bool(value: Any) -> Optional[bool]:
-    """``true``/``false``; drbd-utils also writes some flags as ``"yes"``/``"no"``."""
+    """``true``/``false``, or one of the words yes/no/true/false as drbd-utils writes them; else unknown."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return {"yes": True, "no": False, "true": True, "false": False}.get(value.lower())
+        return _BOOLEAN_WORDS.get(value)
     return None
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """A JSON object, or :class:`_RepeatedKey` if it names a key twice (json.loads would keep the last)."""
+    found: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKey(key)
+        found[key] = value
+    return found
 
 
 def load_json_list(text: str, what: str) -> List[Mapping[str, Any]]:
     """The top-level list of objects drbdsetup prints, or :class:`DrbdStateError`."""
     try:
-        document = json.loads(text)
-    except ValueError as exc:
+        document = json.loads(text, object_pairs_hook=_unique_keys)
+    except _RepeatedKey as exc:
+        raise DrbdStateError(f"{what}: an object gives the key {exc.args[0]!r} twice") from None
+    except (ValueError, RecursionError) as exc:
         raise DrbdStateError(f"{what}: output is not valid JSON ({exc})") from None
     if not isinstance(document, list) or not all(isinstance(item, dict) for item in document):
         raise DrbdStateError(f"{what}: expected a JSON list of objects")
@@ -94,11 +136,11 @@ def parse_status_json(text: str) -> Tuple[DrbdResourceState, ...]:
 
 
 def _resource(doc: Mapping[str, Any]) -> DrbdResourceState:
-    name = json_str(doc.get("name"))
+    name = _name(doc, "name", "drbdsetup status --json: the resource list")
     what = f"drbdsetup status --json: resource {name or '?'}"
     volumes = tuple(
         VolumeState(
-            volume=json_int(dev.get("volume")),
+            volume=json_volume(dev.get("volume")),
             minor=json_int(dev.get("minor")),
             disk=json_str(dev.get("disk-state")),
             quorum=json_bool(dev.get("quorum")),
@@ -120,7 +162,7 @@ def _resource(doc: Mapping[str, Any]) -> DrbdResourceState:
 
 def _suspended(doc: Mapping[str, Any]) -> Optional[bool]:
     """Suspended if any reason says so; unknown if ``suspended`` or a reason present is not a boolean."""
-    reasons = [json_bool(doc.get(key)) for key in _SUSPEND_REASONS if key in doc]
+    reasons = [json_bool(value) for key, value in doc.items() if key.startswith(_SUSPEND_REASON_PREFIX)]
     overall = json_bool(doc.get("suspended"))
     if overall is True or True in reasons:
         return True
@@ -130,15 +172,15 @@ def _suspended(doc: Mapping[str, Any]) -> Optional[bool]:
 
 
 def _peer(conn: Mapping[str, Any], what: str) -> PeerState:
-    name = json_str(conn.get("name"))
+    name = _name(conn, "name", f"{what}: connections")
     where = f"{what}: connection {name or '?'}"
     volumes = tuple(
         PeerVolumeState(
-            volume=json_int(pd.get("volume")),
+            volume=json_volume(pd.get("volume")),
             replication=json_str(pd.get("replication-state")),
             disk=json_str(pd.get("peer-disk-state")),
             out_of_sync_kib=json_int(pd.get("out-of-sync")),
-            out_of_sync_unreadable="out-of-sync" in pd and json_int(pd.get("out-of-sync")) is None,
+            out_of_sync_unreadable=json_int(pd.get("out-of-sync")) is None,  # always printed: missing is unknown
         )
         for pd in _objects(conn, "peer_devices", where)
     )
@@ -170,16 +212,17 @@ class ShowResource:
     auto_promote: Optional[bool]
     connections: Tuple[ShowConnection, ...]
 
-    def connection_to(self, peer_node_id: Optional[int], peer_name: Optional[str]) -> Optional[ShowConnection]:
-        """The connection with this peer node id (or, failing that, this name)."""
-        if peer_node_id is not None:
-            for conn in self.connections:
-                if conn.peer_node_id == peer_node_id:
-                    return conn
-        if peer_name is not None:
-            for conn in self.connections:
-                if conn.name == peer_name:
-                    return conn
+    def connection_to(self, peer_node_id: Optional[int]) -> Optional[ShowConnection]:
+        """The connection to the peer with this node id (``drbdsetup status``'s ``peer-node-id``).
+
+        drbdsetup prints the id in both documents; a peer whose id is unknown
+        is matched to no connection (never by name alone).
+        """
+        if peer_node_id is None:
+            return None
+        for conn in self.connections:
+            if conn.peer_node_id == peer_node_id:
+                return conn
         return None
 
 
@@ -188,24 +231,32 @@ def parse_show_json(text: str) -> Tuple[ShowResource, ...]:
 
     Without ``--show-defaults`` drbdsetup omits options left at their
     default, so they read as unknown here; the reader asks for the defaults.
+    An entry without a ``resource`` name, or a connection without an integer
+    ``_peer_node_id`` (or with one another connection of the resource has),
+    is :class:`DrbdStateError`: which settings are whose could not be told.
     """
     resources = []
     for doc in load_json_list(text, "drbdsetup show --json"):
         options = doc.get("options")
         auto_promote = json_bool(options.get("auto-promote")) if isinstance(options, dict) else None
         connections = []
-        what = f"drbdsetup show --json: resource {json_str(doc.get('resource')) or '?'}"
+        name = _name(doc, "resource", "drbdsetup show --json: the resource list")
+        what = f"drbdsetup show --json: resource {name or '?'}"
         for conn in _objects(doc, "connections", what, required=False):
             net = conn.get("net")
             net = net if isinstance(net, dict) else {}
+            peer_node_id = json_int(conn.get("_peer_node_id"))
+            if peer_node_id is None:
+                raise DrbdStateError(f"{what}: a connection without an integer '_peer_node_id'")
             connections.append(ShowConnection(
-                peer_node_id=json_int(conn.get("_peer_node_id")),
+                peer_node_id=peer_node_id,
                 name=json_str(conn.get("_name")) or json_str(net.get("_name")),
                 cstate=json_str(conn.get("_cstate")),
                 allow_two_primaries=json_bool(net.get("allow-two-primaries")),
             ))
+        _no_repeats((c.peer_node_id for c in connections), f"{what}: connections (_peer_node_id)")
         resources.append(ShowResource(
-            name=json_str(doc.get("resource")),
+            name=name,
             auto_promote=auto_promote,
             connections=tuple(connections),
         ))

@@ -29,7 +29,7 @@ import re
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from livemig.drbd.config import DrbdResourceConfig, parse_dump_xml
-from livemig.drbd.mapping import BY_RES_DIR, scan_by_res
+from livemig.drbd.mapping import BY_RES_DIR, ByResLink, scan_by_res, scan_by_res_links
 from livemig.drbd.proc import ProcDrbd, minor_as_resource, proc_drbd_path, read_proc_drbd
 from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, VolumeState
 from livemig.drbd.status9 import ShowResource, parse_show_json, parse_status_json
@@ -127,7 +127,8 @@ class DrbdReader:
         8.x: for each resource, one entry per minor DRBD's configuration gives
         this node (:meth:`minors8`): the minor's line of ``/proc/drbd``, or an
         entry whose ``absent`` says that the minor is not there or
-        ``Unconfigured``; if the minors cannot be told, one entry whose
+        ``Unconfigured``; if the minors cannot be told, or udev's by-res links
+        contradict them (:func:`_volumes_from_links`), one entry whose
         ``unreadable`` says why. With ``peers`` the peer is named from the
         configuration (:meth:`peer8`); if it cannot be, the resource is
         unreadable. Raises :class:`DrbdStateError` only when nothing can be
@@ -136,19 +137,23 @@ class DrbdReader:
         proc = self._loaded_proc()
         if proc.generation == 9:
             return DrbdStatus(drbd_version=proc.version, generation=9, resources=self.status9())
-        volumes = {minor: vol for minor, (_res, vol) in scan_by_res(self._by_res_dir).items() if vol is not None}
+        links = scan_by_res_links(self._by_res_dir)
         entries: List[DrbdResourceState] = []
         for name in dict.fromkeys(names):
-            entries.extend(self._resource8(proc, name, volumes, peers))
+            entries.extend(self._resource8(proc, name, links, peers))
         return DrbdStatus(drbd_version=proc.version, generation=8, resources=tuple(entries))
 
-    def _resource8(self, proc: ProcDrbd, name: str, volumes: Mapping[int, int],
+    def _resource8(self, proc: ProcDrbd, name: str, links: Sequence[ByResLink],
                    peers: bool) -> List[DrbdResourceState]:
         try:
             minors = self.minors8(name)
         except DrbdStateError as exc:
             return [_unreadable(name, f"cannot tell which minors DRBD's configuration gives {name} on this node: "
                                       f"{exc}")]
+        try:
+            volumes = _volumes_from_links(name, minors, links, proc)
+        except DrbdStateError as exc:
+            return [_unreadable(name, str(exc))]
         peer_name: Optional[str] = None
         if peers:
             try:
@@ -275,6 +280,37 @@ def _resource_arg(resource: str) -> str:
         # From a /dev/drbd/by-res/<name> path in the domain XML: never an option.
         raise DrbdStateError(f"{resource!r} is not a DRBD resource name")
     return resource
+
+
+def _volumes_from_links(name: str, minors: Sequence[int], links: Sequence[ByResLink],
+                        proc: ProcDrbd) -> Dict[int, int]:
+    """minor -> volume of resource ``name`` from udev's by-res links, checked against ``drbdadm sh-minor``.
+
+    ``sh-minor`` is the configuration's word. A link that names another
+    resource for one of ``minors``, two links giving one minor two volumes, or
+    a link naming ``name`` for a minor in ``/proc/drbd`` that ``sh-minor`` does
+    not list, contradict it: :class:`DrbdStateError`, naming both.
+    """
+    listed = ", ".join(str(m) for m in minors)
+    volumes: Dict[int, int] = {}
+    seen: Dict[int, ByResLink] = {}
+    for link in links:
+        if link.minor in minors:
+            if link.resource != name:
+                raise DrbdStateError(f"udev's link {link.path} names minor {link.minor} resource {link.resource}, "
+                                     f"but drbdadm sh-minor {name} lists minor {link.minor} for {name}")
+            before = seen.setdefault(link.minor, link)
+            if before.volume != link.volume:
+                raise DrbdStateError(f"udev's links {before.path} and {link.path} both name minor {link.minor} of "
+                                     f"{name}: which volume it is cannot be told")
+            if link.volume is not None:
+                volumes[link.minor] = link.volume
+        elif link.resource == name:
+            shown = proc.minor(link.minor)
+            if shown is not None and shown.configured:
+                raise DrbdStateError(f"udev's link {link.path} names minor {link.minor} {name}, but drbdadm "
+                                     f"sh-minor {name} lists {listed} for {name}")
+    return volumes
 
 
 def _unreadable(name: str, why: str) -> DrbdResourceState:

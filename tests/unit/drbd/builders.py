@@ -103,11 +103,14 @@ def drbd8_answers(res: str = "r0", minors: Sequence[int] = (0,),
 
 
 class TextProcReader(DrbdReader):
-    """A DrbdReader whose /proc/drbd is the given text (None: the file is absent), on node ``alpha``."""
+    """A DrbdReader whose /proc/drbd is the given text (None: the file is absent), on node ``alpha``.
+
+    udev's by-res links are read from ``by_res_dir`` (default: none).
+    """
 
     def __init__(self, runner: CommandRunner, deadline: Deadline, proc_text: Optional[str],
-                 node_name: str = "alpha") -> None:
-        super().__init__(runner, deadline, by_res_dir="/nonexistent/by-res")
+                 node_name: str = "alpha", by_res_dir: str = "/nonexistent/by-res") -> None:
+        super().__init__(runner, deadline, by_res_dir=by_res_dir)
         self._node_name = node_name
         self._proc_text = proc_text
 

@@ -163,7 +163,7 @@ def test_show_json_one_volume() -> None:
     (conn,) = res.connections
     assert (conn.peer_node_id, conn.name, conn.cstate, conn.allow_two_primaries) == (1, None, "Connected", False)
     (derived,) = parse_show_json(fixture("drbd9-show-json-derived-beijing-two-primaries.txt"))
-    assert derived.name == "beijing" and derived.connection_to(2, None) is not None
+    assert derived.name == "beijing" and derived.connection_to(2) is not None
     assert derived.connections[0].allow_two_primaries is True
 
 

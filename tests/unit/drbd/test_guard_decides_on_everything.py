@@ -157,10 +157,14 @@ def test_drbd9_single_peer_of_another_name_is_not_the_target() -> None:
 
 def test_drbd9_peer_without_a_name_is_not_the_target() -> None:
     doc = status9_doc()
-    del doc[0]["connections"][0]["name"]
+    doc[0]["connections"][0]["name"] = ""
     verdict = guard9(json.dumps(doc))
-    assert not verdict.allowed
+    assert verdict.decided and not verdict.allowed
     assert verdict.reasons()[0].startswith("r0: the peer's name is not known, so it cannot be shown to be node beta")
+    del doc[0]["connections"][0]["name"]  # drbdsetup names every connection: one without could be any
+    verdict = guard9(json.dumps(doc))
+    assert not verdict.decided and not verdict.allowed
+    assert "connections: an entry whose 'name' is missing" in verdict.reasons()[0]
 
 
 # -- DRBD 9 JSON, strictly ---------------------------------------------------------------------------

@@ -46,8 +46,7 @@ def test_any_state_outside_the_safe_set_is_refused(changes: Dict[str, Any]) -> N
     def same(a: Any, b: Any) -> bool:
         return type(a) is type(b) and a == b
 
-    safe = all(same(state[k], v) for k, v in SAFE9.items() if k != "out_of_sync") and (
-        state["out_of_sync"] is MISSING or same(state["out_of_sync"], 0))
+    safe = all(same(state[k], v) for k, v in SAFE9.items())  # a missing out-of-sync too: drbdsetup prints it
     verdict = run9(status9(**state))
     assert verdict.allowed == safe, (state, verdict.reasons())
 
