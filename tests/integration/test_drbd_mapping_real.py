@@ -196,7 +196,7 @@ def _domain(*disks: str) -> str:
 
 
 def scenario_tmpfs(base: Path) -> Dict[str, Any]:
-    from livemig.drbd.mapping import DomainDisk
+    from livemig.domain_xml import DomainDisk
 
     _mount_tmpfs(base / "t")
     (base / "t" / "vm.img").write_bytes(b"\0" * 4096)
@@ -211,7 +211,7 @@ def scenario_tmpfs(base: Path) -> Dict[str, Any]:
 
 
 def scenario_overlay(base: Path) -> Dict[str, Any]:
-    from livemig.drbd.mapping import DomainDisk
+    from livemig.domain_xml import DomainDisk
 
     _mount_tmpfs(base / "t")
     ov = _mount_overlay(base / "t")
@@ -227,7 +227,7 @@ def scenario_overlay(base: Path) -> Dict[str, Any]:
 
 
 def scenario_ext4_on_loop(base: Path) -> Dict[str, Any]:
-    from livemig.drbd.mapping import DomainDisk
+    from livemig.domain_xml import DomainDisk
 
     _mount_tmpfs(base / "t")
     loop1 = _mount_ext4_loop(base, base / "t" / "fs.img", base / "t" / "m")
@@ -242,7 +242,7 @@ def scenario_ext4_on_loop(base: Path) -> Dict[str, Any]:
 
 
 def scenario_loop_block(base: Path) -> Dict[str, Any]:
-    from livemig.drbd.mapping import DomainDisk
+    from livemig.domain_xml import DomainDisk
 
     _mount_tmpfs(base / "t")
     backing = base / "t" / "raw.img"
@@ -261,7 +261,7 @@ def scenario_loop_block(base: Path) -> Dict[str, Any]:
 
 
 def scenario_missing(base: Path) -> Dict[str, Any]:
-    from livemig.drbd.mapping import DomainDisk
+    from livemig.domain_xml import DomainDisk
 
     _mount_tmpfs(base / "t")
     disk = DomainDisk("vda", "file", f"{base}/t/not-there.img")

@@ -30,7 +30,7 @@ from livemig.virt.options import check_uri, shutdown_flags
 
 if TYPE_CHECKING:
     from livemig.agents.virtualdomain_drbd import DrbdPlan
-    from livemig.virt.domain_xml import DomainConfig
+    from livemig.domain_xml import DomainConfig
 
 #: The most one stat or read of the config file (or another local file) may take: on an NFS,
 #: GFS2, OCFS2 or FUSE mount that stopped answering, the remembered identity answers instead.
@@ -166,7 +166,7 @@ class VirtualDomain(ResourceAgent):
 
     def _load(self, path: str) -> Tuple[DomainConfig, str]:
         """The parsed config file (ConfigUnreadable / DomainXMLError), never blocked past the bound."""
-        from livemig.virt.domain_xml import ConfigUnreadable, load_domain_config
+        from livemig.domain_xml import ConfigUnreadable, load_domain_config
 
         if self.config_problem:
             raise ConfigUnreadable(self.config_problem)
@@ -192,7 +192,7 @@ class VirtualDomain(ResourceAgent):
             return str(cached["name"])  # the steady-state monitor: no XML parsed, lxml not imported
         if strict:
             return self.load_config()[0].name
-        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError
+        from livemig.domain_xml import ConfigUnreadable, DomainXMLError
 
         try:
             cfg, _ = self._load(path)
@@ -206,7 +206,7 @@ class VirtualDomain(ResourceAgent):
 
     def load_config(self) -> Tuple[DomainConfig, str]:
         """(domain config, XML text) from the config file; codes 5 / 6 when unusable, 1 when it hangs."""
-        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError
+        from livemig.domain_xml import ConfigUnreadable, DomainXMLError
 
         path = self.params()["config"]
         try:
@@ -483,7 +483,7 @@ class VirtualDomain(ResourceAgent):
 
     def _arrived_xml(self, found: str, values: Dict[str, Any]) -> Optional[str]:
         """The arrived domain's live XML; the config file's when libvirtd cannot give it (found in /proc)."""
-        from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
+        from livemig.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config
         from livemig.virt.lifecycle import live_domain_xml
 
         try:

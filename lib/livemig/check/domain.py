@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
-
-from lxml import etree
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from livemig.check.model import LAYER_DOMAIN, CheckResult, Fix, fail, ok, unknown, warn
-from livemig.drbd.mapping import DomainDisk, DrbdMappingError, domain_disks, drbd_refs_for_disk
-from livemig.xmlsafe import safe_xml_parser
+from livemig.domain_xml import DomainDisk, DomainXMLError, parse_domain_xml
+from livemig.drbd.mapping import DrbdMappingError, drbd_refs_for_disk
 
 StatFunction = Callable[[str], os.stat_result]
+
+BY_RES_PREFIX = "/dev/drbd/by-res/"
 
 
 @dataclass
@@ -30,53 +30,33 @@ class DomainFindings:
     drbd_resources: List[str] = field(default_factory=list)
 
 
-def domain_name(xml_text: str) -> Optional[str]:
-    try:
-        root = etree.fromstring(xml_text.encode("utf-8"), parser=safe_xml_parser())
-    except (etree.XMLSyntaxError, ValueError):
-        return None
-    name = root.findtext("name") if root.tag == "domain" else None
-    return name.strip() if name and name.strip() else None
-
-
-def _disk_devices(xml_text: str) -> Dict[str, str]:
-    """target dev -> device kind (disk, cdrom, ...)."""
-    root = etree.fromstring(xml_text.encode("utf-8"), parser=safe_xml_parser())
-    kinds: Dict[str, str] = {}
-    for disk in root.findall("devices/disk"):
-        target = disk.find("target")
-        if target is not None and target.get("dev"):
-            kinds[target.get("dev") or ""] = disk.get("device") or "disk"
-    return kinds
-
-
 def check_domain(xml_text: str, minor_names: Mapping[int, str], *,
                  stat: StatFunction = os.stat, sysfs_root: str = "/sys") -> DomainFindings:
     """Rows for the domain's disks; ``minor_names`` maps DRBD minors to resources (from dump-xml)."""
     findings = DomainFindings()
     try:
-        disks = domain_disks(xml_text)
-    except DrbdMappingError as exc:
+        domain = parse_domain_xml(xml_text, strict=False)
+    except DomainXMLError as exc:
         findings.results.append(fail(LAYER_DOMAIN, "domain-xml", str(exc),
                                      Fix("point the resource's config parameter at the domain's XML file")))
         return findings
-    findings.name = domain_name(xml_text)
-    kinds = _disk_devices(xml_text)
+    findings.name = domain.name or None
+    disks = domain.disks
     if not disks:
         findings.results.append(fail(LAYER_DOMAIN, "disk-on-drbd", "the domain has no disk",
                                      Fix("add its disks on DRBD devices (/dev/drbd/by-res/RES/VOL)")))
     for disk in disks:
-        findings.results.append(_check_disk(disk, kinds.get(disk.target or "", "disk"), minor_names,
-                                            findings.drbd_resources, stat, sysfs_root))
+        findings.results.append(_check_disk(disk, minor_names, findings.drbd_resources, stat, sysfs_root))
     if disks and not findings.drbd_resources:
         findings.results.append(fail(LAYER_DOMAIN, "drbd-disks", "no disk of the domain is on DRBD",
                                      Fix("put the disks on DRBD devices (/dev/drbd/by-res/RES/VOL)")))
     return findings
 
 
-def _check_disk(disk: DomainDisk, kind: str, minor_names: Mapping[int, str], found: List[str],
+def _check_disk(disk: DomainDisk, minor_names: Mapping[int, str], found: List[str],
                 stat: StatFunction, sysfs_root: str) -> CheckResult:
     label = disk.label()
+    kind = disk.device
     try:
         refs = drbd_refs_for_disk(disk, stat=stat, sysfs_root=sysfs_root)
     except DrbdMappingError as exc:
@@ -123,3 +103,24 @@ def check_guard_resources(vm_id: str, parameter: Optional[str],
                  f"drbd_resources={parameter} leaves out {', '.join(missing)}: the migration guard would not "
                  "check them", Fix(crm=f"crm resource param {vm_id} set drbd_resources \"{value}\"",
                                   pcs=f"pcs resource update {vm_id} drbd_resources=\"{value}\""))]
+
+
+def unnamed_drbd_resources(xml_text: str, resources: Sequence[str]) -> List[Tuple[str, str]]:
+    """(disk, resource) for each disk whose own source is a by-res path of a resource not in ``resources``.
+
+    Only the disk's source is read (not its backing chain), and only from its
+    name: nothing is opened. [] when ``xml_text`` is not a domain XML.
+    """
+    try:
+        disks = parse_domain_xml(xml_text, strict=False).disks
+    except DomainXMLError:
+        return []
+    found: List[Tuple[str, str]] = []
+    for disk in disks:
+        if disk.source is None or not disk.source.startswith(BY_RES_PREFIX):
+            continue
+        top = DomainDisk(disk.target, disk.disk_type, disk.source)  # its source alone, not its backing chain
+        for ref in drbd_refs_for_disk(top):  # a by-res path is read from its name, nothing is opened
+            if ref.resource and ref.resource not in resources:
+                found.append((disk.label(), ref.resource))
+    return found

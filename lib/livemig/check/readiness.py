@@ -22,7 +22,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from lxml import etree
 
 from livemig.check import cib as cib_checks
-from livemig.check.domain import check_domain, check_guard_resources, domain_name
+from livemig.check.domain import StatFunction, check_domain, check_guard_resources
 from livemig.check.drbd_config import check_drbd_config, parse_views
 from livemig.check.libvirt import Connector, check_libvirt, peer_uri
 from livemig.check.model import (
@@ -38,8 +38,8 @@ from livemig.check.model import (
     warn,
 )
 from livemig.check.runtime import check_runtime
+from livemig.domain_xml import domain_name
 from livemig.drbd.guard import MODE_AUTO_PROMOTE, MODE_DUAL_PRIMARY
-from livemig.drbd.mapping import StatFunction
 from livemig.drbd.state import DrbdStateError
 from livemig.drbd.tools import DrbdReader
 from livemig.files import FileUnreadable, read_regular_file

@@ -12,13 +12,12 @@ import os
 from typing import Any, Callable, Dict, Optional, Sequence, TextIO
 
 from livemig.check.config_commands import ConfigError, VmSetup, crmsh_commands, pcs_commands
-from livemig.check.domain import domain_name
+from livemig.check.domain import unnamed_drbd_resources
 from livemig.check.model import MAINTENANCE_REMINDER
 from livemig.check.readiness import CheckOptions, check_vm
 from livemig.check.report import format_json, format_report
 from livemig.cli.inputs import MAX_INPUT_BYTES, InputError, bounded_stat, check_regular_file, read_text
-from livemig.drbd.mapping import DomainDisk, domain_disks, drbd_refs_for_disk
-from livemig.drbd.state import DrbdStateError
+from livemig.domain_xml import domain_name
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.metadata import Action
 from livemig.run import CommandRunner
@@ -182,15 +181,6 @@ def cmd_config(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err
 
 def _warn_unnamed_resources(xml_text: str, resources: Sequence[str], err: TextIO) -> None:
     """Say so when the domain's by-res disks name DRBD resources not given with --drbd-resource."""
-    try:
-        disks = domain_disks(xml_text)
-    except DrbdStateError:
-        return
-    for disk in disks:
-        if disk.source is None or not disk.source.startswith("/dev/drbd/by-res/"):
-            continue
-        top = DomainDisk(disk.target, disk.disk_type, disk.source)  # its source alone, not its backing chain
-        for ref in drbd_refs_for_disk(top):  # a by-res path is read from its name, nothing is opened
-            if ref.resource and ref.resource not in resources:
-                err.write(f"livemig config: warning: disk {disk.label()} is on DRBD resource {ref.resource}, "
-                          "which no --drbd-resource names\n")
+    for disk, resource in unnamed_drbd_resources(xml_text, resources):
+        err.write(f"livemig config: warning: disk {disk} is on DRBD resource {resource}, "
+                  "which no --drbd-resource names\n")

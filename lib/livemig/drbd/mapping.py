@@ -1,13 +1,8 @@
 """Which DRBD devices are behind a libvirt domain's disks.
 
-A ``<disk>`` is read as libvirt reads it (formatdomain, "Hard drives, floppy
-disks, CDROMs"): its ``type`` (``file`` when it has none) says which attribute
-of ``<source>`` names the storage (``file``, ``dev``, ``dir``; ``pool`` and
-``volume``; ``protocol`` and ``name``; ...), and an attribute of another type is
-ignored, as libvirt ignores it. Every layer of the disk is looked at: the
-``<source>``, each nested ``<backingStore>`` (each with its own type and
-source), and the ``<mirror>`` of a block job in the live XML (the destination
-the disk pivots onto, with its own chain).
+The disks and every layer of their storage (source, backing chain, block-copy
+mirror) are read by :mod:`livemig.domain_xml`, the one reading of a domain XML;
+here each layer is traced down to block devices.
 
 A layer is on DRBD when it is
 
@@ -39,19 +34,16 @@ names DRBD without saying which resource: it raises wherever it is.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import re
 import stat as stat_module
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from lxml import etree
-
 from livemig.bounded import CallTimeout, bounded_call
+from livemig.domain_xml import DomainDisk, DomainXMLError, parse_domain_xml
 from livemig.drbd.proc import proc_drbd_path
 from livemig.drbd.state import DrbdStateError
-from livemig.xmlsafe import safe_xml_parser
 
 if TYPE_CHECKING:
     from livemig.drbd.tools import DrbdReader
@@ -63,11 +55,6 @@ DRBD_MAJOR = 147
 BY_RES_DIR = "/dev/drbd/by-res"
 MOUNTINFO_PATH = "/proc/self/mountinfo"
 SYSFS_ROOT = "/sys"
-
-#: libvirt's type for a ``<disk>`` (or ``<backingStore>``, ``<mirror>``) that has none.
-DEFAULT_DISK_TYPE = "file"
-#: The disk types whose storage is a local path, and the ``<source>`` attribute naming it.
-PATH_ATTRIBUTES = {"file": "file", "block": "dev", "dir": "dir"}
 
 #: File systems whose files live in memory: there is no block device under them that DRBD could be.
 NO_BLOCK_DEVICE_FS = frozenset({
@@ -92,56 +79,10 @@ _MAX_TRACE_STEPS = 256
 _MAX_MOUNTINFO_BYTES = 8 * 1024 * 1024
 _MAX_SYSFS_BYTES = 4096 + 64  # a path (PATH_MAX) and a newline
 _MAX_REASONS_SHOWN = 3
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6",
-                             "ip6-localhost", "ip6-loopback"})
 
 
 class DrbdMappingError(DrbdStateError):
     """A disk's backing could not be determined."""
-
-
-@dataclass(frozen=True)
-class DiskLayer:
-    """One layer of a disk's storage: its ``<source>``, a ``<backingStore>``, or a block job's ``<mirror>``.
-
-    ``disk_type`` is the layer's own type. ``source`` names its storage: the
-    path of a file, block or dir layer, ``pool/volume``, ``protocol:name``, the
-    socket of a vhost-user layer, the device of a vDPA layer (None: nothing
-    named). ``where`` says which element it is (``source``, ``backingStore 1``
-    for the first layer below the source, ``mirror``). ``served_here``: a
-    network layer whose server is on this node (a unix socket, a loopback host).
-    """
-
-    disk_type: str
-    source: Optional[str]
-    where: str = "source"
-    served_here: bool = False
-
-    @property
-    def path(self) -> Optional[str]:
-        """The local path to trace (file, block and dir layers), else None."""
-        return self.source if self.disk_type in PATH_ATTRIBUTES else None
-
-
-@dataclass(frozen=True)
-class DomainDisk:
-    """One ``<disk>`` of a domain: its target (``vda``), type and source, and every layer of its storage."""
-
-    target: Optional[str]
-    disk_type: Optional[str]
-    source: Optional[str]
-    layers: Tuple[DiskLayer, ...] = ()
-
-    def label(self) -> str:
-        return self.target or self.source or "(unnamed disk)"
-
-    def storage(self) -> Tuple[DiskLayer, ...]:
-        """The layers to trace (a disk built without ``layers``: its source alone)."""
-        if self.layers:
-            return self.layers
-        if self.source is None:
-            return ()
-        return (DiskLayer(self.disk_type or DEFAULT_DISK_TYPE, self.source),)
 
 
 @dataclass(frozen=True)
@@ -159,94 +100,14 @@ StatFunction = Callable[[str], os.stat_result]
 
 
 def domain_disks(xml_text: str) -> List[DomainDisk]:
-    """The disks of a libvirt domain XML. Raises :class:`DrbdMappingError` on bad XML."""
+    """The disks of a libvirt domain XML (:func:`livemig.domain_xml.parse_domain_xml`).
+
+    Raises :class:`DrbdMappingError` on XML that is not a domain: the guard refuses what it cannot read.
+    """
     try:
-        root = etree.fromstring(xml_text.encode("utf-8"), parser=safe_xml_parser())
-    except (etree.XMLSyntaxError, ValueError) as exc:
-        raise DrbdMappingError(f"domain XML is not well-formed ({exc})") from None
-    if root.tag != "domain":
-        raise DrbdMappingError(f"expected a libvirt <domain>, found <{root.tag}>")
-    disks = []
-    for disk in root.findall("devices/disk"):
-        target = disk.find("target")
-        disk_type = disk.get("type") or DEFAULT_DISK_TYPE
-        top = _layer(disk_type, disk.find("source"), "source")
-        layers = [] if top is None else [top]
-        layers.extend(_backing_chain(disk, "backingStore"))
-        mirror = disk.find("mirror")
-        if mirror is not None:
-            mirror_type = mirror.get("type") or DEFAULT_DISK_TYPE
-            own = _layer(mirror_type, mirror.find("source"), "mirror")
-            if own is None and mirror.get("file"):  # libvirt before 1.2.6: <mirror file=... format=...>
-                own = DiskLayer("file", mirror.get("file"), "mirror")
-            if own is not None:
-                layers.append(own)
-            layers.extend(_backing_chain(mirror, "mirror backingStore"))
-        disks.append(DomainDisk(
-            target=target.get("dev") if target is not None else None,
-            disk_type=disk_type,
-            source=top.source if top is not None else None,
-            layers=tuple(layer for layer in layers if layer.path is not None or layer.disk_type not in PATH_ATTRIBUTES),
-        ))
-    return disks
-
-
-def _backing_chain(element: etree._Element, name: str) -> List[DiskLayer]:
-    """The nested ``<backingStore>`` layers below ``element`` (an empty one ends the chain)."""
-    layers = []
-    depth = 0
-    node = element.find("backingStore")
-    while node is not None and (node.get("type") is not None or node.find("source") is not None):
-        depth += 1  # bounded: each step goes one element deeper into a finite, parsed tree
-        layer = _layer(node.get("type") or DEFAULT_DISK_TYPE, node.find("source"), f"{name} {depth}")
-        if layer is not None:
-            layers.append(layer)
-        node = node.find("backingStore")
-    return layers
-
-
-def _layer(disk_type: str, source: Optional[etree._Element], where: str) -> Optional[DiskLayer]:
-    """The layer ``<source>`` describes for a disk of ``disk_type`` (None without a ``<source>``)."""
-    if source is None:
-        return None
-    if disk_type in PATH_ATTRIBUTES:
-        return DiskLayer(disk_type, source.get(PATH_ATTRIBUTES[disk_type]), where)
-    if disk_type == "volume":
-        pool, volume = source.get("pool"), source.get("volume")
-        return DiskLayer(disk_type, f"{pool}/{volume}" if pool or volume else None, where)
-    if disk_type == "network":
-        protocol, name = source.get("protocol"), source.get("name")
-        named = f"{protocol}:{name}" if name else protocol
-        return DiskLayer(disk_type, named, where, served_here=_served_here(protocol, source))
-    if disk_type == "nvme":
-        address = source.find("address")
-        pci = ":".join(address.get(k) or "?" for k in ("domain", "bus", "slot", "function")) \
-            if address is not None else "?"
-        return DiskLayer(disk_type, f"NVMe namespace {source.get('namespace')} at PCI {pci}", where)
-    if disk_type == "vhostuser":
-        return DiskLayer(disk_type, source.get("path"), where)
-    if disk_type == "vhostvdpa":
-        return DiskLayer(disk_type, source.get("dev"), where)
-    return DiskLayer(disk_type, None, where)
-
-
-def _served_here(protocol: Optional[str], source: etree._Element) -> bool:
-    """A network source whose server runs on this node: a unix socket, or a loopback host."""
-    hosts = source.findall("host")
-    if protocol == "sheepdog" and not hosts:
-        return True  # libvirt's default sheepdog server is localhost:7000
-    for host in hosts:
-        if host.get("transport") == "unix":
-            return True
-        name = (host.get("name") or "").strip().strip("[]").lower()
-        if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
-            return True
-        try:
-            if ipaddress.ip_address(name).is_loopback:
-                return True
-        except ValueError:
-            pass
-    return False
+        return list(parse_domain_xml(xml_text, strict=False).disks)
+    except DomainXMLError as exc:
+        raise DrbdMappingError(str(exc)) from None
 
 
 class _Problem(NamedTuple):

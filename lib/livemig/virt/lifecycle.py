@@ -32,7 +32,7 @@ from livemig.virt.states import SHUTOFF_CRASHED, DomainHealth, classify, describ
 if TYPE_CHECKING:
     import logging
 
-    from livemig.virt.domain_xml import DomainConfig
+    from livemig.domain_xml import DomainConfig
 
 POLL_INTERVAL = 0.5
 SHUTDOWN_REPEAT = 5.0  # seconds between repeated shutdown requests
@@ -453,7 +453,7 @@ def _destroy(ctx: AgentContext, hv: Hypervisor, name: str, dom: Any) -> None:
 
 def _save_config(ctx: AgentContext, hv: Hypervisor, dom: Any, name: str, values: Mapping[str, Any]) -> None:
     from livemig.bounded import CallTimeout, bounded_call
-    from livemig.virt.domain_xml import parse_domain_xml
+    from livemig.domain_xml import parse_domain_xml
 
     xml = hv.xml_desc(dom, inactive=True)
     parse_domain_xml(xml, origin=f"definition of running domain {name}")

@@ -16,10 +16,9 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import pytest
 
+from livemig.domain_xml import DiskLayer, DomainDisk
 from livemig.drbd.mapping import (
     DRBD_MAJOR,
-    DiskLayer,
-    DomainDisk,
     DrbdMappingError,
     _read_bounded,
     domain_disks,

@@ -9,10 +9,9 @@ from typing import Dict, List
 
 import pytest
 
+from livemig.domain_xml import DiskLayer, DomainDisk
 from livemig.drbd.mapping import (
     DRBD_MAJOR,
-    DiskLayer,
-    DomainDisk,
     DrbdMappingError,
     domain_disks,
     drbd_minors_below,

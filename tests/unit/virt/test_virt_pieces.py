@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from livemig.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config, parse_domain_xml
 from livemig.ocf.errors import ConfigurationError
 from livemig.run import CommandNotFound, CommandRunner, CommandTimeout
 from livemig.virt.bounded import CallTimeout, bounded_call
-from livemig.virt.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config, parse_domain_xml
 from livemig.virt.options import check_uri, is_local_qemu, shutdown_flags
 from livemig.virt.qemu_proc import find_qemu_pids, qemu_domain_name
 from livemig.virt.states import BLOCKED, CRASHED, NOSTATE, PAUSED, PMSUSPENDED, RUNNING, SHUTDOWN, SHUTOFF, classify
