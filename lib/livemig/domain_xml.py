@@ -123,18 +123,16 @@ def read_config_text(path: str, seconds: float = 10.0) -> str:
     the config cannot hang the agent, nor a mount that stopped answering for
     more than ``seconds``.
     """
-    from livemig.files import FileTooLarge, FileUnreadable, read_regular_file
+    from livemig.files import FileNotText, FileTooLarge, FileUnreadable, read_text_file
 
     try:
-        data = read_regular_file(path, MAX_CONFIG_BYTES, seconds)
+        return read_text_file(path, MAX_CONFIG_BYTES, seconds)
     except FileTooLarge:
         raise DomainXMLError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a domain definition") from None
+    except FileNotText:
+        raise DomainXMLError(f"{path} is not UTF-8 text") from None
     except FileUnreadable as exc:
         raise ConfigUnreadable(str(exc), timed_out=exc.timed_out) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DomainXMLError(f"{path} is not UTF-8 text") from None
 
 
 def parse_domain_xml(text: str, origin: str = "domain XML", *, strict: bool = True) -> DomainConfig:

@@ -42,7 +42,7 @@ from livemig.domain_xml import domain_name
 from livemig.drbd.guard import MODE_AUTO_PROMOTE, MODE_DUAL_PRIMARY
 from livemig.drbd.state import DrbdStateError
 from livemig.drbd.tools import DrbdReader
-from livemig.files import FileUnreadable, read_regular_file
+from livemig.files import FileNotText, FileUnreadable, read_text_file
 from livemig.ocf.deadline import Deadline
 from livemig.pacemaker.cib import CibError, parse_cib, read_cib_xml
 from livemig.run import CommandRunner
@@ -162,13 +162,11 @@ def _read_domain_xml(path: Optional[str], deadline: Deadline) -> Tuple[Optional[
     if not path:
         return None, "the VM resource has no config parameter"
     try:
-        data = read_regular_file(path, MAX_DOMAIN_XML_BYTES, deadline.bound(CONFIG_READ_TIMEOUT))
+        return read_text_file(path, MAX_DOMAIN_XML_BYTES, deadline.bound(CONFIG_READ_TIMEOUT)), None
+    except FileNotText:
+        return None, f"{path} is not UTF-8 text"
     except FileUnreadable as exc:
         return None, f"cannot read the config file: {exc}"
-    try:
-        return data.decode("utf-8"), None
-    except UnicodeDecodeError:
-        return None, f"{path} is not UTF-8 text"
 
 
 def _minor_names(drbd_text: Optional[str]) -> Dict[int, str]:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 from typing import Callable, Optional
 
+from livemig import files
 from livemig.files import FileUnreadable, read_regular_file, stat_file
-from livemig.ocf.deadline import Deadline, clamp_wait
+from livemig.ocf.deadline import Deadline
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 #: A file system that does not answer a read or a stat within this long makes the file unreadable.
 FILE_TIMEOUT = 10.0
-_CHUNK = 64 * 1024
 
 
 class InputError(Exception):
@@ -30,10 +29,6 @@ class InputError(Exception):
 
 def _seconds(deadline: Optional[Deadline]) -> float:
     return deadline.bound(FILE_TIMEOUT) if deadline is not None else FILE_TIMEOUT
-
-
-def _size(count: int) -> str:
-    return f"{count // (1024 * 1024)} MiB" if count % (1024 * 1024) == 0 else f"{count} bytes"
 
 
 def read_bytes(path: str, option: str, *, max_bytes: int = MAX_INPUT_BYTES, deadline: Optional[Deadline] = None,
@@ -69,32 +64,10 @@ def check_regular_file(path: str, option: str, *, max_bytes: int = MAX_INPUT_BYT
 
 def read_stream(fd: int, what: str, max_bytes: int, seconds: float) -> bytes:
     """Up to ``max_bytes`` from ``fd`` until end of file, waiting at most ``seconds`` in all."""
-    import selectors
-
-    end = time.monotonic() + max(0.0, seconds)
-    chunks = []
-    size = 0
-    selector_cls = getattr(selectors, "PollSelector", selectors.SelectSelector)
     try:
-        with selector_cls() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while True:  # bounded: by ``end``, and by max_bytes + 1 bytes read in all
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise InputError(f"{what}: standard input did not reach its end within {max(0.0, seconds):.0f}s")
-                if not selector.select(clamp_wait(left)):
-                    continue
-                chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > max_bytes:
-                    raise InputError(f"{what}: standard input is larger than {_size(max_bytes)}")
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InputError(f"{what}: cannot read standard input: {reason}") from None
-    return b"".join(chunks)
+        return files.read_stream(fd, max_bytes, seconds)
+    except FileUnreadable as exc:
+        raise InputError(f"{what}: {exc}") from None
 
 
 def bounded_stat(deadline: Optional[Deadline]) -> Callable[[str], os.stat_result]:

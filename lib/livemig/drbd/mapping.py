@@ -44,6 +44,7 @@ from livemig.bounded import CallTimeout, bounded_call
 from livemig.domain_xml import DomainDisk, DomainXMLError, parse_domain_xml
 from livemig.drbd.proc import proc_drbd_path
 from livemig.drbd.state import DrbdStateError
+from livemig.files import FileUnreadable, read_small_file
 
 if TYPE_CHECKING:
     from livemig.drbd.tools import DrbdReader
@@ -252,15 +253,14 @@ class _Tracer:
 
 
 def _read_bounded(path: str, limit: int) -> Optional[str]:
-    """The text of a small kernel file (at most ``limit`` bytes), or None if unreadable or larger."""
+    """The text of a small kernel file (at most ``limit`` bytes), or None if unreadable or larger.
+
+    In the tracer's thread (:func:`resources_from_domain_xml` bounds the whole walk).
+    """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError:
+        return os.fsdecode(read_small_file(path, limit, kernel=True))
+    except FileUnreadable:
         return None
-    if len(data) > limit:
-        return None
-    return os.fsdecode(data)
 
 
 def drbd_refs_for_disk(disk: DomainDisk, stat: StatFunction = os.stat,
@@ -343,13 +343,9 @@ def drbd_minors_below(device: int, sysfs_root: str = SYSFS_ROOT, stat: StatFunct
 
 
 def _read_dev_numbers(path: str) -> Optional[Tuple[int, int]]:
-    try:
-        with open(path, encoding="ascii") as handle:
-            text = handle.read(64).strip()
-    except (OSError, ValueError):
-        return None
+    text = (_read_bounded(path, 64) or "").strip()
     major, _, minor = text.partition(":")
-    if not (major.isdigit() and minor.isdigit()):
+    if not (major.isascii() and minor.isascii() and major.isdigit() and minor.isdigit()):
         return None
     return int(major), int(minor)
 

@@ -38,6 +38,7 @@ DRBD 9 keeps ``/proc/drbd`` but prints only its version there: no minors.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -52,10 +53,15 @@ from livemig.drbd.state import (
     VolumeState,
     generation_of,
 )
+from livemig.files import FileUnreadable, read_regular_file
 
 #: Where the kernel puts it; the environment variable overrides it (for tests).
 PROC_DRBD_PATH = "/proc/drbd"
 PROC_DRBD_ENV = "LIVEMIG_PROC_DRBD"
+#: More than this is not /proc/drbd (4 MiB: some 40000 minors' lines).
+MAX_PROC_DRBD_BYTES = 4 * 1024 * 1024
+#: Reading it may take this long at most (a file named by the variable may be on any mount).
+PROC_DRBD_TIMEOUT = 10.0
 
 _VERSION = re.compile(r"^version: (\S+)")
 _MINOR = re.compile(r"^[ \t]*([0-9]+):[ \t]+cs:(\S*)(.*)$")
@@ -331,16 +337,18 @@ def proc_drbd_path(environ: Optional[Mapping[str, str]] = None) -> str:
     return env.get(PROC_DRBD_ENV) or PROC_DRBD_PATH
 
 
-def read_proc_drbd(path: str) -> Optional[ProcDrbd]:
+def read_proc_drbd(path: str, seconds: float = PROC_DRBD_TIMEOUT) -> Optional[ProcDrbd]:
     """Read and parse ``path``; ``None`` if it does not exist (no DRBD module loaded).
 
-    Raises :class:`DrbdStateError` if it exists but cannot be read.
+    Raises :class:`DrbdStateError` if it exists but cannot be read within
+    ``seconds``, is not a regular file (a FIFO or a device named by
+    ``LIVEMIG_PROC_DRBD`` is refused, never waited on) or is larger than
+    :data:`MAX_PROC_DRBD_BYTES`.
     """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(4 * 1024 * 1024)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise DrbdStateError(f"cannot read {path}: {exc.strerror}") from exc
+        data = read_regular_file(path, MAX_PROC_DRBD_BYTES, seconds)
+    except FileUnreadable as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise DrbdStateError(f"cannot read {exc}" if exc.errno is not None else f"cannot read {path}: {exc}") from None
     return parse_proc_drbd(data.decode("utf-8", "replace"))

@@ -98,7 +98,10 @@ class DrbdReader:
 
     # -- state ---------------------------------------------------------------
     def read_proc(self) -> Optional[ProcDrbd]:
-        return read_proc_drbd(self._proc_path)
+        """``/proc/drbd`` (or the file ``LIVEMIG_PROC_DRBD`` names), read within the call timeout and the deadline."""
+        if self._deadline.expired():
+            raise DrbdStateError(f"{self._proc_path}: not read, the operation deadline has passed")
+        return read_proc_drbd(self._proc_path, self._deadline.bound(self._call_timeout))
 
     def _loaded_proc(self) -> ProcDrbd:
         proc = self.read_proc()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from typing import Any, Dict, Mapping, Optional
 
 DEFAULT_RSCTMP = "/run/resource-agents"
@@ -42,20 +41,14 @@ class StateFile:
         owned by this user and writable by no one else: stop acts on what is
         remembered here, so it must be what this agent wrote.
         """
+        from livemig.files import FileUnreadable, read_owned_file
+
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
+            data = json.loads(read_owned_file(self.path, MAX_STATE_BYTES).decode("utf-8"))
+        except (FileUnreadable, ValueError):
             return {}
-        try:
-            st = os.fstat(fd)
-            if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022
-                    or st.st_size > MAX_STATE_BYTES or not self._trusted_directory()):
-                return {}
-            data = json.loads(os.read(fd, MAX_STATE_BYTES + 1).decode("utf-8"))
-        except (OSError, ValueError):
+        if not self._trusted_directory():
             return {}
-        finally:
-            os.close(fd)
         return data if isinstance(data, dict) else {}
 
     def save(self, data: Mapping[str, Any]) -> bool:
