@@ -50,14 +50,13 @@ def parse_resource_list(value: str) -> List[str]:
 
 
 def parse_peer_names(value: str) -> Dict[str, str]:
-    """``node1=host1 node2=host2`` (or comma-separated) into a mapping."""
-    mapping: Dict[str, str] = {}
-    for item in value.replace(",", " ").split():
-        node, sep, host = item.partition("=")
-        if not sep or not _DRBD_NAME.match(node) or not _DRBD_NAME.match(host):
-            raise ConfigurationError(f"drbd_peer_names: {item!r} is not NODE=DRBD_HOST")
-        mapping[node] = host
-    return mapping
+    """``node1=host1 node2=host2`` (or comma-separated) into a mapping (:func:`livemig.names.split_peer_names`)."""
+    from livemig.names import PeerNameError, split_peer_names
+
+    try:
+        return split_peer_names(value)
+    except PeerNameError as exc:
+        raise ConfigurationError(f"drbd_peer_names: {exc.item!r} is not NODE=DRBD_HOST") from None
 
 
 class DrbdPlan:

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Callable, Dict, Optional, Sequence, TextIO
+from typing import Any, Callable, Optional, Sequence, TextIO
 
 from livemig.check.config_commands import ConfigError, VmSetup, crmsh_commands, pcs_commands
 from livemig.check.domain import unnamed_drbd_resources
 from livemig.check.model import MAINTENANCE_REMINDER
 from livemig.check.readiness import CheckOptions, check_vm
 from livemig.check.report import format_json, format_report
-from livemig.cli.inputs import MAX_INPUT_BYTES, InputError, bounded_stat, check_regular_file, read_text
+from livemig.cli.inputs import (
+    MAX_INPUT_BYTES,
+    InputError,
+    bounded_stat,
+    check_regular_file,
+    peer_names_option,
+    read_text,
+)
 from livemig.domain_xml import domain_name
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.metadata import Action
@@ -114,17 +121,6 @@ def _read(path: str, option: str, err: TextIO, deadline: Optional[Deadline] = No
         return None
 
 
-def _peer_names(items: Sequence[str], err: TextIO) -> Optional[Dict[str, str]]:
-    mapping: Dict[str, str] = {}
-    for item in items:
-        node, sep, host = item.partition("=")
-        if not sep or not node.strip() or not host.strip():
-            err.write(f"livemig check: --peer-name wants NODE=HOST, got {item!r}\n")
-            return None
-        mapping[node.strip()] = host.strip()
-    return mapping
-
-
 def cmd_check(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
     deadline = Deadline(args.timeout)
     options = CheckOptions(cib_file=args.cib, peer=args.peer, peer_uri=args.peer_uri,
@@ -143,10 +139,7 @@ def cmd_check(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err:
         options.domain_xml = _read(args.domain_xml, "--domain-xml", err, deadline)
         if options.domain_xml is None:
             return EXIT_USAGE
-    names = _peer_names(args.peer_names, err)
-    if names is None:
-        return EXIT_USAGE
-    options.peer_names = names
+    options.peer_names = peer_names_option(args.peer_names)
     report = check_vm(args.vm, options, runner=runner, deadline=deadline, stat=bounded_stat(deadline))
     out.write(format_json(report) if args.json else format_report(report, pcs=args.pcs,
                                                                   problems_only=args.problems))

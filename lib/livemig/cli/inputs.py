@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 from livemig import files
 from livemig.files import FileUnreadable, read_regular_file, stat_file
+from livemig.names import PeerNameError, parse_peer_names
 from livemig.ocf.deadline import Deadline
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
@@ -24,7 +25,7 @@ FILE_TIMEOUT = 10.0
 
 
 class InputError(Exception):
-    """A file given on the command line cannot be used; the message names the option and the file."""
+    """A file or value given on the command line cannot be used; the message names the option and what was given."""
 
 
 def _seconds(deadline: Optional[Deadline]) -> float:
@@ -83,3 +84,11 @@ def bounded_stat(deadline: Optional[Deadline]) -> Callable[[str], os.stat_result
         return result
 
     return stat
+
+
+def peer_names_option(items: Sequence[str]) -> Dict[str, str]:
+    """The ``--peer-name NODE=HOST`` options (:func:`livemig.names.parse_peer_names`), or :class:`InputError`."""
+    try:
+        return parse_peer_names(items)
+    except PeerNameError as exc:
+        raise InputError(f"--peer-name wants NODE=HOST, got {exc.item!r}") from None

@@ -12,11 +12,11 @@ import argparse
 import json
 import logging
 import sys
-from typing import Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Callable, List, Optional, Sequence, TextIO
 
 from livemig import __version__
 from livemig.cli import check_commands
-from livemig.cli.inputs import InputError, check_regular_file, read_text
+from livemig.cli.inputs import InputError, check_regular_file, peer_names_option, read_text
 from livemig.cli.tables import status_table
 from livemig.drbd.guard import MODES, GuardCheck, GuardVerdict, evaluate_guard
 from livemig.drbd.mapping import resources_from_domain_xml
@@ -141,7 +141,7 @@ def _seconds(text: str) -> float:
 
 
 class UsageError(Exception):
-    """Bad input found after argument parsing (unreadable file, bad NODE=HOST)."""
+    """Bad input found after argument parsing (a resource name that cannot be one)."""
 
 
 Handler = Callable[[argparse.Namespace, CommandRunner, TextIO, TextIO], int]
@@ -207,7 +207,7 @@ def _cmd_drbd_status(args: argparse.Namespace, runner: CommandRunner, out: TextI
 
 def _cmd_guard(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
     deadline = Deadline(args.timeout)
-    peer_names = _parse_peer_names(args.peer_names)
+    peer_names = peer_names_option(args.peer_names)
     cib_file: Optional[str] = args.cib
     if cib_file is not None:
         check_regular_file(cib_file, "--cib", deadline=deadline)
@@ -247,16 +247,6 @@ def _print_verdict(verdict: GuardVerdict, args: argparse.Namespace, out: TextIO,
     for line in verdict.reasons():
         out.write(f"{line}\n")
     return code
-
-
-def _parse_peer_names(items: Sequence[str]) -> Dict[str, str]:
-    mapping: Dict[str, str] = {}
-    for item in items:
-        node, sep, host = item.partition("=")
-        if not sep or not node.strip() or not host.strip():
-            raise UsageError(f"--peer-name wants NODE=HOST, got {item!r}")
-        mapping[node.strip()] = host.strip()
-    return mapping
 
 
 def _stdin_fd(args: argparse.Namespace) -> int:
