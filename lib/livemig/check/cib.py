@@ -27,6 +27,7 @@ from lxml import etree
 from livemig.check.model import LAYER_PACEMAKER, CheckResult, Fix, fail, ok, warn
 from livemig.ocf.metadata import FALSE_WORDS, TRUE_WORDS
 from livemig.pacemaker.cib import fence_constraint_ids
+from livemig.pacemaker.naming import colocation_id, drbd_clone_id, drbd_primitive_id, order_id
 
 MIGRATION_AGENTS = {("ocf", "livemig", "VirtualDomain"), ("ocf", "heartbeat", "VirtualDomain")}
 PROMOTED_ROLES = ("Promoted", "Master")
@@ -257,13 +258,13 @@ def _check_drbd_resource(cib: etree._Element, vm: etree._Element, res: str) -> L
             found = (f"ocf:linbit:drbd primitive {clones[0].primitive_id} for {res} is not in a promotable clone")
         else:
             found = f"no ocf:*:drbd resource has drbd_resource={res}"
-        clone_id = f"ms_drbd_{res}"
+        clone_id, primitive_id = drbd_clone_id(res), drbd_primitive_id(res)
         return [fail(LAYER_PACEMAKER, "drbd-clone", found,
-                     Fix(crm=f"crm configure primitive drbd_{res} ocf:linbit:drbd params drbd_resource={res}; "
-                             f"crm configure clone {clone_id} drbd_{res} meta promotable=true promoted-max=2 "
+                     Fix(crm=f"crm configure primitive {primitive_id} ocf:linbit:drbd params drbd_resource={res}; "
+                             f"crm configure clone {clone_id} {primitive_id} meta promotable=true promoted-max=2 "
                              "notify=true",
-                         pcs=f"pcs resource create drbd_{res} ocf:linbit:drbd drbd_resource={res} promotable "
-                             "promoted-max=2 notify=true",
+                         pcs=f"pcs resource create {primitive_id} ocf:linbit:drbd drbd_resource={res} promotable "
+                             f"{clone_id} promoted-max=2 notify=true",
                          text="or run the commands `livemig config` prints"), res)]
     clone = promotable[0]
     cid = clone.clone_id or "?"
@@ -315,7 +316,7 @@ def _check_promoted_max(clone: DrbdClone, meta: Dict[str, str]) -> List[CheckRes
 
 
 def _colocation_fix(vm_id: str, clone_id: str, remove: Optional[str]) -> Fix:
-    crm = f"crm configure colocation col_{vm_id}_on_{clone_id} inf: {vm_id} {clone_id}:Promoted"
+    crm = f"crm configure colocation {colocation_id(vm_id, clone_id)} inf: {vm_id} {clone_id}:Promoted"
     pcs = f"pcs constraint colocation add {vm_id} with Promoted {clone_id} INFINITY"
     if remove:
         crm = f"crm configure delete {remove}; {crm}"
@@ -351,7 +352,7 @@ def _check_colocation(cib: etree._Element, vm_id: str, clone_id: str, res: str) 
 
 
 def _order_fix(vm_id: str, clone_id: str, remove: Optional[str]) -> Fix:
-    crm = f"crm configure order ord_{clone_id}_before_{vm_id} Mandatory: {clone_id}:promote {vm_id}:start"
+    crm = f"crm configure order {order_id(clone_id, vm_id)} Mandatory: {clone_id}:promote {vm_id}:start"
     pcs = f"pcs constraint order promote {clone_id} then start {vm_id}"
     if remove:
         crm = f"crm configure delete {remove}; {crm}"

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 from livemig.ocf.metadata import Action
+from livemig.pacemaker.naming import colocation_id, drbd_clone_id, drbd_primitive_id, order_id
 
 #: Operations whose timeouts come from the agent's meta-data, in the order they are written.
 VM_OPERATIONS = ("start", "stop", "monitor", "migrate_to", "migrate_from")
@@ -110,18 +111,6 @@ class VmSetup:
                 raise ConfigError(f"{res!r} is not a DRBD resource name")
 
 
-def drbd_primitive_id(res: str) -> str:
-    return f"drbd_{_id_part(res)}"
-
-
-def clone_id(res: str) -> str:
-    return f"ms_drbd_{_id_part(res)}"
-
-
-def _id_part(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
 def _ops(actions: Sequence[Action]) -> List[Action]:
     by_name = {a.name: a for a in actions}
     return [by_name[name] for name in VM_OPERATIONS if name in by_name]
@@ -155,7 +144,7 @@ def crmsh_commands(setup: VmSetup) -> str:
                             for interval, role in DRBD_MONITORS)
         lines.append(f"primitive {_word(drbd_primitive_id(res))} ocf:linbit:drbd params "
                      f"drbd_resource={_word(res)} {monitors}")
-        lines.append(f"clone {_word(clone_id(res))} {_word(drbd_primitive_id(res))} meta promotable=true "
+        lines.append(f"clone {_word(drbd_clone_id(res))} {_word(drbd_primitive_id(res))} meta promotable=true "
                      "promoted-max=2 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true interleave=true")
     ops = " ".join(_crm_op(a) for a in _ops(setup.actions))
     vm = _word(setup.vm_id)
@@ -163,9 +152,9 @@ def crmsh_commands(setup: VmSetup) -> str:
                  f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)} "
                  f"meta allow-migrate=true {ops}".rstrip())
     for res in setup.drbd_resources:
-        cid = clone_id(res)
-        lines.append(f"colocation {_word(f'col_{setup.vm_id}_on_{cid}')} inf: {vm} {_word(cid + ':Promoted')}")
-        lines.append(f"order {_word(f'ord_{cid}_before_{setup.vm_id}')} Mandatory: {_word(cid + ':promote')} "
+        cid = drbd_clone_id(res)
+        lines.append(f"colocation {_word(colocation_id(setup.vm_id, cid))} inf: {vm} {_word(cid + ':Promoted')}")
+        lines.append(f"order {_word(order_id(cid, setup.vm_id))} Mandatory: {_word(cid + ':promote')} "
                      f"{_word(setup.vm_id + ':start')}")
     lines.append("property stonith-enabled=true")
     return "\n".join(lines) + "\n"
@@ -189,7 +178,7 @@ def pcs_commands(setup: VmSetup) -> str:
         monitors = " ".join(f"monitor interval={interval} role={role} timeout={DRBD_MONITOR_TIMEOUT}"
                             for interval, role in DRBD_MONITORS)
         lines.append(f"pcs resource create {_word(drbd_primitive_id(res))} ocf:linbit:drbd "
-                     f"drbd_resource={_word(res)} op {monitors} promotable {_word(clone_id(res))} "
+                     f"drbd_resource={_word(res)} op {monitors} promotable {_word(drbd_clone_id(res))} "
                      "promoted-max=2 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true interleave=true")
     ops = " ".join(_pcs_op(a) for a in _ops(setup.actions))
     vm = _word(setup.vm_id)
@@ -197,7 +186,7 @@ def pcs_commands(setup: VmSetup) -> str:
                  f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)} "
                  f"meta allow-migrate=true" + (f" op {ops}" if ops else ""))
     for res in setup.drbd_resources:
-        cid = _word(clone_id(res))
+        cid = _word(drbd_clone_id(res))
         lines.append(f"pcs constraint colocation add {vm} with Promoted {cid} INFINITY")
         lines.append(f"pcs constraint order promote {cid} then start {vm}")
     lines.append("pcs property set stonith-enabled=true")
