@@ -15,8 +15,8 @@ from typing import Dict, List, Tuple
 
 from lxml import etree
 
-from livemig.check.config_commands import VmSetup, crmsh_commands, pcs_commands
 from livemig.cli.check_commands import vm_actions
+from livemig.pacemaker.config_generator import VmSetup, crmsh_commands, pcs_commands
 from tests.integration.test_check_roundtrip import (
     DOMAIN,
     FENCING,

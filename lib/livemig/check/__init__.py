@@ -1,4 +1,4 @@
-"""``livemig check``: can this VM be live-migrated safely, and what fixes it if not.
+"""``livemig check``: can this VM be live-migrated safely, and what fixes it if not (rows only).
 
 Five layers must agree: the domain XML (disks on DRBD), the DRBD configuration,
 the DRBD runtime state, the Pacemaker configuration and libvirt on both nodes.

@@ -21,18 +21,12 @@ has ``<device>`` directly under ``<host>``; otherwise 8.4.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
-
-from lxml import etree
 
 from livemig.check.model import LAYER_DRBD_CONFIG, CheckResult, Fix, fail, ok, warn
 from livemig.drbd.config import DrbdResourceConfig, parse_dump_xml
 from livemig.drbd.state import DrbdStateError
-from livemig.xmlsafe import safe_xml_parser
-
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 #: Split-brain policies that resolve on their own by throwing one side's changes away.
 #: ``discard-zero-changes`` only drops a side that wrote nothing, so it stays allowed.
@@ -72,27 +66,9 @@ class DrbdResourceView:
 
 def parse_views(text: str) -> Dict[str, DrbdResourceView]:
     """Resource name -> view. Raises :class:`DrbdStateError` if ``text`` is not a dump."""
-    configs = parse_dump_xml(text)
-    body = _XML_DECLARATION.sub("", text, count=1).strip()
-    if not body.startswith("<config"):
-        body = f"<config>{body}</config>"
-    root = etree.fromstring(body.encode("utf-8"), parser=safe_xml_parser())
-    raw = {el.get("name"): el for el in root.iter("resource")}
-    views: Dict[str, DrbdResourceView] = {}
-    for config in configs:
-        element = raw.get(config.name)
-        if element is None:
-            continue
-        line = element.get("conf-file-line") or ""
-        conf_file = line.rsplit(":", 1)[0] if line else (root.get("file") or None)
-        if element.find("connection") is not None:
-            generation = "9"
-        elif element.find("host/device") is not None or element.get("protocol") is not None:
-            generation = "8.3"
-        else:
-            generation = "8.4"
-        views[config.name] = DrbdResourceView(config, generation, element.get("protocol"), conf_file)
-    return views
+    return {config.name: DrbdResourceView(config, config.dump_generation, config.protocol_attribute,
+                                          config.conf_file)
+            for config in parse_dump_xml(text)}
 
 
 def _adjust(res: str) -> str:
@@ -103,7 +79,7 @@ def check_drbd_config(text: str, resources: Sequence[str]) -> List[CheckResult]:
     """The configuration checks for each of ``resources`` in the dump ``text``."""
     try:
         views = parse_views(text)
-    except (DrbdStateError, etree.XMLSyntaxError) as exc:
+    except DrbdStateError as exc:
         return [fail(LAYER_DRBD_CONFIG, "drbd-config", f"drbdadm dump-xml output not understood: {exc}",
                      Fix("check `drbdadm -v dump-xml all` on this node"))]
     results: List[CheckResult] = []

@@ -21,7 +21,6 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from lxml import etree
 
-from livemig.check import cib as cib_checks
 from livemig.check.domain import StatFunction, check_domain, check_guard_resources
 from livemig.check.drbd_config import check_drbd_config, parse_views
 from livemig.check.libvirt import Connector, check_libvirt, peer_uri
@@ -37,6 +36,7 @@ from livemig.check.model import (
     unknown,
     warn,
 )
+from livemig.check.pacemaker import check_pacemaker
 from livemig.check.runtime import check_runtime
 from livemig.domain_xml import domain_name
 from livemig.drbd.guard import MODE_AUTO_PROMOTE, MODE_DUAL_PRIMARY
@@ -44,7 +44,16 @@ from livemig.drbd.state import DrbdStateError
 from livemig.drbd.tools import DrbdReader
 from livemig.files import FileNotText, FileUnreadable, read_text_file
 from livemig.ocf.deadline import Deadline
-from livemig.pacemaker.cib import CibError, parse_cib, read_cib_xml
+from livemig.pacemaker.cib import (
+    CibError,
+    drbd_clones,
+    find_resource,
+    instance_attributes,
+    node_names,
+    parse_cib,
+    read_cib_xml,
+    virtual_domain_primitives,
+)
 from livemig.run import CommandRunner
 
 MAX_DOMAIN_XML_BYTES = 4 * 1024 * 1024
@@ -82,7 +91,7 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
         return CheckReport(vm=vm, results=results)
     primitive = _find_vm(cib, vm, options, deadline)
     vm_id = primitive.get("id") if primitive is not None else None
-    params = cib_checks.instance_attributes(primitive) if primitive is not None else {}
+    params = instance_attributes(primitive) if primitive is not None else {}
     if primitive is None:
         results.append(fail(LAYER_PACEMAKER, "vm-resource",
                             f"no primitive has id {vm} or runs a domain named {vm}",
@@ -120,12 +129,12 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
     if drbd_text is not None and resources:
         results += check_drbd_config(drbd_text, resources)
     if vm_id is not None:
-        results += cib_checks.check_pacemaker(cib, vm_id, resources)
+        results += check_pacemaker(cib, vm_id, resources)
 
     peer, why = _peer(cib, options)
     clones: Dict[str, str] = {}
     for res in resources:
-        found = [c.clone_id for c in cib_checks.drbd_clones(cib, res) if c.clone_id]
+        found = [c.clone_id for c in drbd_clones(cib, res) if c.clone_id]
         if found:
             clones[res] = found[0] or ""
     if not options.runtime:
@@ -144,12 +153,12 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
 
 
 def _find_vm(cib: etree._Element, vm: str, options: CheckOptions, deadline: Deadline) -> Optional[etree._Element]:
-    element = cib_checks.find_resource(cib, vm)
+    element = find_resource(cib, vm)
     if element is not None and element.tag == "primitive":
         return element
-    candidates = cib_checks.virtual_domain_primitives(cib)
+    candidates = virtual_domain_primitives(cib)
     for primitive in candidates:
-        text, _problem = _read_domain_xml(cib_checks.instance_attributes(primitive).get("config"), deadline)
+        text, _problem = _read_domain_xml(instance_attributes(primitive).get("config"), deadline)
         if text is not None and domain_name(text) == vm:
             return primitive
     if options.domain_xml is not None and domain_name(options.domain_xml) == vm and len(candidates) == 1:
@@ -174,7 +183,7 @@ def _minor_names(drbd_text: Optional[str]) -> Dict[int, str]:
         return {}
     try:
         views = parse_views(drbd_text)
-    except (DrbdStateError, etree.XMLSyntaxError):
+    except DrbdStateError:
         return {}
     return {minor: view.name for view in views.values() for minor in view.config.minors()}
 
@@ -188,7 +197,7 @@ def _peer(cib: etree._Element, options: CheckOptions) -> Tuple[Optional[str], st
     if options.peer:
         return options.peer, ""
     local = options.local_node or socket.gethostname()
-    nodes = [n.get("uname") or "" for n in cib.iterfind("configuration/nodes/node") if n.get("uname")]
+    nodes = node_names(cib)
     others = [n for n in nodes if _short(n) != _short(local)]
     if len(others) == 1 and len(nodes) == 2:
         return others[0], ""

@@ -11,7 +11,6 @@ import argparse
 import os
 from typing import Any, Callable, Optional, Sequence, TextIO
 
-from livemig.check.config_commands import ConfigError, VmSetup, crmsh_commands, pcs_commands
 from livemig.check.domain import unnamed_drbd_resources
 from livemig.check.model import MAINTENANCE_REMINDER
 from livemig.check.readiness import CheckOptions, check_vm
@@ -27,6 +26,7 @@ from livemig.cli.inputs import (
 from livemig.domain_xml import domain_name
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.metadata import Action
+from livemig.pacemaker.config_generator import ConfigError, VmSetup, crmsh_commands, pcs_commands
 from livemig.run import CommandRunner
 
 EXIT_USAGE = 2

@@ -73,6 +73,13 @@ class DrbdResourceConfig:
     sections: Mapping[str, Mapping[str, str]]
     protocol_element: Optional[str] = None
     volumes: Tuple[VolumeConfig, ...] = field(default=())
+    #: 8.3 dumps the protocol as an attribute of ``<resource>``
+    protocol_attribute: Optional[str] = None
+    #: the file the resource is defined in (``conf-file-line``, else the ``<config file=...>`` of the dump)
+    conf_file: Optional[str] = None
+    #: the drbd-utils generation the dump's shape shows: "9" (``<connection>``), "8.3" (``<device>`` under
+    #: ``<host>``, or the protocol attribute), else "8.4"
+    dump_generation: str = "8.4"
 
     def connection_to(self, peer: str) -> Optional[ConnectionConfig]:
         """The connection naming host ``peer`` (by host element or by ``_name``)."""
@@ -130,13 +137,20 @@ def parse_dump_xml(text: str) -> Tuple[DrbdResourceConfig, ...]:
         root = etree.fromstring(body.encode("utf-8"), parser=safe_xml_parser())
     except etree.XMLSyntaxError as exc:
         raise DrbdStateError(f"drbdadm dump-xml: not well-formed XML ({exc})") from None
-    return tuple(_resource(el) for el in root.iter("resource"))
+    return tuple(_resource(el, root.get("file") or None) for el in root.iter("resource"))
 
 
-def _resource(el: etree._Element) -> DrbdResourceConfig:
+def _resource(el: etree._Element, dump_file: Optional[str]) -> DrbdResourceConfig:
     name = el.get("name")
     if not name:
         raise DrbdStateError("drbdadm dump-xml: a <resource> has no name")
+    line = el.get("conf-file-line") or ""
+    if el.find("connection") is not None:
+        generation = "9"
+    elif el.find("host/device") is not None or el.get("protocol") is not None:
+        generation = "8.3"
+    else:
+        generation = "8.4"
     return DrbdResourceConfig(
         name=name,
         hosts=tuple(_host(h) for h in el.findall("host")),
@@ -144,6 +158,9 @@ def _resource(el: etree._Element) -> DrbdResourceConfig:
         sections=_sections(el),
         protocol_element=_text(el.find("protocol")),
         volumes=tuple(_volume(v) for v in el.findall("volume")),
+        protocol_attribute=el.get("protocol"),
+        conf_file=line.rsplit(":", 1)[0] if line else dump_file,
+        dump_generation=generation,
     )
 
 

@@ -15,9 +15,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from livemig.agents.virtualdomain_meta import METADATA
-from livemig.check.config_commands import ConfigError, VmSetup, crmsh_commands, pcs_commands
 from livemig.cli.main import main
 from livemig.ocf.metadata import Action
+from livemig.pacemaker.config_generator import ConfigError, VmSetup, crmsh_commands, pcs_commands
 from livemig.run import CommandResult, CommandRunner
 from tests.unit.check.helpers import CIB, DRBD
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from livemig.agents.virtualdomain_meta import METADATA
-from livemig.check.cib import check_pacemaker
-from livemig.check.config_commands import VmSetup, crmsh_commands, pcs_commands
+from livemig.check.pacemaker import check_pacemaker
 from livemig.pacemaker.cib import parse_cib
+from livemig.pacemaker.config_generator import VmSetup, crmsh_commands, pcs_commands
 
 #: a VM primitive and nothing for its DRBD resource: check proposes creating the clone
 CIB = """<cib><configuration><crm_config/><nodes/><resources>
