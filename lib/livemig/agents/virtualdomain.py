@@ -132,7 +132,7 @@ class VirtualDomain(ResourceAgent):
         if self.env.action not in ("monitor", "status"):
             # Everything migrate_to would build, checked now with a placeholder target. Not on
             # the monitor path (every 10 s): start, validate-all and migrate_to check it.
-            from livemig.virt.migration import plan_migration
+            from livemig.virt.migration_plan import plan_migration
 
             plan_migration("validate", "validate-target", values, values["hypervisor"] or "qemu:///system", False)
         parse_resource_list(values["drbd_resources"] or "")

@@ -1,7 +1,10 @@
 """libvirt checks: can this node reach the target's libvirtd, is the config file there?
 
-The connection test opens the peer's URI with one bounded libvirt call (the
-same call a migration starts with) and closes it. Whether the domain's config
+The URI tested is the one migrate_to migrates to: the resource's parameters
+read by the agent's own rules and planned by the agent's own function
+(:func:`livemig.virt.migration_plan.plan_migration`), never derived here.
+The connection test opens it with one bounded libvirt call (the same call a
+migration starts with) and closes it. Whether the domain's config
 file exists on the target cannot be seen through libvirt, and livemig does not
 log in to other nodes by itself: that row is always a warning saying how to
 check it by hand.
@@ -9,7 +12,8 @@ check it by hand.
 
 from __future__ import annotations
 
-from typing import Callable, List, Mapping, Optional
+from dataclasses import dataclass
+from typing import Callable, List, Mapping, Optional, Tuple
 
 from livemig.check.model import LAYER_LIBVIRT, CheckResult, Fix, fail, ok, unknown, warn
 from livemig.ocf.deadline import Deadline
@@ -19,25 +23,105 @@ CONNECT_TIMEOUT = 10.0
 
 #: (uri, deadline) -> None, raising on failure.
 Connector = Callable[[str, Deadline], None]
+#: (deadline) -> the local libvirtd's URI (libvirt's default, resolved), raising on failure.
+LocalUri = Callable[[Deadline], str]
+#: What libvirt's default URI is for root on a QEMU/KVM host, assumed when it may not be asked.
+ASSUMED_DEFAULT_URI = "qemu:///system"
 
 
 class LibvirtUnavailable(Exception):
     """libvirt-python cannot be imported here."""
 
 
-def peer_uri(node: str, params: Mapping[str, str], template: Optional[str] = None) -> str:
-    """The URI of ``node``'s libvirtd as the VM's resource would reach it.
+@dataclass(frozen=True)
+class TargetUri:
+    """The target's libvirt URI as migrate_to plans it; ``problem``: the row saying why none can be told."""
 
-    ``template`` (or the resource's ``remoteuri``) may hold ``%n`` for the node
-    name; otherwise ``qemu+<migration_transport or ssh>://[<migration_user>@]<node>/system``.
+    uri: Optional[str]
+    stream: Optional[str] = None
+    problem: Optional[CheckResult] = None
+    #: how the URI was found, when not simply from the resource's parameters
+    note: str = ""
+    #: planned from the resource's parameters, as migrate_to plans it (False: given with --peer-uri)
+    planned: bool = True
+
+
+def migration_uris(node: str, params: Mapping[str, str], local_uri: str) -> Tuple[str, Optional[str]]:
+    """(the URI of ``node``'s libvirtd, the migration stream's URI or None) exactly as migrate_to plans them.
+
+    ``params`` are the resource's instance attributes, read by the agent's
+    rules (its meta-data); ``local_uri`` is the local libvirtd's URI (the
+    ``hypervisor`` parameter, or what libvirt's default resolves to).
+    ConfigurationError when the agent would refuse them.
     """
-    chosen = template or params.get("remoteuri") or ""
-    if chosen:
-        return chosen.replace("%n", node)
-    transport = params.get("migration_transport") or "ssh"
-    user = params.get("migration_user")
-    host = f"{user}@{node}" if user else node
-    return f"qemu+{transport}://{host}/system"
+    from livemig.agents.virtualdomain_meta import METADATA
+    from livemig.virt.migration_plan import plan_migration
+
+    values = METADATA.parse_params(dict(params))
+    plan = plan_migration("check", node, values, local_uri, persistent=False)
+    stream = plan.params.get("migrate_uri")
+    return plan.dest_uri, str(stream) if stream is not None else None
+
+
+def local_default_uri(deadline: Deadline) -> str:
+    """What libvirt's default URI resolves to on this node (a bounded connection to the local libvirtd)."""
+    try:
+        from livemig.virt.connection import Hypervisor
+    except ImportError as exc:  # libvirt-python not installed
+        raise LibvirtUnavailable(str(exc)) from None
+    try:
+        hypervisor = Hypervisor(None, deadline, call_cap=CONNECT_TIMEOUT)
+    except ImportError as exc:
+        raise LibvirtUnavailable(str(exc)) from None
+    try:
+        return hypervisor.open().actual_uri()
+    finally:
+        hypervisor.close()
+
+
+def target_uri(node: str, params: Mapping[str, str], *, deadline: Deadline, template: Optional[str] = None,
+               local_uri: Optional[LocalUri] = None, skip_connect: bool = False,
+               virtual_domain: bool = True) -> TargetUri:
+    """The URI migrate_to would migrate ``node``'s way to (``template``, ``--peer-uri``, instead when given).
+
+    ``virtual_domain``: the resource is a VirtualDomain (livemig's, or
+    heartbeat's, whose parameters mean the same); of anything else the URI is not known.
+
+    With ``hypervisor`` unset the agent uses what libvirt's default URI
+    resolves to here: ``local_uri`` (default :func:`local_default_uri`) asks
+    the local libvirtd, except with ``skip_connect``, where qemu:///system is assumed.
+    """
+    if template:
+        return TargetUri(template.replace("%n", node), note="--peer-uri, not the resource's parameters",
+                         planned=False)
+    if not virtual_domain:
+        return TargetUri(None, problem=warn(
+            LAYER_LIBVIRT, "peer-uri", "the VM resource is not a VirtualDomain: the URI its migration would use "
+            "is not known", Fix("name the target's URI with --peer-uri URI"), node))
+    from livemig.ocf.errors import ConfigurationError
+
+    local = params.get("hypervisor") or None
+    note = ""
+    if local is None and skip_connect:
+        local = ASSUMED_DEFAULT_URI
+        note = f"hypervisor unset: libvirt's default URI assumed to be {ASSUMED_DEFAULT_URI}"
+    elif local is None:
+        bounded = deadline.sub() if deadline.remaining() <= CONNECT_TIMEOUT else Deadline(CONNECT_TIMEOUT)
+        try:
+            local = (local_uri or local_default_uri)(bounded)
+        except Exception as exc:  # noqa: BLE001 - any failure to ask is the finding
+            return TargetUri(None, problem=unknown(
+                LAYER_LIBVIRT, "peer-uri", f"the resource leaves hypervisor unset, and what libvirt's default URI "
+                f"is on this node cannot be read: {exc}", Fix("set hypervisor=qemu:///system on the resource, or "
+                                                             "run livemig check where libvirtd runs"), node))
+        note = f"hypervisor unset: libvirt's default URI here is {local}"
+    try:
+        uri, stream = migration_uris(node, params, local)
+    except ConfigurationError as exc:
+        return TargetUri(None, problem=fail(
+            LAYER_LIBVIRT, "peer-uri", f"migrate_to would refuse to migrate to {node}: {exc}",
+            Fix("correct the resource's parameter named there (crm configure edit, or pcs resource update)"), node))
+    return TargetUri(uri, stream, note=note)
 
 
 def open_and_close(uri: str, deadline: Deadline) -> None:
@@ -58,16 +142,19 @@ def open_and_close(uri: str, deadline: Deadline) -> None:
 
 def check_libvirt(peer: Optional[str], uri: Optional[str], config_path: Optional[str], *,
                   deadline: Deadline, connect: Optional[Connector] = None,
-                  skip_connect: bool = False) -> List[CheckResult]:
+                  skip_connect: bool = False, target: Optional[TargetUri] = None) -> List[CheckResult]:
+    """The peer-uri and config-on-target rows; ``target`` (from :func:`target_uri`) says how ``uri`` was found."""
     results: List[CheckResult] = []
-    if skip_connect:
-        results.append(warn(LAYER_LIBVIRT, "peer-uri", f"{uri or 'the target'}: not checked (--skip-libvirt)",
-                            Fix(f"virsh -c {uri or 'URI'} version"), peer or ""))
+    if target is not None and target.problem is not None:
+        results.append(target.problem)
+    elif skip_connect:
+        results.append(warn(LAYER_LIBVIRT, "peer-uri", f"{uri or 'the target'}: not checked (--skip-libvirt)"
+                            + _detail(target), Fix(f"virsh -c {uri or 'URI'} version"), peer or ""))
     elif peer is None or uri is None:
         results.append(unknown(LAYER_LIBVIRT, "peer-uri", "the target node is not known",
                                Fix("name it with --peer NODE")))
     else:
-        results.append(_connect(peer, uri, deadline, connect or open_and_close))
+        results.append(_connect(peer, uri, deadline, connect or open_and_close, target))
     where = peer or "the target"
     path = config_path or "the domain's config file"
     results.append(warn(LAYER_LIBVIRT, "config-on-target",
@@ -77,7 +164,16 @@ def check_libvirt(peer: Optional[str], uri: Optional[str], config_path: Optional
     return results
 
 
-def _connect(peer: str, uri: str, deadline: Deadline, connect: Connector) -> CheckResult:
+def _detail(target: Optional[TargetUri]) -> str:
+    if target is None:
+        return ""
+    parts = [target.note] if target.note else []
+    if target.stream:
+        parts.append(f"the migration stream goes to {target.stream}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _connect(peer: str, uri: str, deadline: Deadline, connect: Connector, target: Optional[TargetUri]) -> CheckResult:
     fix = Fix(f"make `virsh -c {uri} version` work from this node as root (libvirtd running on {peer}; "
               "for qemu+ssh, root's SSH key accepted without a prompt)")
     bounded = deadline.sub() if deadline.remaining() <= CONNECT_TIMEOUT else Deadline(CONNECT_TIMEOUT)
@@ -87,5 +183,6 @@ def _connect(peer: str, uri: str, deadline: Deadline, connect: Connector) -> Che
         return unknown(LAYER_LIBVIRT, "peer-uri", f"cannot try {uri}: libvirt-python is missing ({exc})",
                        Fix("install python3-libvirt"), peer)
     except Exception as exc:  # noqa: BLE001 - any failure to connect is the finding
-        return fail(LAYER_LIBVIRT, "peer-uri", f"cannot connect to {uri}: {exc}", fix, peer)
-    return ok(LAYER_LIBVIRT, "peer-uri", f"connected to {uri}", peer)
+        return fail(LAYER_LIBVIRT, "peer-uri", f"cannot connect to {uri}: {exc}" + _detail(target), fix, peer)
+    uses = ", the URI migrate_to uses" if target is not None and target.planned else ""
+    return ok(LAYER_LIBVIRT, "peer-uri", f"connected to {uri}{uses}" + _detail(target), peer)

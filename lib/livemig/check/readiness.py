@@ -23,7 +23,7 @@ from lxml import etree
 
 from livemig.check.domain import StatFunction, check_domain, check_guard_resources
 from livemig.check.drbd_config import check_drbd_config, parse_views
-from livemig.check.libvirt import Connector, check_libvirt, peer_uri
+from livemig.check.libvirt import Connector, LocalUri, TargetUri, check_libvirt, target_uri
 from livemig.check.model import (
     LAYER_DOMAIN,
     LAYER_DRBD_CONFIG,
@@ -79,8 +79,13 @@ class CheckOptions:
 
 def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline: Deadline,
              reader: Optional[DrbdReader] = None, stat: StatFunction = os.stat,
-             connect: Optional[Connector] = None) -> CheckReport:
-    """Every check for VM ``vm`` (a Pacemaker resource id or a domain name)."""
+             connect: Optional[Connector] = None, local_uri: Optional[LocalUri] = None) -> CheckReport:
+    """Every check for VM ``vm`` (a Pacemaker resource id or a domain name).
+
+    ``connect`` opens the target's URI, ``local_uri`` reads the local
+    libvirtd's (when the resource leaves ``hypervisor`` unset); both default
+    to a bounded libvirt connection.
+    """
     results: List[CheckResult] = []
     try:
         cib_xml = read_cib_xml(runner, deadline, cib_file=options.cib_file)
@@ -146,9 +151,12 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
         mode = MODE_AUTO_PROMOTE if params.get("drbd_guard") == MODE_AUTO_PROMOTE else MODE_DUAL_PRIMARY
         results += check_runtime(resources, peer, runner=runner, deadline=deadline, cib_xml=cib_xml,
                                  clones=clones, mode=mode, peer_names=options.peer_names, reader=reader)
-    uri = peer_uri(peer, params, options.peer_uri) if peer is not None else None
-    results += check_libvirt(peer, uri, config_path, deadline=deadline, connect=connect,
-                             skip_connect=not options.libvirt)
+    virtual_domain = primitive is not None and primitive.get("type") == "VirtualDomain"
+    target = target_uri(peer, params, deadline=deadline, template=options.peer_uri, local_uri=local_uri,
+                        skip_connect=not options.libvirt, virtual_domain=virtual_domain) \
+        if peer is not None else TargetUri(None)
+    results += check_libvirt(peer, target.uri, config_path, deadline=deadline, connect=connect,
+                             skip_connect=not options.libvirt, target=target)
     return CheckReport(vm=vm_id or vm, results=results, domain=name, drbd_resources=resources, peer=peer)
 
 

@@ -44,7 +44,8 @@ layers checked:
                 a migration-capable agent with allow-migrate=true, colocation with the
                 Promoted role, order promote then start, fencing on with a device, no
                 drbd-fence-by-handler constraint, no maintenance (cluster, node, resources)
-  libvirt       the target's libvirtd reachable (one bounded connection; skip: --skip-libvirt);
+  libvirt       the target's libvirtd reachable at the URI migrate_to uses (one bounded connection;
+                skip: --skip-libvirt);
                 the config file on the target is not checked (a warning says how)
 
 exit status:
@@ -83,8 +84,8 @@ def add_parsers(commands: Any, seconds: Seconds) -> None:
     check.add_argument("--peer-name", dest="peer_names", action="append", default=[], metavar="NODE=HOST",
                        help="the DRBD host name of a Pacemaker node, where they differ (repeatable)")
     check.add_argument("--peer-uri", metavar="URI",
-                       help="libvirt URI of the target, %%n standing for its node name "
-                            "(default: from the resource: remoteuri, else qemu+ssh://%%n/system)")
+                       help="libvirt URI of the target, %%n standing for its node name (default: the URI "
+                            "migrate_to uses, planned from the resource's parameters as the agent plans it)")
     check.add_argument("--skip-runtime", action="store_true", help="do not read DRBD runtime state")
     check.add_argument("--skip-libvirt", action="store_true", help="do not connect to the target's libvirtd")
     check.add_argument("--pcs", action="store_true", help="write fixes as pcs commands instead of crmsh")

@@ -34,19 +34,17 @@ inside the operation deadline for the abort and the checks after it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
 from livemig.ocf.deadline import Deadline
-from livemig.ocf.errors import ConfigurationError, GenericError
-from livemig.virt import migrate_options as mo
+from livemig.ocf.errors import GenericError
 from livemig.virt.connection import Hypervisor, HypervisorError
 from livemig.virt.incoming import describe_completed
-from livemig.virt.migration_uri import migration_stream_uri, remote_uri
+from livemig.virt.migration_plan import MigrationPlan
+from livemig.virt.migration_plan import plan_migration as plan_migration  # re-exported
 from livemig.virt.states import BLOCKED, RUNNING, classify
 
 T = TypeVar("T")
-CONVERGENCE_POLICIES = ("none", "auto-converge", "postcopy-after")
 #: the escalation point, as a fraction of the migration's time
 ESCALATE_AT = 0.5
 MIB = 1024 * 1024
@@ -57,65 +55,6 @@ WATCH_BOUND = 5.0
 STALL_SECONDS = 10.0
 #: in post-copy, migrate_to returns this long before its deadline (the VM runs on the target)
 POSTCOPY_RESERVE = 2.0
-
-
-@dataclass
-class MigrationPlan:
-    domain: str
-    target: str
-    dest_uri: str
-    flags: int
-    params: Dict[str, Union[int, str]] = field(default_factory=dict)
-    downtime_ms: int = 0
-    convergence: str = "none"
-    progress_interval: float = 5.0
-
-    def describe(self) -> str:
-        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        return (f"to {self.dest_uri}" + (f" ({extra})" if extra else "")
-                + f", flags {self.flags:#x}, convergence {self.convergence}")
-
-
-def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_uri: str,
-                   persistent: bool) -> MigrationPlan:
-    """The plan from the agent's parameters (ConfigurationError on anything unusable)."""
-    options = mo.parse_migrate_options(values.get("migrate_options") or "")
-    suffix = values.get("migration_network_suffix") or ""
-    dest = remote_uri(local_uri, target, remoteuri=values.get("remoteuri") or "",
-                      transport=values.get("migration_transport") or "",
-                      user=values.get("migration_user") or "", suffix=suffix)
-    stream = migration_stream_uri(target, migrateuri=values.get("migrateuri") or "",
-                                  option_uri=options.migrate_uri or "", suffix=suffix,
-                                  port=values.get("migrateport") or None)
-    params: Dict[str, Union[int, str]] = dict(options.params)
-    params.pop("migrate_uri", None)
-    if stream:
-        params["migrate_uri"] = stream
-    speed = int(values.get("migration_speed") or 0)
-    if speed and "bandwidth" not in params:
-        params["bandwidth"] = speed
-    flags = mo.LIVE | mo.PEER2PEER | options.flags
-    if values.get("migration_tls"):
-        flags |= mo.TLS
-    convergence = values.get("migration_convergence") or "none"
-    if convergence not in CONVERGENCE_POLICIES:
-        choices = ", ".join(CONVERGENCE_POLICIES)
-        raise ConfigurationError(f"migration_convergence={convergence!r} is not one of {choices}")
-    if convergence == "auto-converge":
-        flags |= mo.AUTO_CONVERGE
-    elif convergence == "postcopy-after":
-        if flags & mo.TUNNELLED:
-            raise ConfigurationError("migration_convergence=postcopy-after cannot be used with --tunnelled")
-        flags |= mo.POSTCOPY
-    if persistent and not {"--persistent", "--undefinesource"} & set(options.given):
-        # The domain ends up defined on the target exactly as it was on the source.
-        flags |= mo.PERSIST_DEST | mo.UNDEFINE_SOURCE
-    if flags & mo.TUNNELLED and "migrate_uri" in params:
-        raise ConfigurationError("a migration URI (migrateuri, migrateport, migration_network_suffix) "
-                                 "cannot be used with --tunnelled")
-    return MigrationPlan(domain=domain, target=target, dest_uri=dest, flags=flags, params=params,
-                         downtime_ms=int(values.get("migration_downtime") or 0), convergence=convergence,
-                         progress_interval=float(values.get("migration_progress_interval") or 5))
 
 
 def migration_deadline(deadline: Deadline) -> Deadline:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Dict
 
 import pytest
 
 from livemig.check.domain import check_domain, check_guard_resources
 from livemig.check.drbd_config import check_drbd_config, parse_views
-from livemig.check.libvirt import check_libvirt, peer_uri
+from livemig.check.libvirt import check_libvirt, target_uri
 from livemig.check.runtime import check_runtime
 from livemig.ocf.deadline import Deadline
 from tests.unit.check.helpers import CIB, DRBD, problems, run_check
@@ -157,14 +158,45 @@ def test_libvirt_rows() -> None:
     assert calls == ["qemu+ssh://beta/system", "qemu+ssh://down/system"]
 
 
-def test_peer_uri() -> None:
-    assert peer_uri("beta", {}) == "qemu+ssh://beta/system"
-    assert peer_uri("beta", {"migration_transport": "tls", "migration_user": "mig"}) == "qemu+tls://mig@beta/system"
-    assert peer_uri("beta", {"remoteuri": "qemu+ssh://%n.san/system"}) == "qemu+ssh://beta.san/system"
-    assert peer_uri("beta", {}, "qemu+tcp://%n/system") == "qemu+tcp://beta/system"
+@pytest.mark.parametrize("params,expected", [
+    # the three settings the issue names: check used to test qemu+ssh://beta/system for each
+    ({"hypervisor": "qemu:///system"}, "qemu://beta/system"),
+    ({"hypervisor": "qemu:///system", "migration_transport": "ssh", "migration_network_suffix": "-mig"},
+     "qemu+ssh://beta-mig/system"),
+    ({"hypervisor": "qemu:///session", "migration_transport": "ssh"}, "qemu+ssh://beta/session"),
+    ({"hypervisor": "qemu:///system", "migration_transport": "tls", "migration_user": "mig"},
+     "qemu+tls://mig@beta/system"),
+    ({"hypervisor": "qemu:///system", "remoteuri": "qemu+ssh://%n.san/system"}, "qemu+ssh://beta.san/system"),
+])
+def test_target_uri_is_the_one_migrate_to_plans(params: Dict[str, str], expected: str) -> None:
+    target = target_uri("beta", {"config": "/etc/libvirt/qemu/vm1.xml", **params}, deadline=Deadline(30))
+    assert (target.uri, target.problem) == (expected, None)
+
+
+def test_target_uri_when_hypervisor_is_unset_or_refused() -> None:
+    config = {"config": "/etc/libvirt/qemu/vm1.xml"}
+    asked = target_uri("beta", config, deadline=Deadline(30), local_uri=lambda _d: "qemu:///session")
+    assert asked.uri == "qemu://beta/session" and "libvirt's default URI here is qemu:///session" in asked.note
+    assumed = target_uri("beta", config, deadline=Deadline(30), skip_connect=True,
+                         local_uri=lambda _d: pytest.fail("asked the local libvirtd under --skip-libvirt"))
+    assert assumed.uri == "qemu://beta/system" and "assumed" in assumed.note
+
+    def down(_deadline: Deadline) -> str:
+        raise RuntimeError("Failed to connect socket")
+
+    unknown = target_uri("beta", config, deadline=Deadline(30), local_uri=down)
+    assert unknown.uri is None and unknown.problem is not None and unknown.problem.status == "unknown"
+    refused = target_uri("beta", {**config, "hypervisor": "qemu:///system", "migration_transport": "unix"},
+                         deadline=Deadline(30))
+    assert refused.uri is None and refused.problem is not None and refused.problem.status == "fail"
+    assert "cannot reach another node" in refused.problem.found
+    given = target_uri("beta", config, deadline=Deadline(30), template="qemu+tcp://%n/system")
+    assert given.uri == "qemu+tcp://beta/system" and not given.planned
 
 
 def test_libvirt_through_check_vm_uses_the_connector() -> None:
     seen = []
     report = run_check(libvirt=True, connect=lambda uri, deadline: seen.append(uri))
-    assert seen == ["qemu+ssh://beta/system"] and report.by_name("peer-uri")[0].status == "ok"
+    # the fixture's VM: hypervisor=qemu:///system and no migration_transport, so migrate_to goes to
+    # qemu://beta/system (check used to test qemu+ssh://beta/system, a URI the agent never uses)
+    assert seen == ["qemu://beta/system"] and report.by_name("peer-uri")[0].status == "ok"

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
-from typing import Any, Dict
+import io
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.errors import ConfigurationError
 from livemig.virt import migrate_options as mo
 from livemig.virt.incoming import describe_completed
 from livemig.virt.migrate_options import parse_migrate_options
-from livemig.virt.migration import describe_progress, migration_deadline, plan_migration
+from livemig.virt.migration import describe_progress, migration_deadline
+from livemig.virt.migration_plan import plan_migration
 from livemig.virt.migration_uri import migration_stream_uri, network_name, remote_uri
 
 
@@ -147,3 +152,99 @@ def test_progress_and_completion_text() -> None:
                     "expected downtime 300 ms")
     assert describe_progress({}) == "processed ? MiB, remaining ? MiB"
     assert describe_completed({"time_elapsed": 1000, "downtime": 40}) == "total time 1000 ms, downtime 40 ms"
+
+
+# -- livemig check tests exactly the URI the agent migrates to ------------------------------------
+#
+# One generated resource (hypervisor, migration_transport, migration_user, migration_network_suffix,
+# remoteuri, migrateuri, migrateport, the target's name) goes through both, each against a fake
+# libvirt of its own: the agent's migrate_to, which records the URI of virDomainMigrateToURI3 and its
+# migrate_uri parameter, and `livemig check`, which records every URI it opens. check must open the
+# agent's URI and no other target URI, and name the stream the agent sends to; where the agent
+# refuses the parameters (code 6), check must fail the row and open no target.
+
+CHECK_CIB = """<cib><configuration><crm_config/><nodes>
+  <node id="1" uname="node1"/><node id="2" uname="{target}"/></nodes><resources>
+  <primitive id="vm1" class="ocf" provider="livemig" type="VirtualDomain">
+    <instance_attributes id="vm1-ia">{pairs}</instance_attributes></primitive>
+</resources><constraints/></configuration></cib>"""
+
+#: None: the parameter is not set at all (Pacemaker passes no OCF_RESKEY_ variable)
+URI_PARAMETERS = {
+    "hypervisor": [None, "qemu:///system", "qemu:///session", "qemu+ssh://node1/system",
+                   "qemu+tcp://root@node1:16509/system", "qemu:///system?socket=/run/libvirt/virtqemud-sock",
+                   "qemu+unix:///system", "xen:///", "lxc:///system"],
+    "migration_transport": [None, "", "ssh", "tcp", "tls", "unix", "libssh2"],
+    "migration_user": [None, "", "root", "mig_user"],
+    "migration_network_suffix": [None, "", "-mig", ".mig"],
+    "remoteuri": [None, "", "qemu+ssh://%n/system", "qemu+tls://%n.example.com/system?no_verify=1",
+                  "qemu+tcp://%n-x:16509/session"],
+    "migrateuri": [None, "", "tcp://%n-mig:49152", "tcp://10.0.0.2"],
+    "migrateport": [None, "", "49152", "16514"],
+}
+
+
+def _agent_migrates_to(workdir: Path, target: str, params: Dict[str, Optional[str]]) -> Tuple[int, Any, str]:
+    """(exit code, the migrate call or None, stderr) of migrate_to on a fake libvirt of its own."""
+    from livemig.agents.virtualdomain import VirtualDomain
+    from tests.unit.fake_libvirt import FakeLibvirt
+
+    world = FakeLibvirt()
+    world.add("vm1")
+    world.hosts["node1"] = world.domains  # a hypervisor URI naming this node reaches the same libvirtd
+    env = {"HA_RSCTMP": str(workdir / "rsctmp"), "OCF_RESOURCE_INSTANCE": "vm1",
+           "OCF_RESKEY_config": str(workdir / "vm1.xml"), "OCF_RESKEY_CRM_meta_timeout": "20000",
+           "OCF_RESKEY_CRM_meta_migrate_target": target}
+    env.update({f"OCF_RESKEY_{k}": v for k, v in params.items() if v is not None})
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("livemig.virt.connection.quiet_libvirt", lambda: world)
+        code = VirtualDomain.main(["VirtualDomain", "migrate_to"], env, stdout=out, stderr=err)
+    return code, next((c for c in world.calls if c[0] == "migrate"), None), err.getvalue()
+
+
+def _check_opens(workdir: Path, target: str, params: Dict[str, Optional[str]]) -> Tuple[List[Optional[str]], Any]:
+    """(the URIs `livemig check` opened, its peer-uri row) on a fake libvirt of its own."""
+    from xml.sax.saxutils import quoteattr
+
+    from livemig.check.readiness import CheckOptions, check_vm
+    from tests.unit.drbd.scripted import ScriptedRunner
+    from tests.unit.fake_libvirt import FakeLibvirt
+
+    given = {"config": str(workdir / "vm1.xml"), **{k: v for k, v in params.items() if v is not None}}
+    pairs = "".join(f"<nvpair id={quoteattr('p' + str(i))} name={quoteattr(k)} value={quoteattr(v)}/>"
+                    for i, (k, v) in enumerate(given.items()))
+    cib = CHECK_CIB.format(target=target, pairs=pairs)
+    world = FakeLibvirt()
+    options = CheckOptions(drbd_xml="<config/>", domain_xml=(workdir / "vm1.xml").read_text(), peer=target,
+                           runtime=False, libvirt=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("livemig.virt.connection.quiet_libvirt", lambda: world)
+        report = check_vm("vm1", options, runner=ScriptedRunner({"cibadmin": (0, cib)}), deadline=Deadline(30))
+    return [c[1] for c in world.calls if c[0] == "open"], report.by_name("peer-uri")[0]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(["node2", "node2.example.com"]),
+       params=st.fixed_dictionaries({name: st.sampled_from(values) for name, values in URI_PARAMETERS.items()}))
+def test_check_tests_exactly_the_uri_the_agent_migrates_to(tmp_path: Path, target: str,
+                                                           params: Dict[str, Optional[str]]) -> None:
+    from tests.unit.conftest import DOMAIN_XML
+
+    (tmp_path / "vm1.xml").write_text(DOMAIN_XML.format(name="vm1"))
+    code, migrated, stderr = _agent_migrates_to(tmp_path, target, params)
+    opened, row = _check_opens(tmp_path, target, params)
+    targets = [uri for uri in opened if uri is not None]  # None: check asking what the local default URI is
+    if migrated is None:
+        assert code == 6, stderr  # the agent refused the parameters: nothing else stops this migration
+        event("the agent refuses")
+        assert row.status == "fail" and targets == [], (row.found, opened)
+        assert row.found.split(": ", 1)[1] in stderr, (row.found, stderr)
+        return
+    assert code == 0, stderr
+    dest, stream = migrated[2], migrated[3].get("migrate_uri")
+    event("with a stream URI" if stream else "libvirt's stream default")
+    assert targets == [dest], (params, opened, dest)
+    assert row.status == "ok" and f"connected to {dest}, the URI migrate_to uses" in row.found, row.found
+    assert (f"the migration stream goes to {stream}" in row.found) == bool(stream), row.found
+    assert (None in opened) == (params["hypervisor"] is None)  # the default URI asked only when the agent asks
