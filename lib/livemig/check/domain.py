@@ -14,11 +14,12 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from livemig.check.model import LAYER_DOMAIN, CheckResult, Fix, fail, ok, unknown, warn
 from livemig.domain_xml import DomainDisk, DomainXMLError, parse_domain_xml
+from livemig.drbd.byres import BY_RES_DIR
 from livemig.drbd.mapping import DrbdMappingError, drbd_refs_for_disk
 
 StatFunction = Callable[[str], os.stat_result]
 
-BY_RES_PREFIX = "/dev/drbd/by-res/"
+BY_RES_PREFIX = BY_RES_DIR + "/"
 
 
 @dataclass

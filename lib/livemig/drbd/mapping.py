@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat as stat_module
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from livemig.bounded import CallTimeout, bounded_call
 from livemig.domain_xml import DomainDisk, DomainXMLError, parse_domain_xml
+from livemig.drbd.byres import BY_RES_PATH, DRBD_DEVICE
 from livemig.drbd.proc import proc_drbd_path
 from livemig.drbd.state import DrbdStateError
 from livemig.files import FileUnreadable, read_small_file
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 #: The block major the kernel assigns to DRBD devices.
 DRBD_MAJOR = 147
-BY_RES_DIR = "/dev/drbd/by-res"
 MOUNTINFO_PATH = "/proc/self/mountinfo"
 SYSFS_ROOT = "/sys"
 
@@ -72,9 +71,6 @@ OPERATOR_HINT = ("tell the agent which DRBD resources the VM uses: drbd_resource
 #: Tracing every disk of a domain may take this long at most (a hung NFS or FUSE mount).
 TRACE_TIMEOUT = 10.0
 
-_BY_RES = re.compile(r"^/dev/drbd/by-res/([^/]+)(?:/(\d+))?/?$")
-_DRBD_NODE = re.compile(r"^/dev/drbd([0-9]+)$")
-_VOLUME_NAME = re.compile(r"^[0-9]+$")
 _MAX_STACK_DEPTH = 8
 _MAX_TRACE_STEPS = 256
 _MAX_MOUNTINFO_BYTES = 8 * 1024 * 1024
@@ -141,7 +137,7 @@ class _Tracer:
         try:
             st = self.stat(path)
         except OSError as exc:
-            named = _DRBD_NODE.match(path)
+            named = DRBD_DEVICE.match(path)
             if named:  # /dev/drbdN names its minor even where the node is absent
                 self.found(int(named.group(1)))
             elif path.startswith("/dev/drbd"):
@@ -280,7 +276,7 @@ def drbd_refs_for_disk(disk: DomainDisk, stat: StatFunction = os.stat,
         before = len(tracer.problems)
         path = layer.path
         if path is not None:
-            by_res = _BY_RES.match(path)
+            by_res = BY_RES_PATH.match(path)
             if by_res:
                 volume = int(by_res.group(2)) if by_res.group(2) is not None else None
                 refs.append(DrbdDiskRef(disk=disk, resource=by_res.group(1), volume=volume, where=layer.where))
@@ -348,62 +344,6 @@ def _read_dev_numbers(path: str) -> Optional[Tuple[int, int]]:
     if not (major.isascii() and minor.isascii() and major.isdigit() and minor.isdigit()):
         return None
     return int(major), int(minor)
-
-
-class ByResLink(NamedTuple):
-    """One udev link ``/dev/drbd/by-res/<resource>[/<volume>]`` and the minor it points to."""
-
-    minor: int
-    resource: str
-    volume: Optional[int]  # None: the 8.3 form by-res/<resource>
-
-    @property
-    def path(self) -> str:
-        return f"{BY_RES_DIR}/{self.resource}" + ("" if self.volume is None else f"/{self.volume}")
-
-
-def scan_by_res_links(by_res_dir: str = BY_RES_DIR) -> List[ByResLink]:
-    """Every udev ``/dev/drbd/by-res`` link to a DRBD minor, in name order ([] if absent).
-
-    Links that contradict each other (two resources or volumes for one minor)
-    are all kept: the caller decides what a contradiction means.
-    """
-    found: List[ByResLink] = []
-    try:
-        resources = sorted(os.listdir(by_res_dir))
-    except OSError:
-        return found
-    for resource in resources:
-        entry = os.path.join(by_res_dir, resource)
-        if os.path.islink(entry):  # 8.3: by-res/<res> -> ../../drbdN
-            minor = _minor_of_link(entry)
-            if minor is not None:
-                found.append(ByResLink(minor, resource, None))
-            continue
-        try:
-            volumes = sorted(os.listdir(entry))
-        except OSError:
-            continue
-        for volume in volumes:
-            minor = _minor_of_link(os.path.join(entry, volume))
-            if minor is not None and _VOLUME_NAME.match(volume):
-                found.append(ByResLink(minor, resource, int(volume)))
-    return found
-
-
-def scan_by_res(by_res_dir: str = BY_RES_DIR) -> Dict[int, Tuple[str, Optional[int]]]:
-    """minor -> (resource, volume) from udev's ``/dev/drbd/by-res`` links ({} if absent).
-
-    For display and naming only (where links disagree, the last in name order
-    wins); decisions check the links against DRBD's configuration
-    (:meth:`livemig.drbd.tools.DrbdReader.read_resources`).
-    """
-    return {link.minor: (link.resource, link.volume) for link in scan_by_res_links(by_res_dir)}
-
-
-def _minor_of_link(path: str) -> Optional[int]:
-    named = _DRBD_NODE.match(os.path.realpath(path))
-    return int(named.group(1)) if named else None
 
 
 def resources_from_domain_xml(xml_text: str, runner: CommandRunner, deadline: Deadline,

@@ -28,8 +28,8 @@ import os
 import re
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from livemig.drbd.byres import BY_RES_DIR, ByResLink, scan_by_res, scan_by_res_links
 from livemig.drbd.config import DrbdResourceConfig, parse_dump_xml
-from livemig.drbd.mapping import BY_RES_DIR, ByResLink, scan_by_res, scan_by_res_links
 from livemig.drbd.proc import ProcDrbd, minor_as_resource, proc_drbd_path, read_proc_drbd
 from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, VolumeState
 from livemig.drbd.status9 import ShowResource, parse_show_json, parse_status_json

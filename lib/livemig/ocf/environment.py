@@ -133,9 +133,6 @@ class OCFEnvironment:
         """A one-shot monitor (interval 0): Pacemaker asking "is it running here?"."""
         return self.action in ("monitor", "status") and self.interval_ms == 0
 
-    def meta_value(self, name: str) -> Optional[str]:
-        return self.meta.get(name)
-
     @property
     def node_name(self) -> Optional[str]:
         return self.meta.get("on_node") or self.raw.get("OCF_RESKEY_CRM_meta_on_node") or None

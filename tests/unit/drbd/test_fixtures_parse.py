@@ -10,13 +10,9 @@ from typing import Dict, Optional, Tuple
 import pytest
 
 from livemig.drbd.config import parse_dump_xml
-from livemig.drbd.drbdadm8 import parse_cstates, parse_pairs
-from livemig.drbd.events2 import parse_events2
 from livemig.drbd.proc import ProcMinor, parse_proc_drbd
-from livemig.drbd.show_text import parse_show_text
 from livemig.drbd.state import PeerVolumeState, VolumeState
 from livemig.drbd.status9 import parse_show_json, parse_status_json
-from livemig.drbd.status_text import parse_status_text
 from tests.unit.drbd.scripted import FIXTURES, fixture
 
 # minor -> (cs, local role, peer role, local disk, peer disk, protocol, flags, oos)
@@ -167,86 +163,6 @@ def test_show_json_one_volume() -> None:
     assert derived.connections[0].allow_two_primaries is True
 
 
-def test_events2_create_change() -> None:
-    (res,) = parse_events2(fixture("drbd9-events2-drbdutils-create-change.txt"))
-    assert (res.name, res.role, res.suspended) == ("some-resource", "Primary", False)
-    assert res.volumes == (VolumeState(volume=0, minor=1000, disk="UpToDate", quorum=True),)
-    (peer,) = res.peers
-    assert (peer.name, peer.node_id, peer.connection, peer.role) == ("some-peer", 1, "Connected", "Secondary")
-    assert peer.volumes == (PeerVolumeState(volume=0, replication="Established", disk="UpToDate"),)
-
-
-def test_status_text_84_home() -> None:
-    (res,) = parse_status_text(fixture("drbd84-status-text-ug84-home.txt"))
-    assert (res.name, res.role, res.suspended) == ("home", "Secondary", None)
-    assert res.volumes == (VolumeState(volume=None, minor=None, disk="UpToDate"),)
-    (peer,) = res.peers
-    assert (peer.name, peer.connection, peer.role) == ("peer", None, "Secondary")  # Connected is not printed
-    assert peer.volumes == (PeerVolumeState(volume=None, replication="Established", disk="UpToDate"),)
-
-
-def test_status_text_84_verbose_wrapped() -> None:
-    (res,) = parse_status_text(fixture("drbd84-status-verbose-ug84-home.txt"))
-    assert (res.name, res.role, res.suspended) == ("home", "Secondary", False)
-    assert res.volumes == (VolumeState(volume=0, minor=0, disk="UpToDate"),)
-    (peer,) = res.peers
-    assert (peer.name, peer.connection, peer.role) == ("peer", "Connected", "Secondary")
-    assert peer.volumes == (PeerVolumeState(volume=0, replication="Established", disk="UpToDate", out_of_sync_kib=0),)
-
-
-def test_status_text_9_syncsource() -> None:
-    (res,) = parse_status_text(fixture("drbd9-status-text-salt-single-syncsource.txt"))
-    assert (res.name, res.role) == ("single", "Primary")
-    assert res.volumes[0].disk == "UpToDate"
-    (peer,) = res.peers
-    assert (peer.name, peer.role) == ("opensuse-node2", "Secondary")
-    assert (peer.volumes[0].replication, peer.volumes[0].disk) == ("SyncSource", "Inconsistent")
-
-
-def test_status_text_9_early_utils_peer_disk() -> None:
-    (res,) = parse_status_text(fixture("drbd9-status-text-ug9-r0-inconsistent.txt"))
-    assert (res.name, res.role, res.volumes[0].disk) == ("r0", "Secondary", "Inconsistent")
-    (peer,) = res.peers
-    assert (peer.name, peer.role, peer.volumes[0].disk, peer.volumes[0].replication) == (
-        "bob", "Secondary", "Inconsistent", None)
-
-
-def test_drbdadm_role_cstate_dstate() -> None:
-    assert parse_pairs(fixture("drbd84-role-ug84.txt")) == [("Primary", "Secondary")]
-    assert parse_pairs(fixture("drbd84-dstate-ug84.txt")) == [("UpToDate", "UpToDate")]
-    assert parse_cstates(fixture("drbd84-cstate-ug84.txt")) == ["Connected"]
-
-
-@pytest.mark.parametrize("name, resource, minor, volume, protocol, disk, peer_address, fencing", [
-    ("drbd80-show-ganeti-disk-and-net.txt", None, 63, None, "A", "/dev/xenvg/test.data", "192.0.2.2:11000",
-     "dont-care"),
-    ("drbd80-show-ganeti-disk-only.txt", None, 58, None, None, "/dev/xenvg/test.data", None, "dont-care"),
-    ("drbd80-show-ganeti-net-only-ipv4.txt", None, 59, None, "C", None, "192.0.2.2:11002", None),
-    ("drbd83-show-ganeti-disk-and-net.txt", None, 0, None, "C", "/dev/xenvg/test.data", "192.0.2.2:11000",
-     "dont-care"),
-    ("drbd83-show-ganeti-net-only-ipv6.txt", None, 0, None, "C", None, "[2001:db8:66::1]:11048", None),
-    ("drbd84-show-ganeti-resource.txt", "resource0", 0, 0, None, "/dev/xenvg/test.data", "192.0.2.2:11000", None),
-    ("drbd84-show-ganeti-resource-no-disk-params.txt", "resource0", 0, 0, None, "/dev/xenvg/test.data",
-     "192.0.2.2:11000", None),
-])
-def test_show_text_samples(name: str, resource: Optional[str], minor: int, volume: Optional[int],
-                           protocol: Optional[str], disk: Optional[str], peer_address: Optional[str],
-                           fencing: Optional[str]) -> None:
-    (dev,) = parse_show_text(fixture(name))
-    assert (dev.resource, dev.minor, dev.volume, dev.protocol, dev.disk, dev.peer_address) == (
-        resource, minor, volume, protocol, disk, peer_address)
-    assert dev.disk_options.get("fencing") == fencing
-    if dev.net:
-        assert dev.allow_two_primaries is False  # not printed: the default, no
-
-
-def test_show_text_84_details() -> None:
-    (dev,) = parse_show_text(fixture("drbd84-show-ganeti-resource.txt"))
-    assert dev.net["after-sb-1pri"] == "consensus"
-    assert dev.disk_options == {"size": "2097152s", "resync-rate": "61440k"}
-    assert dev.meta_disk == "/dev/xenvg/test.meta" and dev.local_address == "192.0.2.1:11000"
-
-
 def test_dump_xml_anvil_fragment() -> None:
     (res,) = parse_dump_xml(fixture("drbd9-dump-xml-anvil-srv00-sql1-resource.txt"))
     assert res.name == "srv00-sql1"
@@ -278,14 +194,7 @@ def test_every_sample_has_a_test() -> None:
         "drbd9-status-json-salt-beijing-primary.txt", "drbd9-status-json-salt-shanghai-secondary.txt",
         "drbd9-status-json-derived-dual-primary.txt", "drbd9-status-json-derived-peer-inconsistent.txt",
         "drbd9-status-json-derived-disconnected.txt", "drbd9-show-json-drbdutils-one-volume.txt",
-        "drbd9-show-json-derived-beijing-two-primaries.txt", "drbd9-events2-drbdutils-create-change.txt",
-        "drbd84-status-text-ug84-home.txt", "drbd84-status-verbose-ug84-home.txt",
-        "drbd9-status-text-salt-single-syncsource.txt", "drbd9-status-text-ug9-r0-inconsistent.txt",
-        "drbd84-role-ug84.txt", "drbd84-dstate-ug84.txt", "drbd84-cstate-ug84.txt",
-        "drbd80-show-ganeti-disk-and-net.txt", "drbd80-show-ganeti-disk-only.txt",
-        "drbd80-show-ganeti-net-only-ipv4.txt", "drbd83-show-ganeti-disk-and-net.txt",
-        "drbd83-show-ganeti-net-only-ipv6.txt", "drbd84-show-ganeti-resource.txt",
-        "drbd84-show-ganeti-resource-no-disk-params.txt", "drbd9-dump-xml-anvil-srv00-sql1-resource.txt",
+        "drbd9-show-json-derived-beijing-two-primaries.txt", "drbd9-dump-xml-anvil-srv00-sql1-resource.txt",
         "drbd9-dump-xml-livemig-r0-two-volumes-verbose.txt",
     }
     assert {p.name for p in FIXTURES.glob("*.txt")} == tested_here

@@ -10,6 +10,7 @@ from typing import Dict, List
 import pytest
 
 from livemig.domain_xml import DiskLayer, DomainDisk
+from livemig.drbd.byres import scan_by_res
 from livemig.drbd.mapping import (
     DRBD_MAJOR,
     DrbdMappingError,
@@ -17,7 +18,6 @@ from livemig.drbd.mapping import (
     drbd_minors_below,
     drbd_refs_for_disk,
     resources_from_domain_xml,
-    scan_by_res,
 )
 from livemig.drbd.state import DrbdStateError
 from livemig.drbd.tools import DrbdReader
