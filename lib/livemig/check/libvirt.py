@@ -13,7 +13,7 @@ check it by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Tuple, cast
 
 from livemig.check.model import LAYER_LIBVIRT, CheckResult, Fix, fail, ok, unknown, warn
 from livemig.ocf.deadline import Deadline
@@ -46,19 +46,28 @@ class TargetUri:
     planned: bool = True
 
 
-def migration_uris(node: str, params: Mapping[str, str], local_uri: str) -> Tuple[str, Optional[str]]:
-    """(the URI of ``node``'s libvirtd, the migration stream's URI or None) exactly as migrate_to plans them.
+def agent_values(params: Mapping[str, str]) -> Mapping[str, Any]:
+    """The resource's instance attributes as the agent reads them (its meta-data's rules).
 
-    ``params`` are the resource's instance attributes, read by the agent's
-    rules (its meta-data); ``local_uri`` is the local libvirtd's URI (the
-    ``hypervisor`` parameter, or what libvirt's default resolves to).
     ConfigurationError when the agent would refuse them.
     """
     from livemig.agents.virtualdomain_meta import METADATA
-    from livemig.virt.migration_plan import plan_migration
 
-    values = METADATA.parse_params(dict(params))
+    return METADATA.parse_params(dict(params))
+
+
+def migration_uris(node: str, values: Mapping[str, Any], local_uri: str) -> Tuple[str, Optional[str]]:
+    """(the URI of ``node``'s libvirtd, the migration stream's URI or None) exactly as migrate_to plans them.
+
+    ``values``: :func:`agent_values`; ``local_uri`` is the local libvirtd's URI
+    (the ``hypervisor`` parameter, or what libvirt's default resolves to).
+    ConfigurationError when the agent would refuse them.
+    """
+    from livemig.virt.migration_plan import plan_migration
+    from livemig.virt.options import check_uri
+
     plan = plan_migration("check", node, values, local_uri, persistent=False)
+    check_uri(cast(Optional[str], values["hypervisor"]))  # after the plan, as the agent checks them
     stream = plan.params.get("migrate_uri")
     return plan.dest_uri, str(stream) if stream is not None else None
 
@@ -100,7 +109,11 @@ def target_uri(node: str, params: Mapping[str, str], *, deadline: Deadline, temp
             "is not known", Fix("name the target's URI with --peer-uri URI"), node))
     from livemig.ocf.errors import ConfigurationError
 
-    local = params.get("hypervisor") or None
+    try:
+        values = agent_values(params)
+    except ConfigurationError as exc:
+        return _refused(node, exc)
+    local = values["hypervisor"] or None
     note = ""
     if local is None and skip_connect:
         local = ASSUMED_DEFAULT_URI
@@ -116,12 +129,16 @@ def target_uri(node: str, params: Mapping[str, str], *, deadline: Deadline, temp
                                                              "run livemig check where libvirtd runs"), node))
         note = f"hypervisor unset: libvirt's default URI here is {local}"
     try:
-        uri, stream = migration_uris(node, params, local)
+        uri, stream = migration_uris(node, values, str(local))
     except ConfigurationError as exc:
-        return TargetUri(None, problem=fail(
-            LAYER_LIBVIRT, "peer-uri", f"migrate_to would refuse to migrate to {node}: {exc}",
-            Fix("correct the resource's parameter named there (crm configure edit, or pcs resource update)"), node))
+        return _refused(node, exc)
     return TargetUri(uri, stream, note=note)
+
+
+def _refused(node: str, exc: Exception) -> TargetUri:
+    return TargetUri(None, problem=fail(
+        LAYER_LIBVIRT, "peer-uri", f"migrate_to would refuse to migrate to {node}: {exc}",
+        Fix("correct the resource's parameter named there (crm configure edit, or pcs resource update)"), node))
 
 
 def open_and_close(uri: str, deadline: Deadline) -> None:

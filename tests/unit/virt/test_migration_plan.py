@@ -171,7 +171,7 @@ CHECK_CIB = """<cib><configuration><crm_config/><nodes>
 
 #: None: the parameter is not set at all (Pacemaker passes no OCF_RESKEY_ variable)
 URI_PARAMETERS = {
-    "hypervisor": [None, "qemu:///system", "qemu:///session", "qemu+ssh://node1/system",
+    "hypervisor": [None, "", "qemu:///system", "qemu:///session", "qemu+ssh://node1/system",
                    "qemu+tcp://root@node1:16509/system", "qemu:///system?socket=/run/libvirt/virtqemud-sock",
                    "qemu+unix:///system", "xen:///", "lxc:///system"],
     "migration_transport": [None, "", "ssh", "tcp", "tls", "unix", "libssh2"],
@@ -247,4 +247,4 @@ def test_check_tests_exactly_the_uri_the_agent_migrates_to(tmp_path: Path, targe
     assert targets == [dest], (params, opened, dest)
     assert row.status == "ok" and f"connected to {dest}, the URI migrate_to uses" in row.found, row.found
     assert (f"the migration stream goes to {stream}" in row.found) == bool(stream), row.found
-    assert (None in opened) == (params["hypervisor"] is None)  # the default URI asked only when the agent asks
+    assert (None in opened) == (not params["hypervisor"])  # the default URI asked only when the agent asks it
