@@ -51,6 +51,8 @@ def parse_resource_list(value: str) -> List[str]:
 
 def parse_peer_names(value: str) -> Dict[str, str]:
     """``node1=host1 node2=host2`` (or comma-separated) into a mapping (:func:`livemig.names.split_peer_names`)."""
+    if not value.strip():
+        return {}  # the common case, checked by every monitor: nothing to import
     from livemig.names import PeerNameError, split_peer_names
 
     try:
