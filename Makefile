@@ -1,4 +1,5 @@
 # livemig: `make demo` and `make test` do all the set-up on a fresh Debian 12 machine (as root).
+# Before make: `apt-get install make git ca-certificates` (the README says so).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -16,6 +17,7 @@ APT_PACKAGES = \
 	libvirt-dev pkg-config gcc libc6-dev \
 	pacemaker pacemaker-cli-utils corosync crmsh pcs resource-agents \
 	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod bindfs \
+	strace \
 	$(EXTRA_APT_PACKAGES)
 
 PIP_PACKAGES := pytest pytest-timeout hypothesis ruff mypy lxml-stubs types-setuptools bandit

@@ -12,7 +12,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from tests.support.agent import AGENT, REPO, SYSTEM_PYTHON
+from tests.support.agent import AGENT, REPO, SYSTEM_PYTHON, agent_for_any_user
 from tests.support.ocf_provider import installed_agent
 from tests.support.vm import TestVM
 
@@ -56,8 +56,12 @@ def test_meta_data_is_valid(tmp_path: Path) -> None:
 
 
 def test_ocf_tester(vm: TestVM, rsctmp: Path) -> None:
-    proc = _run(["ocf-tester", "-n", vm.name, "-o", f"config={vm.config}", "-o", f"hypervisor={vm.daemon.uri}",
-                 str(AGENT)], _tool_env(rsctmp), 600)
+    # ocf-tester runs meta-data as nobody: the working tree's files, from a directory nobody can read
+    # even when the checkout lies under a 0700 one (Debian's /root).
+    with agent_for_any_user() as agent:
+        env = dict(_tool_env(rsctmp), PYTHONPATH=str(agent.parents[1] / "lib"))
+        proc = _run(["ocf-tester", "-n", vm.name, "-o", f"config={vm.config}", "-o", f"hypervisor={vm.daemon.uri}",
+                     str(agent)], env, 600)
     assert proc.returncode == 0 and "passed all tests" in proc.stdout, _explain(proc)
     assert vm.domain() is None, "ocf-tester ends with the resource stopped"
 
@@ -110,4 +114,5 @@ def test_pcs_describes_the_agent(provider: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, _explain(proc)
     for name in ("config", "hypervisor", "force_stop", "shutdown_mode"):
         assert name in proc.stdout, f"{name} missing from pcs' description:\n{proc.stdout}"
+
 
