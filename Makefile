@@ -9,6 +9,8 @@ VPY         := $(VENV)/bin/python
 PYENV_ROOT  ?= $(HOME)/.pyenv
 # Unit tests also run on RHEL 9's Python and the newest one, with current PyPI libvirt-python/lxml.
 EXTRA_PYTHONS ?= 3.9 3.13
+# Debian 11 and 13 roots (mmdebstrap, cached): tests/tools/distroot.py, tests/tools/distro-tests.
+DISTRO_TESTS := tests/tools/distro-tests
 
 # Debian packages the tests and the demo need (see docs/development.md).
 APT_PACKAGES = \
@@ -17,14 +19,15 @@ APT_PACKAGES = \
 	libvirt-dev pkg-config gcc libc6-dev \
 	pacemaker pacemaker-cli-utils corosync crmsh pcs resource-agents \
 	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod bindfs \
-	strace \
+	strace mmdebstrap \
 	$(EXTRA_APT_PACKAGES)
 
 PIP_PACKAGES := pytest pytest-timeout hypothesis ruff mypy lxml-stubs types-setuptools bandit
 
 -include mk/*.mk
 
-.PHONY: help deps apt-deps venv lint unit test test-extra-pythons demo demo-local clean
+.PHONY: help deps apt-deps venv lint unit test test-extra-pythons test-debian13 test-lab-debian13 test-distros \
+	demo demo-local clean
 
 help:
 	@echo "make demo        - two-node lab: a VM live-migrated by Pacemaker there and back"
@@ -60,9 +63,24 @@ unit: deps
 test-extra-pythons: apt-deps
 	tests/tools/extra-pythons $(EXTRA_PYTHONS)
 
+# Debian 13 (Python 3.13, Pacemaker 3.0, crmsh 5, pcs 0.12, libvirt 11.3), in its own cached root.
+test-debian13: apt-deps
+	$(DISTRO_TESTS) debian13
+
+# The two-node lab with Debian 13 as the nodes' lower layer: Pacemaker 3.0 live-migrates.
+test-lab-debian13: deps
+	$(DISTRO_TESTS) lab-debian13
+
+test-distros: apt-deps
+	@rc=0; \
+	$(MAKE) --no-print-directory test-debian13 || rc=1; \
+	$(MAKE) --no-print-directory test-lab-debian13 || rc=1; \
+	exit $$rc
+
 test: deps lint
 	$(VPY) -m pytest tests
 	$(MAKE) test-extra-pythons
+	$(MAKE) --no-print-directory test-distros
 
 demo: deps
 	$(VPY) tests/lab/demo.py

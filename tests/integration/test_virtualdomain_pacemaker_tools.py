@@ -116,3 +116,29 @@ def test_pcs_describes_the_agent(provider: Path, tmp_path: Path) -> None:
         assert name in proc.stdout, f"{name} missing from pcs' description:\n{proc.stdout}"
 
 
+
+def test_crmsh_knows_the_agent_and_checks_its_parameters(provider: Path, tmp_path: Path) -> None:
+    """crmsh (4.4 here, 5.0 in the Debian 13 tier) reads the agent's meta-data: `crm ra info`, and a
+    primitive checked against it in crmsh's strict mode: the real parameters pass, a made-up one fails."""
+    env = dict(_tool_env(tmp_path), HOME=str(tmp_path))
+    info = _run(["crm", "ra", "info", "ocf:livemig:VirtualDomain"], env, 120)
+    assert info.returncode == 0, _explain(info)
+    for name in ("config", "hypervisor", "migration_downtime"):
+        assert name in info.stdout, f"{name} missing from crm ra info:\n{info.stdout}"
+    conf = tmp_path / "crm.conf"
+    conf.write_text("[core]\ncheck_mode = strict\ncheck_frequency = always\n", encoding="utf-8")
+    results = {}
+    for label, extra in (("good", ""), ("bogus", " no_such_parameter=1")):
+        cib = tmp_path / f"cib-{label}.xml"
+        cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True, timeout=60,
+                                      check=True).stdout, encoding="utf-8")
+        script = tmp_path / f"{label}.crm"
+        script.write_text("property stonith-enabled=false\n"
+                          "primitive vm1 ocf:livemig:VirtualDomain params config=/etc/libvirt/qemu/vm1.xml "
+                          f"hypervisor=qemu:///system{extra} meta allow-migrate=true "
+                          "op monitor interval=10s timeout=30s\n", encoding="utf-8")
+        results[label] = _run(["crm", "configure", "load", "update", str(script)],
+                              dict(env, CIB_file=str(cib), CRM_CONFIG_FILE=str(conf)), 120)
+    assert results["good"].returncode == 0, _explain(results["good"])
+    assert results["bogus"].returncode != 0, _explain(results["bogus"])
+    assert "no_such_parameter" in results["bogus"].stdout + results["bogus"].stderr, _explain(results["bogus"])
