@@ -58,6 +58,12 @@ BUILD_TIMEOUT = 1800
 
 # What each root holds. Everything the tests run there comes from the distribution.
 SPECS: Dict[str, Dict[str, object]] = {
+    # RHEL 9's floors and below: Python 3.9.2, lxml 4.6.3, libvirt-python 7.0.0, setuptools 52.
+    # (The meta-data schemas come from the host: Debian 11's resource-agents 4.7 metadata.rng
+    # predates the `version` attribute; docs/testing.md.)
+    "debian11": {"suite": "bullseye", "packages": [
+        "python3", "python3-libvirt", "python3-lxml", "python3-pytest", "python3-pytest-timeout",
+        "python3-hypothesis", "python3-setuptools", "python3-wheel"]},
     # Debian 13: Python 3.13, lxml 5.4, libvirt 11.3, Pacemaker 3.0, crmsh 5, pcs 0.12, QEMU 10.
     # Also the lower layer of the lab's nodes (tests/lab, LIVEMIG_LAB_ROOT).
     "debian13": {"suite": "trixie", "packages": [
