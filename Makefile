@@ -70,16 +70,22 @@ test-debian13: apt-deps
 test-lab-debian13: deps
 	$(DISTRO_TESTS) lab-debian13
 
-# The two unit/tool tiers mostly wait on subprocesses: they run side by side.
+# The two unit/tool tiers mostly wait on subprocesses: they run side by side. Each tier runs
+# whatever failed before it (one red test must not hide the others' results); the exit is 1 if any failed.
 test-distros: apt-deps
 	@rc=0; \
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-debian11 test-debian13 || rc=1; \
 	$(MAKE) --no-print-directory test-lab-debian13 || rc=1; \
 	exit $$rc
 
-test: deps lint
-	$(VPY) -m pytest tests
-	$(MAKE) --no-print-directory test-distros
+test: deps
+	@rc=0; started=$$SECONDS; \
+	$(MAKE) --no-print-directory lint || rc=1; \
+	$(VPY) -m pytest tests || rc=1; \
+	echo "== Debian 12 tiers (lint, pytest tests): $$((SECONDS - started)) s"; \
+	$(MAKE) --no-print-directory test-distros || rc=1; \
+	echo "== make test: $$((SECONDS - started)) s, exit $$rc"; \
+	exit $$rc
 
 demo: deps
 	$(VPY) tests/lab/demo.py

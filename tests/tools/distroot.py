@@ -2,7 +2,7 @@
 """Debian root file systems for the test tiers, and a way to run a command inside one.
 
     distroot.py path debian13                 # the cached root (built if missing or stale), printed
-    distroot.py build debian13 --dest DIR     # a fresh root in DIR, not the cached one
+    distroot.py build debian12-ci --dest DIR  # a fresh root in DIR (CI: never a cached one)
     distroot.py run debian13 --overlay --bind /work/livemig -- python3 -m pytest tests/unit
     distroot.py run --root DIR --cwd /root/livemig -- make test
 
@@ -58,6 +58,8 @@ BUILD_TIMEOUT = 1800
 
 # What each root holds. Everything the tests run there comes from the distribution.
 SPECS: Dict[str, Dict[str, object]] = {
+    # CI: a fresh Debian 12 as a new user has it, plus what the README says comes first.
+    "debian12-ci": {"suite": "bookworm", "packages": ["make", "git", "ca-certificates"]},
     # RHEL 9's floors and below: Python 3.9.2, lxml 4.6.3, libvirt-python 7.0.0, setuptools 52.
     # (The meta-data schemas come from the host: Debian 11's resource-agents 4.7 metadata.rng
     # predates the `version` attribute; docs/testing.md.)
