@@ -7,7 +7,9 @@
 
 # What the builds and the package checks need (the test suite installs the .deb
 # and drives it with pacemaker, pcs and ocf-tester, which the main list has).
-PKG_APT_PACKAGES := debhelper dh-python python3-all python3-setuptools python3-wheel \
+# build-essential: dpkg-checkbuilddeps requires it (build-essential:native) even
+# for an Architecture: all package.
+PKG_APT_PACKAGES := build-essential debhelper dh-python python3-all python3-setuptools python3-wheel \
 	pybuild-plugin-pyproject python3-build python3-installer lintian rpm rpmlint man-db
 EXTRA_APT_PACKAGES += $(PKG_APT_PACKAGES)
 

@@ -12,7 +12,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from tests.support.agent import AGENT, REPO, SYSTEM_PYTHON
+from tests.support.agent import AGENT, REPO, SYSTEM_PYTHON, agent_for_any_user
 from tests.support.ocf_provider import installed_agent
 from tests.support.vm import TestVM
 
@@ -56,8 +56,12 @@ def test_meta_data_is_valid(tmp_path: Path) -> None:
 
 
 def test_ocf_tester(vm: TestVM, rsctmp: Path) -> None:
-    proc = _run(["ocf-tester", "-n", vm.name, "-o", f"config={vm.config}", "-o", f"hypervisor={vm.daemon.uri}",
-                 str(AGENT)], _tool_env(rsctmp), 600)
+    # ocf-tester runs meta-data as nobody: the working tree's files, from a directory nobody can read
+    # even when the checkout lies under a 0700 one (Debian's /root).
+    with agent_for_any_user() as agent:
+        env = dict(_tool_env(rsctmp), PYTHONPATH=str(agent.parents[1] / "lib"))
+        proc = _run(["ocf-tester", "-n", vm.name, "-o", f"config={vm.config}", "-o", f"hypervisor={vm.daemon.uri}",
+                     str(agent)], env, 600)
     assert proc.returncode == 0 and "passed all tests" in proc.stdout, _explain(proc)
     assert vm.domain() is None, "ocf-tester ends with the resource stopped"
 
@@ -111,3 +115,30 @@ def test_pcs_describes_the_agent(provider: Path, tmp_path: Path) -> None:
     for name in ("config", "hypervisor", "force_stop", "shutdown_mode"):
         assert name in proc.stdout, f"{name} missing from pcs' description:\n{proc.stdout}"
 
+
+
+def test_crmsh_knows_the_agent_and_checks_its_parameters(provider: Path, tmp_path: Path) -> None:
+    """crmsh (4.4 here, 5.0 in the Debian 13 tier) reads the agent's meta-data: `crm ra info`, and a
+    primitive checked against it in crmsh's strict mode: the real parameters pass, a made-up one fails."""
+    env = dict(_tool_env(tmp_path), HOME=str(tmp_path))
+    info = _run(["crm", "ra", "info", "ocf:livemig:VirtualDomain"], env, 120)
+    assert info.returncode == 0, _explain(info)
+    for name in ("config", "hypervisor", "migration_downtime"):
+        assert name in info.stdout, f"{name} missing from crm ra info:\n{info.stdout}"
+    conf = tmp_path / "crm.conf"
+    conf.write_text("[core]\ncheck_mode = strict\ncheck_frequency = always\n", encoding="utf-8")
+    results = {}
+    for label, extra in (("good", ""), ("bogus", " no_such_parameter=1")):
+        cib = tmp_path / f"cib-{label}.xml"
+        cib.write_text(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True, timeout=60,
+                                      check=True).stdout, encoding="utf-8")
+        script = tmp_path / f"{label}.crm"
+        script.write_text("property stonith-enabled=false\n"
+                          "primitive vm1 ocf:livemig:VirtualDomain params config=/etc/libvirt/qemu/vm1.xml "
+                          f"hypervisor=qemu:///system{extra} meta allow-migrate=true "
+                          "op monitor interval=10s timeout=30s\n", encoding="utf-8")
+        results[label] = _run(["crm", "configure", "load", "update", str(script)],
+                              dict(env, CIB_file=str(cib), CRM_CONFIG_FILE=str(conf)), 120)
+    assert results["good"].returncode == 0, _explain(results["good"])
+    assert results["bogus"].returncode != 0, _explain(results["bogus"])
+    assert "no_such_parameter" in results["bogus"].stdout + results["bogus"].stderr, _explain(results["bogus"])

@@ -47,6 +47,10 @@ VM_NAME = "lmvm1"
 PY = "/usr/bin/python3"
 FENCING = os.environ.get("LIVEMIG_LAB_FENCING", "1") != "0"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The nodes' lower layer for /etc, /var, /root and /usr: the host's (default), or a root file
+# system of another release (tests/tools/distroot.py path debian13: Pacemaker 3.0, libvirt 11.3).
+LOWER_ROOT = os.environ.get("LIVEMIG_LAB_ROOT", "")
+GUEST_CACHE = os.environ.get("LIVEMIG_GUEST_CACHE", "/var/cache/livemig-tests/guest")
 
 _T0 = time.monotonic()
 
@@ -254,6 +258,22 @@ def corosync_conf(names: List[str]) -> str:
         f"nodelist {{\n{nodes}}}\n")
 
 
+SYSTEMCTL_SHIM = """#!/bin/sh
+# livemig lab node (tests/lab/labctl.py): no systemd here; is-active is read from the processes.
+[ "$1" = is-active ] || { echo "systemctl (livemig lab): only is-active is answered here" >&2; exit 1; }
+shift
+rc=0
+for unit in "$@"; do
+    case ${unit%.service} in
+    pacemaker) daemon=pacemakerd ;; corosync) daemon=corosync ;; libvirtd) daemon=libvirtd ;;
+    *) daemon= ;;
+    esac
+    if [ -n "$daemon" ] && pgrep -x "$daemon" >/dev/null; then echo active; else echo inactive; rc=3; fi
+done
+exit $rc
+"""
+
+
 def prepare_node_files(name: str, names: List[str]) -> None:
     nd = node_dir(name)
     for part in ("etc", "var", "root", "usr"):
@@ -263,8 +283,9 @@ def prepare_node_files(name: str, names: List[str]) -> None:
     var = nd / "ovl/var/upper"
     usr = nd / "ovl/usr/upper"
     # Users the QEMU driver insists on (libvirt-daemon-system would create them).
-    passwd = Path("/etc/passwd").read_text()
-    group = Path("/etc/group").read_text()
+    lower_etc = Path(LOWER_ROOT or "/") / "etc"
+    passwd = (lower_etc / "passwd").read_text()
+    group = (lower_etc / "group").read_text()
     if not any(line.startswith("libvirt-qemu:") for line in passwd.splitlines()):
         passwd += "libvirt-qemu:x:64055:64055:Libvirt Qemu,,,:/var/lib/libvirt:/usr/sbin/nologin\n"
     if not any(line.startswith("kvm:") for line in group.splitlines()):
@@ -293,6 +314,11 @@ def prepare_node_files(name: str, names: List[str]) -> None:
         _write(usr / "sbin" / tool,
                f'#!/bin/sh\nexec {PY} {sim} {tool} "$@"\n', 0o755)
     _write(usr / "sbin/drbdsim", f'#!/bin/sh\nexec {PY} {sim} drbdsim "$@"\n', 0o755)
+    if LOWER_ROOT:
+        # crmsh 5 asks systemd whether Pacemaker runs before `crm -w` waits for the DC; a node has
+        # no systemd, so it would answer "Pacemaker is not running". This answers is-active from
+        # the node's processes, and refuses everything else.
+        _write(usr / "local/sbin/systemctl", SYSTEMCTL_SHIM, 0o755)
     # OCF providers: the working tree's agents (symlinks, so edits show up at once).
     rd = usr / "lib/ocf/resource.d"
     (rd / "livemig").mkdir(parents=True)
@@ -332,7 +358,7 @@ def setup_network(names: List[str], state: Dict[str, Any]) -> None:
 def start_holder(name: str, state: Dict[str, Any]) -> None:
     nd = node_dir(name)
     cfg = {"name": name, "lab_dir": str(LAB_DIR), "node_dir": str(nd), "daemons_sh": DAEMONS_SH,
-           "repo": str(REPO),
+           "repo": str(REPO), "lower_root": LOWER_ROOT, "carry": [str(REPO), GUEST_CACHE],
            "env": node_env(name), "drbd_crash": ["/usr/sbin/drbdsim", "crash", name]}
     _write(nd / "init.json", json.dumps(cfg))
     proc = subprocess.Popen(
@@ -392,32 +418,35 @@ def configure_cluster(names: List[str], state: Dict[str, Any], vm: bool = True) 
     """The configuration an administrator would type, one crm command per line."""
     first = names[0]
     fence_hosts = ",".join(names)
-    cmds = [
+    agent = vm_agent()
+    state["vm_agent"] = agent
+    # Fencing first: crmsh 5 (Debian 13) verifies the whole CIB at every commit and refuses one
+    # with fencing enabled and no fencing device; crmsh 4 only warned.
+    if FENCING:
+        cmds = ["crm configure primitive lab-fence stonith:fence_livemiglab "
+                f"params pcmk_host_list={fence_hosts} op monitor interval=60s",
+                "crm configure property stonith-enabled=true stonith-timeout=30s"]
+    else:
+        cmds = ["crm configure property stonith-enabled=false"]
+    cmds += [
         f"crm configure property cluster-name={CLUSTER_NAME}",
-        "crm configure property stonith-enabled=true stonith-timeout=30s",
         "crm configure rsc_defaults resource-stickiness=100",
-        "crm configure primitive lab-fence stonith:fence_livemiglab "
-        f"params pcmk_host_list={fence_hosts} op monitor interval=60s",
         f"crm configure primitive drbd-{DRBD_RES} ocf:livemiglab:drbd params drbd_resource={DRBD_RES} "
         "op monitor interval=15s role=Promoted op monitor interval=17s role=Unpromoted",
         f"crm configure clone drbd-{DRBD_RES}-clone drbd-{DRBD_RES} meta promotable=true promoted-max=2 "
         f"promoted-node-max=1 clone-max={len(names)} clone-node-max=1 notify=true interleave=true",
-        f"crm configure primitive {VM_NAME} ocf:livemig:VirtualDomain params config={vm_config_path()} "
-        "hypervisor=qemu:///system migration_transport=tcp "
-        "meta allow-migrate=true target-role=Stopped "
-        "op monitor interval=10s timeout=30s op start timeout=90s op stop timeout=90s "
-        "op migrate_to timeout=120s op migrate_from timeout=60s",
-        f"crm configure colocation {VM_NAME}-with-drbd inf: {VM_NAME} drbd-{DRBD_RES}-clone:Promoted",
-        f"crm configure order drbd-promote-before-{VM_NAME} Mandatory: drbd-{DRBD_RES}-clone:promote {VM_NAME}:start",
     ]
-    agent = vm_agent()
-    state["vm_agent"] = agent
-    cmds[6] = cmds[6].replace("ocf:livemig:VirtualDomain", agent)
-    if not FENCING:
-        cmds[1] = "crm configure property stonith-enabled=false"
-        del cmds[3]
-    if not vm:
-        cmds = [c for c in cmds if VM_NAME not in c]
+    if vm:
+        cmds += [
+            f"crm configure primitive {VM_NAME} {agent} params config={vm_config_path()} "
+            "hypervisor=qemu:///system migration_transport=tcp "
+            "meta allow-migrate=true target-role=Stopped "
+            "op monitor interval=10s timeout=30s op start timeout=90s op stop timeout=90s "
+            "op migrate_to timeout=120s op migrate_from timeout=60s",
+            f"crm configure colocation {VM_NAME}-with-drbd inf: {VM_NAME} drbd-{DRBD_RES}-clone:Promoted",
+            f"crm configure order drbd-promote-before-{VM_NAME} Mandatory: drbd-{DRBD_RES}-clone:promote "
+            f"{VM_NAME}:start",
+        ]
     for c in cmds:
         log(f"{first}$ {c}")
         on_node(first, c.split(), state=state, timeout=90)
@@ -483,16 +512,19 @@ def up(count: int = 2, configure: bool = True, vm: bool = True) -> Dict[str, Any
     if LAB_DIR.exists():
         raise LabError(f"{LAB_DIR} exists: the lab is already up (or left over): run `lab down` first")
     names = node_names(count)
+    if LOWER_ROOT and not (Path(LOWER_ROOT) / "usr/sbin/pacemakerd").exists():
+        raise LabError(f"LIVEMIG_LAB_ROOT={LOWER_ROOT} is no root file system with Pacemaker (no usr/sbin/pacemakerd)")
     LAB_DIR.mkdir(mode=0o755)
     state: Dict[str, Any] = {
         "names": names,
         "netns_dir_existed": os.path.isdir("/run/netns"),
         "netns_dir_was_mount": _is_mount("/run/netns"),
         "started": time.time(),
+        "lower_root": LOWER_ROOT,
     }
     save_state(state)
     try:
-        log("preparing shared storage and node files")
+        log("preparing shared storage and node files" + (f" (nodes on {LOWER_ROOT})" if LOWER_ROOT else ""))
         prepare_shared(names, state, vm)
         for n in names:
             prepare_node_files(n, names)

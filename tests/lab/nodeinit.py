@@ -11,11 +11,13 @@ namespace) and builds the node's private view of the machine:
 
 * hostname = node name;
 * a private /proc (for the PID namespace);
-* overlayfs over /etc, /var, /root and /usr: the node sees the host's files, but
+* overlayfs over /etc, /var, /root and /usr: the node sees the host's files (or, with
+  ``lower_root``, another root file system's: a Debian 13 root for Pacemaker 3.0), but
   everything it writes (configs, logs, CIB, libvirt state, the OCF provider
   directory, the fake drbdadm/drbdsetup) lands in an upper directory under the lab
   directory, so the host's files are never modified;
-* tmpfs over /run and /tmp, with the lab directory moved back to its host path;
+* tmpfs over /run and /tmp, with the lab directory, the working tree and the guest
+  image bound back at their host paths;
 * a private /dev (tmpfs copy of the host's device nodes, own /dev/shm) where the
   DRBD simulator creates /dev/drbdN and /dev/drbd/by-res/<res>/<vol>.
 
@@ -24,6 +26,7 @@ as its child).  On SIGTERM it terminates every process of the node, waits a boun
 time, kills what is left and exits; the kernel then tears the namespaces down.
 """
 
+import ctypes
 import json
 import os
 import signal
@@ -35,6 +38,7 @@ import time
 from typing import Any, Dict, List
 
 OVERLAYS = ("/etc", "/var", "/root", "/usr")
+REBOOT_DELAY = 5.0  # seconds between a fence 'reboot' and the node's daemons starting again
 
 
 def sh(*argv: str) -> None:
@@ -45,34 +49,56 @@ def mount(*args: str) -> None:
     sh("mount", *args)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+MS_BIND, MS_REC = 4096, 16384
+
+
+def mount2(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    """mount(2) itself: mount(8) would resolve a /proc/self/fd/N path to its path name, which by
+    then names whatever an overlay or tmpfs put in its place."""
+    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                   data.encode() if data else None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def bind_fd(fd: int, path: str) -> None:
+    """Bind the directory open as ``fd`` (opened before the overlays hid it) onto ``path``."""
+    os.makedirs(path, exist_ok=True)
+    mount2(f"/proc/self/fd/{fd}", path, "", MS_BIND | MS_REC, "")
+    os.close(fd)
+
+
 def build_view(cfg: Dict[str, Any]) -> None:
     lab = cfg["lab_dir"]
     node_dir = cfg["node_dir"]
+    # The lower layer of /etc, /var, /root and /usr: the host's own directories, or those of another
+    # root file system (LIVEMIG_LAB_ROOT: a Debian 13 root, so the node runs its Pacemaker).
+    lower_root = cfg.get("lower_root") or "/"
     socket.sethostname(cfg["name"])
     mount("--make-rprivate", "/")
     mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", "/proc")
+    # Directories the node must see as the host has them, wherever they are (the lab directory
+    # under /run; the working tree and the guest image under /tmp, /root or /var, which the
+    # overlays and tmpfs mounts below would hide): held open now, bound back afterwards.
+    carried = []
+    for path in [lab] + list(cfg.get("carry", [])):
+        if path and os.path.isdir(path) and path not in [p for p, _ in carried]:
+            carried.append((path, os.open(path, os.O_PATH | os.O_DIRECTORY)))
+    # The lower root may itself lie under /var (a cached root): reached through a descriptor.
+    lower_fd = os.open(lower_root, os.O_PATH | os.O_DIRECTORY)
     for path in OVERLAYS:
         base = os.path.join(node_dir, "ovl", path.strip("/"))
-        mount("-t", "overlay", "overlay", "-o",
-              f"lowerdir={path},upperdir={base}/upper,workdir={base}/work", path)
-    # /run and /tmp: private tmpfs, with the lab directory (and the working tree, when a
-    # checkout lives there, as a CI clone may) carried over at the same path.
-    repo = cfg.get("repo") or ""
-    carried = [lab] + [repo for top in ("/run/", "/tmp/") if repo.startswith(top)]
-    stages = []
-    for i, path in enumerate(carried):
-        stage = f"/var/lib/.livemig-lab-stage{i}"
-        os.makedirs(stage, exist_ok=True)
-        mount("--bind", path, stage)
-        stages.append((stage, path))
+        lower = f"/proc/self/fd/{lower_fd}/{path.strip('/')}"
+        mount2("overlay", path, "overlay", 0, f"lowerdir={lower},upperdir={base}/upper,workdir={base}/work")
+    os.close(lower_fd)
     mount("-t", "tmpfs", "-o", "mode=0755,nosuid,nodev,size=256m", "tmpfs", "/run")
     os.makedirs("/run/lock", mode=0o1777)
     os.chmod("/run/lock", 0o1777)
     mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev,size=256m", "tmpfs", "/tmp")
-    for stage, path in stages:
-        os.makedirs(path, exist_ok=True)
-        mount("--move", stage, path)
-        os.rmdir(stage)
+    # Shortest first: a carried directory inside another one is bound after its parent.
+    for path, fd in sorted(carried, key=lambda c: len(c[0])):
+        bind_fd(fd, path)
     # /dev: a private copy, so that /dev/drbd* and /dev/shm exist only in this node.
     dev = "/run/.livemig-dev"
     os.makedirs(dev)
@@ -122,13 +148,25 @@ def check_fence(cfg: Dict[str, Any]) -> None:
         kill_all()
         subprocess.run(cfg["drbd_crash"], env=cfg["env"])
         open(off_flag, "w").close()
-    if action in ("on", "reboot"):
-        try:
-            os.unlink(off_flag)
-        except FileNotFoundError:
-            pass
-        subprocess.run(["/bin/sh", "-c", cfg["daemons_sh"]], env=cfg["env"])
+    if action == "on":
+        power_on(cfg)
+    elif action == "reboot":
+        # A machine takes a while to boot: the node comes back REBOOT_DELAY seconds after the fence
+        # agent has been told it is off. Restarting at once raced the cluster: the new pacemaker
+        # learnt of its own fencing from the DC, shut down ("We were allegedly just fenced") and
+        # took corosync with it, and the node never came back.
+        cfg["_power_on_at"] = time.monotonic() + REBOOT_DELAY
     open(os.path.join(fdir, cfg["name"] + ".done"), "w").close()
+
+
+def power_on(cfg: Dict[str, Any]) -> None:
+    cfg.pop("_power_on_at", None)
+    try:
+        os.unlink(os.path.join(cfg["lab_dir"], "fence", cfg["name"] + ".off"))
+    except FileNotFoundError:
+        pass
+    sys.stderr.write("{} power on\n".format(time.strftime("%H:%M:%S")))
+    subprocess.run(["/bin/sh", "-c", cfg["daemons_sh"]], env=cfg["env"])
 
 
 def main() -> int:
@@ -161,6 +199,8 @@ def main() -> int:
             if pid == 0:
                 break
         check_fence(cfg)
+        if cfg.get("_power_on_at") and time.monotonic() >= cfg["_power_on_at"]:
+            power_on(cfg)
         time.sleep(0.1)  # a zombie waits at most this long to be reaped
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Shutdown: TERM everybody, bounded wait, then KILL.

@@ -6,12 +6,15 @@ tree, with a clean environment: only what pacemaker-execd would pass.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "agents" / "VirtualDomain"
@@ -145,3 +148,25 @@ def run_agent(
         env=dict(env),
         timed_out=timed_out,
     )
+
+
+@contextlib.contextmanager
+def agent_for_any_user() -> Iterator[Path]:
+    """The working tree's agent and ``lib/livemig``, copied now into a fresh world-readable directory.
+
+    ocf-tester runs the agent's meta-data as ``nobody``: a checkout under a 0700 directory (Debian's
+    /root) cannot be read there. The copy has the checkout's layout (``agents/``, ``lib/``), so the
+    agent's fallback finds its package; it is removed afterwards. Yields the copied agent.
+    """
+    top = Path(tempfile.mkdtemp(prefix="livemig-agent-"))
+    try:
+        os.chmod(top, 0o755)
+        shutil.copytree(REPO / "lib" / "livemig", top / "lib" / "livemig",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (top / "agents").mkdir()
+        shutil.copy(AGENT, top / "agents" / AGENT.name)
+        for path in [top, *top.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() or path.parent.name == "agents" else 0o644)
+        yield top / "agents" / AGENT.name
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
