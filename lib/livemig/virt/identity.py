@@ -35,9 +35,9 @@ MAX_STATUS_BYTES = 4 * 1024 * 1024
 
 def owner_element(owner: str) -> str:
     """The tag as ``virDomainSetMetadata`` takes it."""
-    from xml.sax.saxutils import quoteattr
+    from lxml import etree
 
-    return f"<{ELEMENT} id={quoteattr(owner)}/>"
+    return str(etree.tostring(etree.Element(ELEMENT, id=owner), encoding="unicode"))
 
 
 def tag_domain_xml(xml_text: str, owner: str) -> str:
