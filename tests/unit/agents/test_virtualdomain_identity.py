@@ -78,6 +78,14 @@ def test_start_tags_the_domain_with_its_resource(tmp_path: Path, fake_libvirt: F
     assert 'id="vm1"' in dom.metadata(2, NAMESPACE)
 
 
+def test_start_tags_an_untagged_running_domain(agent, fake_libvirt: FakeLibvirt) -> None:
+    """A domain started by another agent (heartbeat's, before the switch) gets the tag on start."""
+    dom = fake_libvirt.add("vm1")
+    assert agent("start").code == 0
+    assert ("setMetadata", "vm1", "livemig", NAMESPACE) in fake_libvirt.calls
+    assert 'id="vm1"' in dom.metadata(2, NAMESPACE)
+
+
 def test_config_on_the_source_only(tmp_path: Path, fake_libvirt: FakeLibvirt) -> None:
     """The issue's chain: the domain arrives on a node without the config file (and named unlike the resource).
 
