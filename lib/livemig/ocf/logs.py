@@ -106,7 +106,10 @@ def _configure(agent: str, instance: str, env: Mapping[str, str], stream: Option
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-        handler.close()
+        try:
+            handler.close()  # Python 3.9's flushes the stream first: it may be closed already
+        except (OSError, ValueError):
+            pass
     logger.propagate = False
     logger.setLevel(logging.DEBUG if debug_enabled(env, agent) else logging.INFO)
 

@@ -193,6 +193,19 @@ def test_logging_falls_back_to_stderr_and_debug_is_off_by_default() -> None:
     assert not debug_enabled({"HA_debug": "0"}, "Test")
 
 
+def test_a_previous_handlers_closed_stream_does_not_fail_the_next_setup(tmp_path: Path) -> None:
+    # Closing the previous invocation's handlers flushes their streams (FileHandler.close): one
+    # closed since (by the test that opened it, a log file's descriptor closed) raised ValueError
+    # out of the next action's setup, seen on Debian 11's Python 3.9.
+    log = setup_logging("Test", "vm8", {"HA_LOGFILE": str(tmp_path / "ha.log")})
+    log.info("one")
+    for handler in log.handlers:
+        handler.stream.close()  # type: ignore[attr-defined]
+    second = io.StringIO()
+    setup_logging("Test", "vm8", {}, stream=second).info("two")
+    assert "two" in second.getvalue()
+
+
 def test_statefile_roundtrip_and_corruption(tmp_path: Path) -> None:
     sf = StateFile("Agent", "res/../x", {"HA_RSCTMP": str(tmp_path)})
     assert Path(sf.path).parent == tmp_path  # no traversal out of the directory
