@@ -9,7 +9,7 @@ VPY         := $(VENV)/bin/python
 # Debian 11 and 13 roots (mmdebstrap, cached): tests/tools/distroot.py, tests/tools/distro-tests.
 DISTRO_TESTS := tests/tools/distro-tests
 
-# Debian packages the tests and the demo need (see docs/development.md).
+# Debian packages the tests and the demo need (docs/testing.md, "What the integration tests need on the machine").
 APT_PACKAGES = \
 	python3 python3-venv python3-dev python3-libvirt python3-lxml \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
