@@ -189,9 +189,11 @@ class FakeDomain:
         return 0
 
     def jobInfo(self) -> List[int]:  # noqa: N802
+        self.world.hook("jobInfo")
         return [getattr(self, "job", 0)] + [0] * 11
 
     def jobStats(self, flags: int = 0) -> Dict[str, Any]:  # noqa: N802
+        self.world.hook("jobStats")
         if flags & 1:
             return dict(getattr(self, "completed", {}))
         if not getattr(self, "job", 0):

@@ -8,6 +8,7 @@ node. The oracle helpers read the worlds directly, never the agent's code.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import threading
 import time
@@ -21,6 +22,9 @@ from tests.unit.fake_libvirt import VIR_DOMAIN_SHUTOFF, FakeLibvirt, libvirtErro
 NODES = ("node1", "node2")
 #: every name a config file of this resource ever gives: the domains of the resource
 RESOURCE_NAMES = ("vm1", "vm1-renamed")
+#: above Linux's largest pid_max: never a real process
+FAKE_PID = 4194305
+REAL_KILL = os.kill
 HUNG_CALLS = ("open", "list", "lookup", "state", "create", "destroy", "shutdown", "metadata")
 
 
@@ -59,6 +63,12 @@ class Node:
         for what in HUNG_CALLS:
             self.world.hooks[what] = lambda: (release.wait(30), None)[1]
 
+    def jobs_hang(self) -> None:
+        """libvirtd answers everything but the job queries (the progress of a migration)."""
+        release = self.release
+        for what in ("jobInfo", "jobStats"):
+            self.world.hooks[what] = lambda: (release.wait(30), None)[1]
+
     def kill(self) -> None:
         self.world.open_error = libvirtError("Failed to connect socket to '/run/libvirt/libvirt-sock': "
                                              "Connection refused", 38)
@@ -90,6 +100,20 @@ class Node:
         shutil.rmtree(self.rsctmp, ignore_errors=True)
 
     # -- the oracle's view ---------------------------------------------------------------------------
+
+    def qemu_pids(self, name: str, proc: str = "/proc") -> List[int]:
+        """This node's /proc as the agent sees it: a QEMU process per active domain of the world."""
+        dom = self.world.domains.get(name)
+        return [FAKE_PID] if dom is not None and dom.state_[0] != VIR_DOMAIN_SHUTOFF else []
+
+    def kill_qemu(self, pid: int, sig: int) -> None:
+        """The agent's kill of a QEMU process (libvirtd hung): the world's active domains die."""
+        if pid != FAKE_PID:
+            return REAL_KILL(pid, sig)
+        for dom in list(self.world.domains.values()):
+            if dom.dname in RESOURCE_NAMES and dom.state_[0] != VIR_DOMAIN_SHUTOFF:
+                dom._off()
+        return None
 
     def running(self) -> List[str]:
         """This resource's domains that are active here (running, paused, in migration: a copy)."""
@@ -135,6 +159,9 @@ class Cluster:
         out, err = io.StringIO(), io.StringIO()
         with mock.patch("livemig.virt.connection.quiet_libvirt", lambda: node.world), \
                 mock.patch("livemig.agents.virtualdomain.CommandRunner", lambda: self.runner), \
+                mock.patch("livemig.virt.qemu_proc.find_qemu_pids", node.qemu_pids), \
+                mock.patch("livemig.virt.lifecycle.find_qemu_pids", node.qemu_pids), \
+                mock.patch("os.kill", node.kill_qemu), \
                 mock.patch.dict("os.environ", {"LIVEMIG_PROC_DRBD": self.proc_drbd, "HA_RSCTMP": str(node.rsctmp)}):
             started = time.monotonic()
             code = VirtualDomain.main(["VirtualDomain", action], env, stdout=out, stderr=err)

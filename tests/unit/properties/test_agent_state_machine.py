@@ -22,8 +22,8 @@ After every step the oracle looks at the fake worlds, not at the agent:
 * monitor/probe returned 0 => one is active there; 7 => none is;
 * every action returned within its OCF_RESKEY_CRM_meta_timeout.
 
-Budget: LIVEMIG_SM_EXAMPLES (default 12) sequences of at most LIVEMIG_SM_STEPS
-(default 12) steps, derandomized; LIVEMIG_SM_SEED=<n> makes a randomized run
+Budget: LIVEMIG_SM_EXAMPLES (default 10) sequences of at most LIVEMIG_SM_STEPS
+(default 10) steps, derandomized; LIVEMIG_SM_SEED=<n> makes a randomized run
 with that seed. ``make test-state-machine`` runs a larger budget.
 """
 
@@ -41,8 +41,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tests.unit.properties.cluster_fake import NODES, Cluster, Outcome, describe
 
-EXAMPLES = int(os.environ.get("LIVEMIG_SM_EXAMPLES", "12"))
-STEPS = int(os.environ.get("LIVEMIG_SM_STEPS", "12"))
+EXAMPLES = int(os.environ.get("LIVEMIG_SM_EXAMPLES", "10"))
+STEPS = int(os.environ.get("LIVEMIG_SM_STEPS", "10"))
 SEED = os.environ.get("LIVEMIG_SM_SEED")
 
 nodes = st.sampled_from(NODES)
@@ -146,7 +146,7 @@ class AgentOnTwoNodes(RuleBasedStateMachine):
 
     # -- faults ---------------------------------------------------------------------------------
 
-    @rule(node=nodes, fault=st.sampled_from(["hang", "kill", "restore", "restore"]))
+    @rule(node=nodes, fault=st.sampled_from(["hang", "jobs_hang", "kill", "restore", "restore"]))
     def libvirtd(self, node: str, fault: str) -> None:
         getattr(self.cluster.nodes[node], fault)()
 
@@ -166,6 +166,11 @@ class AgentOnTwoNodes(RuleBasedStateMachine):
     @rule(node=nodes, error=st.sampled_from([None, "Unable to read from monitor: Connection reset by peer"]))
     def migration_fails_midway(self, node: str, error: Optional[str]) -> None:
         self.cluster.nodes[node].world.migration["error"] = error
+
+    @rule(node=nodes, seconds=st.sampled_from([0.0, 0.0, 1.0, 30.0]))
+    def migration_duration(self, node: str, seconds: float) -> None:
+        """How long the next migration from this node takes (30 s: past any timeout here)."""
+        self.cluster.nodes[node].world.migration["duration"] = seconds
 
     # -- the oracle after every step -------------------------------------------------------------
 
