@@ -22,8 +22,8 @@ After every step the oracle looks at the fake worlds, not at the agent:
 * monitor/probe returned 0 => one is active there; 7 => none is;
 * every action returned within its OCF_RESKEY_CRM_meta_timeout.
 
-Budget: LIVEMIG_SM_EXAMPLES (default 10) sequences of at most LIVEMIG_SM_STEPS
-(default 10) steps, derandomized; LIVEMIG_SM_SEED=<n> makes a randomized run
+Budget: LIVEMIG_SM_EXAMPLES (default 30) sequences of at most LIVEMIG_SM_STEPS
+(default 15) steps, derandomized; LIVEMIG_SM_SEED=<n> makes a randomized run
 with that seed. ``make test-state-machine`` runs a larger budget.
 """
 
@@ -41,8 +41,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tests.unit.properties.cluster_fake import NODES, Cluster, Outcome, describe
 
-EXAMPLES = int(os.environ.get("LIVEMIG_SM_EXAMPLES", "10"))
-STEPS = int(os.environ.get("LIVEMIG_SM_STEPS", "10"))
+EXAMPLES = int(os.environ.get("LIVEMIG_SM_EXAMPLES", "30"))
+STEPS = int(os.environ.get("LIVEMIG_SM_STEPS", "15"))
 SEED = os.environ.get("LIVEMIG_SM_SEED")
 
 nodes = st.sampled_from(NODES)
@@ -126,10 +126,10 @@ class AgentOnTwoNodes(RuleBasedStateMachine):
         source = self.started_on
         target = self.cluster.peer(source)
         meta = {"migrate_source": source, "migrate_target": target}
-        if self.call(source, "migrate_to", timeout_ms, **meta) != 0:
+        if self.call(source, "migrate_to", timeout_ms, 0, **meta) != 0:
             self.failed = True
             return
-        if self.call(target, "migrate_from", timeout_ms, **meta) != 0:
+        if self.call(target, "migrate_from", timeout_ms, 0, **meta) != 0:
             self.failed = True
             return
         self.started_on = target
