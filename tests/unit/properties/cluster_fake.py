@@ -149,6 +149,14 @@ class Cluster:
         from livemig.agents.virtualdomain import VirtualDomain
 
         node = self.nodes[node_name]
+        # An earlier test of the suite may have left the agent's log handler on a stream since closed.
+        import logging
+
+        from livemig.ocf.logs import LOGGER_NAME
+
+        logger = logging.getLogger(LOGGER_NAME)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
         env = {"HA_RSCTMP": str(node.rsctmp), "OCF_RESOURCE_INSTANCE": "vm1",
                "OCF_RESKEY_config": str(node.config), "OCF_RESKEY_hypervisor": "qemu:///system",
                "OCF_RESKEY_migration_transport": "tcp", "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
