@@ -96,3 +96,9 @@ demo-local: deps
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# The agent's state machine on two fake nodes with a larger, randomized budget (docs/testing.md).
+.PHONY: test-state-machine
+test-state-machine: deps
+	LIVEMIG_SM_EXAMPLES=$${LIVEMIG_SM_EXAMPLES:-200} LIVEMIG_SM_STEPS=$${LIVEMIG_SM_STEPS:-30} \
+	LIVEMIG_SM_SEED=$${LIVEMIG_SM_SEED:-$$RANDOM} $(VPY) -m pytest -p no:cacheprovider tests/unit/properties

@@ -175,16 +175,25 @@ class FakeDomain:
         finally:
             self.job = 0
         host = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1].split(":")[0]
+        peer = self.world.peers.get(host)
+        if peer is not None and (host in self.world.unreachable_hosts or peer.open_error is not None):
+            raise libvirtError(f"unable to connect to server at '{host}:16509': Connection refused", 38)
         del self.world.domains[self.dname]
-        moved = FakeDomain(self.world, self.dname, self.xml, persistent=bool(flags & 8))
-        self.world.hosts.setdefault(host, {})[self.dname] = moved
+        if peer is not None:  # a two-node world: the domain, with its XML and tag, now lives on the peer
+            moved = FakeDomain(peer, self.dname, self.xml, persistent=bool(flags & 8))
+            peer.domains[self.dname] = moved
+        else:
+            moved = FakeDomain(self.world, self.dname, self.xml, persistent=bool(flags & 8))
+            self.world.hosts.setdefault(host, {})[self.dname] = moved
         moved.completed = {"time_elapsed": 1234, "downtime": 42, "data_processed": 150 * 1024 * 1024}
         return 0
 
     def jobInfo(self) -> List[int]:  # noqa: N802
+        self.world.hook("jobInfo")
         return [getattr(self, "job", 0)] + [0] * 11
 
     def jobStats(self, flags: int = 0) -> Dict[str, Any]:  # noqa: N802
+        self.world.hook("jobStats")
         if flags & 1:
             return dict(getattr(self, "completed", {}))
         if not getattr(self, "job", 0):
@@ -289,6 +298,8 @@ class FakeLibvirt:
         self.open_error: Optional[libvirtError] = None
         self.hang = threading.Event()  # set() to make hooked calls block
         self.released = threading.Event()
+        #: other nodes' worlds by host name: a migration to one moves the domain into it
+        self.peers: Dict[str, FakeLibvirt] = {}
 
     def hook(self, what: str) -> None:
         fn = self.hooks.get(what)
@@ -306,6 +317,11 @@ class FakeLibvirt:
         host = ""
         if uri and "//" in uri:
             host = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1].split(":")[0]
+        if host in self.peers and host not in self.unreachable_hosts:
+            peer = self.peers[host]
+            if peer.open_error is not None:
+                raise peer.open_error
+            return FakeConnection(peer, "", uri or "qemu:///system")
         if host in self.unreachable_hosts:
             raise libvirtError(f"unable to connect to server at '{host}:16509': Connection refused", 38)
         if self.open_error is not None and not host:
