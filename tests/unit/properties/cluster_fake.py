@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from tests.unit.conftest import DOMAIN_XML, ScriptedRunner
+from livemig.run import CommandResult, CommandRunner
+from tests.unit.conftest import ScriptedRunner
 from tests.unit.fake_libvirt import VIR_DOMAIN_SHUTOFF, FakeLibvirt, libvirtError
 
 NODES = ("node1", "node2")
@@ -25,6 +26,25 @@ RESOURCE_NAMES = ("vm1", "vm1-renamed")
 #: above Linux's largest pid_max: never a real process
 FAKE_PID = 4194305
 REAL_KILL = os.kill
+REPO = Path(__file__).resolve().parents[3]
+DRBD_FAKES = REPO / "tests" / "fakes" / "drbd"
+DRBD_FIXTURES = REPO / "tests" / "fixtures" / "drbd"
+#: the resource's domain, its disk on DRBD resource beijing (the fixtures' resource)
+DOMAIN_XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>128</memory><devices>
+<disk type='block' device='disk'><source dev='/dev/drbd/by-res/beijing/0'/><target dev='vda'/></disk>
+</devices></domain>"""
+#: what `drbdsetup status --json` shows on a node (fixtures drbd9-status-json-<state>.txt; the peer
+#: is salt-node3, the other node's DRBD name through drbd_peer_names), and the oracle's reading of
+#: each, taken from the fixtures by hand: only with both sides Primary, Connected and UpToDate may
+#: a live migration go ahead ("hang": drbdsetup never answers).
+DRBD_STATES = {
+    "derived-dual-primary": True,
+    "derived-disconnected": False,
+    "derived-peer-inconsistent": False,
+    "salt-beijing-primary": False,  # the peer is Secondary
+    "hang": False,
+}
+DRBD_TOOLS = ("drbdsetup", "drbdadm", "cibadmin")
 HUNG_CALLS = ("open", "list", "lookup", "state", "create", "destroy", "shutdown", "metadata")
 
 
@@ -36,6 +56,8 @@ class Outcome:
     elapsed: float
     timeout: float
     stderr: str
+    #: the node's DRBD state when the action ran
+    drbd: str = ""
 
 
 @dataclass
@@ -45,6 +67,8 @@ class Node:
     world: FakeLibvirt = field(default_factory=FakeLibvirt)
     release: threading.Event = field(default_factory=threading.Event)
     hung: bool = False
+    #: a key of DRBD_STATES: what this node's DRBD tools show
+    drbd: str = "derived-dual-primary"
 
     @property
     def config(self) -> Path:
@@ -93,6 +117,11 @@ class Node:
             xml = xml.replace(">128<", ">256<")
         self.config.write_text(xml)
 
+    def lose_state_file(self) -> None:
+        """The agent's state file is gone (HA_RSCTMP cleaned) while domains keep running."""
+        shutil.rmtree(self.rsctmp, ignore_errors=True)
+        self.rsctmp.mkdir(parents=True)
+
     def fence(self) -> None:
         """Pacemaker's answer to a failed stop: the node is power-cycled (domains and /run gone)."""
         self.restore()
@@ -131,8 +160,16 @@ class Cluster:
             self.nodes[name] = node
         for name, node in self.nodes.items():
             node.world.peers = {o: n.world for o, n in self.nodes.items() if o != name}
-        self.proc_drbd = str(root / "no-drbd")
+        self.proc_drbd = str(DRBD_FIXTURES / "drbd9-proc-synthetic-version-only.txt")
         self.runner = ScriptedRunner()
+        self.tools = CommandRunner()
+
+    def run_command(self, argv, timeout, stdin=None, env=None) -> CommandResult:  # type: ignore[no-untyped-def]
+        """DRBD's tools (and cibadmin, for the fence constraint) are the fakes of tests/fakes/drbd
+        printing the node's fixture; every other command is scripted to succeed."""
+        if os.path.basename(argv[0]) in DRBD_TOOLS:
+            return self.tools.run(argv, timeout, stdin=stdin, env=env)
+        return self.runner.run(argv, timeout, stdin=stdin, env=env)
 
     def close(self) -> None:
         for node in self.nodes.values():
@@ -161,20 +198,31 @@ class Cluster:
                "OCF_RESKEY_config": str(node.config), "OCF_RESKEY_hypervisor": "qemu:///system",
                "OCF_RESKEY_migration_transport": "tcp", "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
                "OCF_RESKEY_CRM_meta_interval": str(interval_ms), "LIVEMIG_PROC_DRBD": self.proc_drbd,
+               "OCF_RESKEY_drbd_peer_names": f"{self.peer(node_name)}=salt-node3",
                "HA_LOGFACILITY": "none"}
         for key, value in meta.items():
             env[f"OCF_RESKEY_CRM_meta_{key}"] = value
         out, err = io.StringIO(), io.StringIO()
         with mock.patch("livemig.virt.connection.quiet_libvirt", lambda: node.world), \
-                mock.patch("livemig.agents.virtualdomain.CommandRunner", lambda: self.runner), \
+                mock.patch("livemig.agents.virtualdomain.CommandRunner",
+                           lambda: mock.Mock(run=self.run_command)), \
                 mock.patch("livemig.virt.qemu_proc.find_qemu_pids", node.qemu_pids), \
                 mock.patch("livemig.virt.lifecycle.find_qemu_pids", node.qemu_pids), \
                 mock.patch("os.kill", node.kill_qemu), \
-                mock.patch.dict("os.environ", {"LIVEMIG_PROC_DRBD": self.proc_drbd, "HA_RSCTMP": str(node.rsctmp)}):
+                mock.patch.dict("os.environ", self.drbd_environment(node)):
             started = time.monotonic()
             code = VirtualDomain.main(["VirtualDomain", action], env, stdout=out, stderr=err)
             elapsed = time.monotonic() - started
-        return Outcome(node_name, action, int(code), elapsed, timeout_ms / 1000.0, err.getvalue())
+        return Outcome(node_name, action, int(code), elapsed, timeout_ms / 1000.0, err.getvalue(), node.drbd)
+
+    def drbd_environment(self, node: Node) -> Dict[str, str]:
+        hang = node.drbd == "hang"
+        return {"LIVEMIG_PROC_DRBD": self.proc_drbd, "HA_RSCTMP": str(node.rsctmp),
+                "PATH": f"{DRBD_FAKES}{os.pathsep}{DRBD_FAKES / 'pacemaker'}{os.pathsep}{os.environ['PATH']}",
+                "FAKE_DRBD_FIXTURES": str(DRBD_FIXTURES), "CIB_file": str(DRBD_FIXTURES / "cib-synthetic-empty.xml"),
+                "FAKE_DRBDSETUP_SHOW": "drbd9-show-json-derived-beijing-two-primaries.txt",
+                "FAKE_DRBDSETUP_STATUS": f"drbd9-status-json-{'derived-dual-primary' if hang else node.drbd}.txt",
+                "FAKE_DRBD_HANG": "all" if hang else ""}
 
     def all_running(self) -> Dict[str, List[str]]:
         return {name: node.running() for name, node in self.nodes.items()}

@@ -39,7 +39,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from tests.unit.properties.cluster_fake import NODES, Cluster, Outcome, describe
+from tests.unit.properties.cluster_fake import DRBD_STATES, NODES, Cluster, Outcome, describe
 
 EXAMPLES = int(os.environ.get("LIVEMIG_SM_EXAMPLES", "30"))
 STEPS = int(os.environ.get("LIVEMIG_SM_STEPS", "15"))
@@ -81,6 +81,8 @@ class AgentOnTwoNodes(RuleBasedStateMachine):
             assert running, f"monitor returned 0 on {node} but nothing runs there{where}"
         if action == "monitor" and out.code == 7:
             assert not running, f"monitor returned 7 on {node} but {running} runs there{where}"
+        if action == "migrate_to" and out.code == 0:
+            assert DRBD_STATES[out.drbd], f"migrate_to returned 0 with DRBD {out.drbd} on {node}{where}"
         return out.code
 
     def stop_or_fence(self, node: str, timeout_ms: int) -> None:
@@ -150,9 +152,14 @@ class AgentOnTwoNodes(RuleBasedStateMachine):
     def libvirtd(self, node: str, fault: str) -> None:
         getattr(self.cluster.nodes[node], fault)()
 
-    @rule(node=nodes, variant=st.sampled_from(["same", "memory", "renamed", "missing"]))
-    def config_file(self, node: str, variant: str) -> None:
+    @rule(node=nodes, variant=st.sampled_from(["same", "memory", "renamed", "renamed", "missing"]),
+          state_lost=st.booleans())
+    def config_file(self, node: str, variant: str, state_lost: bool) -> None:
+        """The node's config file changes (its /etc out of sync); with state_lost, the agent's state
+        file goes too (HA_RSCTMP cleaned): only the domain's own tag still says whose it is."""
         self.cluster.nodes[node].write_config(variant)
+        if state_lost:
+            self.cluster.nodes[node].lose_state_file()
 
     @rule(node=nodes, lost=st.booleans())
     def target_reachable(self, node: str, lost: bool) -> None:
@@ -171,6 +178,11 @@ class AgentOnTwoNodes(RuleBasedStateMachine):
     def migration_duration(self, node: str, seconds: float) -> None:
         """How long the next migration from this node takes (30 s: past any timeout here)."""
         self.cluster.nodes[node].world.migration["duration"] = seconds
+
+    @rule(node=nodes, state=st.sampled_from(sorted(DRBD_STATES) + ["derived-dual-primary"] * 3))
+    def drbd_state(self, node: str, state: str) -> None:
+        """DRBD changes under the agent: disconnected, the peer Inconsistent or Secondary, tools hung."""
+        self.cluster.nodes[node].drbd = state
 
     # -- the oracle after every step -------------------------------------------------------------
 
