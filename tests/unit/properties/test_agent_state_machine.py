@@ -8,7 +8,8 @@ a probe anywhere, migrate_to + migrate_from + stop of the source as one
 migration, and after any failure the recovery: stop on every node, fencing a
 node whose stop fails (its world is wiped, its /run emptied). Between actions,
 faults: libvirtd hung or killed and restored, the config file missing or
-different per node, the target unreachable, a migration failing midway, and
+different per node (with the state file lost or not), DRBD disconnected,
+the peer Inconsistent or Secondary, drbdsetup hung, the target unreachable, a migration failing midway, and
 timeouts of a few seconds.
 
 After every step the oracle looks at the fake worlds, not at the agent:
@@ -20,7 +21,8 @@ After every step the oracle looks at the fake worlds, not at the agent:
   it, post-copy included;
 * stop returned 0 on a node => no domain of the resource is active there;
 * monitor/probe returned 0 => one is active there; 7 => none is;
-* every action returned within its OCF_RESKEY_CRM_meta_timeout.
+* every action returned within its OCF_RESKEY_CRM_meta_timeout;
+* migrate_to returned 0 only where the node's DRBD state is safe (DRBD_STATES).
 
 Budget: LIVEMIG_SM_EXAMPLES (default 30) sequences of at most LIVEMIG_SM_STEPS
 (default 15) steps, derandomized; LIVEMIG_SM_SEED=<n> makes a randomized run
