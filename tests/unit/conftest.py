@@ -3,11 +3,11 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Optional
 
 import pytest
 
-from livemig.run import CommandResult
+from tests.support.scripted import ScriptedRunner
 from tests.unit.fake_libvirt import FakeLibvirt
 
 DOMAIN_XML = """<domain type='qemu'>
@@ -35,25 +35,9 @@ def fake_libvirt(monkeypatch: pytest.MonkeyPatch) -> FakeLibvirt:
     world.released.set()
 
 
-class ScriptedRunner:
-    """Records argv; answers from a list of (returncode, stdout, stderr)."""
-
-    def __init__(self, answers: Optional[List[CommandResult]] = None) -> None:
-        self.calls: List[List[str]] = []
-        self.answers = answers or []
-
-    def run(self, argv: Sequence[str], timeout: float, stdin: Optional[str] = None,
-            env: Optional[Dict[str, str]] = None) -> CommandResult:
-        assert timeout > 0
-        self.calls.append(list(argv))
-        if self.answers:
-            return self.answers.pop(0)
-        return CommandResult(list(argv), 0, "", "")
-
-
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> ScriptedRunner:
-    fake = ScriptedRunner()
+    fake = ScriptedRunner([])  # answers in order; unscripted calls succeed
     monkeypatch.setattr("livemig.agents.virtualdomain.CommandRunner", lambda: fake)
     return fake
 

@@ -73,7 +73,7 @@ def test_guard_allowed_text_and_json() -> None:
     assert code == 0 and document["allowed"] is True
     assert set(document) == {"allowed", "checks"}
     assert all(set(c) == {"resource", "check", "ok", "detail"} for c in document["checks"])
-    assert ("cibadmin", {"CIB_file": CIB}) in [(argv[0], env) for argv, _t, env in runner.calls]
+    assert ("cibadmin", {"CIB_file": CIB}) in [(argv[0], env) for argv, _t, env in runner.records]
 
 
 @pytest.mark.parametrize("status, why", [

@@ -81,7 +81,7 @@ def test_calls_are_argv_and_bounded_by_the_deadline() -> None:
                           reader=TextProcReader(runner, deadline, PROC9)).allowed
     assert runner.argv_list() == [["drbdsetup", "status", "all", "--json", "--verbose", "--statistics"],
                                   ["cibadmin", "--query"]]
-    assert all(0 < timeout <= 3 for _argv, timeout, _env in runner.calls)
+    assert all(0 < timeout <= 3 for _argv, timeout, _env in runner.records)
 
 
 def test_expired_deadline_runs_nothing_and_refuses() -> None:

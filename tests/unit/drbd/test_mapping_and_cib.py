@@ -166,7 +166,7 @@ def test_cib_fence_constraint() -> None:
 def test_read_cib_passes_cib_file_and_fails_closed() -> None:
     runner = ScriptedRunner({"cibadmin": (0, "<cib/>")})
     assert read_cib_xml(runner, Deadline(5), cib_file="/tmp/cib.xml") == "<cib/>"
-    argv, timeout, env = runner.calls[0]
+    argv, timeout, env = runner.records[0]
     assert (argv, env) == (["cibadmin", "--query"], {"CIB_file": "/tmp/cib.xml"}) and 0 < timeout <= 5
     runner.answers["cibadmin"] = (102, "")
     with pytest.raises(CibError):
