@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from livemig.run import CommandResult, CommandRunner
-from tests.unit.conftest import ScriptedRunner
+from tests.support.scripted import ScriptedRunner
 from tests.unit.fake_libvirt import VIR_DOMAIN_SHUTOFF, FakeLibvirt, libvirtError
 
 NODES = ("node1", "node2")
@@ -161,7 +161,7 @@ class Cluster:
         for name, node in self.nodes.items():
             node.world.peers = {o: n.world for o, n in self.nodes.items() if o != name}
         self.proc_drbd = str(DRBD_FIXTURES / "drbd9-proc-synthetic-version-only.txt")
-        self.runner = ScriptedRunner()
+        self.runner = ScriptedRunner([])  # every command other than DRBD's tools succeeds
         self.tools = CommandRunner()
 
     def run_command(self, argv, timeout, stdin=None, env=None) -> CommandResult:  # type: ignore[no-untyped-def]
