@@ -17,7 +17,7 @@ stopped answering (every read and stat of it is bounded).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from livemig.agents.virtualdomain_meta import METADATA, NOT_YET_SUPPORTED
 from livemig.files import FileUnreadable, stat_file
@@ -26,6 +26,7 @@ from livemig.ocf.codes import OCFCode
 from livemig.ocf.errors import ArgsError, ConfigurationError, GenericError, NotInstalledError
 from livemig.ocf.statefile import StateFile
 from livemig.run import CommandRunner
+from livemig.virt.errors import InvalidSetting
 from livemig.virt.options import check_uri, shutdown_flags
 
 if TYPE_CHECKING:
@@ -73,6 +74,20 @@ class VirtualDomain(ResourceAgent):
 
     # -- parameters ----------------------------------------------------------------------
 
+    def handler(self, action: str) -> Optional[Callable[[], OCFCode]]:
+        """The action's method; a setting virt/ cannot turn into a libvirt call answers 6 with its reason."""
+        method = super().handler(action)
+        if method is None:
+            return None
+
+        def run_action() -> OCFCode:
+            try:
+                return method()
+            except InvalidSetting as exc:
+                raise ConfigurationError(exc.reason) from None
+
+        return run_action
+
     def params(self, lenient: bool = False) -> Dict[str, Any]:
         """Typed parameters. ``lenient`` (stop): a bad value falls back to its default."""
         if self._params is None:
@@ -97,14 +112,14 @@ class VirtualDomain(ResourceAgent):
         """stop with a value that would fail it: the safe default instead (a failed stop means fencing)."""
         try:
             check_uri(values["hypervisor"])
-        except ConfigurationError as exc:
+        except InvalidSetting as exc:
             # No domain can have been started through it: what may run here was started with
             # libvirt's default URI (and if that libvirtd does not answer, /proc tells).
             self.log.warning("%s; stop uses libvirt's default URI", exc)
             values["hypervisor"] = None
         try:
             shutdown_flags(values["shutdown_mode"] or "")
-        except ConfigurationError as exc:
+        except InvalidSetting as exc:
             self.log.warning("%s; using the hypervisor's default shutdown for stop", exc)
             values["shutdown_mode"] = ""
         snapshot = values["snapshot"]

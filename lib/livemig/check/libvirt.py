@@ -61,7 +61,7 @@ def migration_uris(node: str, values: Mapping[str, Any], local_uri: str) -> Tupl
 
     ``values``: :func:`agent_values`; ``local_uri`` is the local libvirtd's URI
     (the ``hypervisor`` parameter, or what libvirt's default resolves to).
-    ConfigurationError when the agent would refuse them.
+    InvalidSetting (virt/'s) when the agent would refuse them.
     """
     from livemig.virt.migration_plan import plan_migration
     from livemig.virt.options import check_uri
@@ -108,6 +108,7 @@ def target_uri(node: str, params: Mapping[str, str], *, deadline: Deadline, temp
             LAYER_LIBVIRT, "peer-uri", "the VM resource is not a VirtualDomain: the URI its migration would use "
             "is not known", Fix("name the target's URI with --peer-uri URI"), node))
     from livemig.ocf.errors import ConfigurationError
+    from livemig.virt.errors import InvalidSetting
 
     try:
         values = agent_values(params)
@@ -130,7 +131,7 @@ def target_uri(node: str, params: Mapping[str, str], *, deadline: Deadline, temp
         note = f"hypervisor unset: libvirt's default URI here is {local}"
     try:
         uri, stream = migration_uris(node, values, str(local))
-    except ConfigurationError as exc:
+    except (ConfigurationError, InvalidSetting) as exc:
         return _refused(node, exc)
     return TargetUri(uri, stream, note=note)
 

@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Union
 
-from livemig.ocf.errors import ConfigurationError
+from livemig.virt.errors import InvalidSetting
 
 # virDomainMigrateFlags (stable libvirt ABI).
 LIVE = 1
@@ -53,13 +53,13 @@ Converter = Callable[[str, str], Union[int, str]]
 
 def _uint(option: str, value: str) -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > 12:  # int() refuses "\u00b2"
-        raise ConfigurationError(f"migrate_options {option}={value!r}: needs a non-negative integer")
+        raise InvalidSetting(f"migrate_options {option}={value!r}: needs a non-negative integer")
     return int(value)
 
 
 def _text(option: str, value: str) -> str:
     if not value or any(c.isspace() or ord(c) < 32 for c in value):
-        raise ConfigurationError(f"migrate_options {option}={value!r}: needs a value without white space")
+        raise InvalidSetting(f"migrate_options {option}={value!r}: needs a value without white space")
     return value
 
 
@@ -122,11 +122,11 @@ class MigrateOptions:
 
 
 def parse_migrate_options(text: str) -> MigrateOptions:
-    """Parse ``migrate_options``; ConfigurationError for anything unknown or refused."""
+    """Parse ``migrate_options``; InvalidSetting for anything unknown or refused."""
     try:
         words = shlex.split(text or "", comments=False, posix=True)
     except ValueError as exc:
-        raise ConfigurationError(f"migrate_options: {exc}") from None
+        raise InvalidSetting(f"migrate_options: {exc}") from None
     result = MigrateOptions()
     i = 0
     while i < len(words):
@@ -142,20 +142,20 @@ def parse_migrate_options(text: str) -> MigrateOptions:
                 value = words[i]
                 i += 1
             else:
-                raise ConfigurationError(f"migrate_options {name} needs a value")
+                raise InvalidSetting(f"migrate_options {name} needs a value")
             key, convert = VALUE_OPTIONS[name]
             result.params[key] = convert(name, value)
         elif name in NO_OP_OPTIONS and not eq:
             pass
         elif name in REFUSED_OPTIONS:
-            raise ConfigurationError(f"migrate_options {name} is not supported: {REFUSED_OPTIONS[name]}")
+            raise InvalidSetting(f"migrate_options {name} is not supported: {REFUSED_OPTIONS[name]}")
         else:
-            raise ConfigurationError(f"migrate_options: unknown option {word!r}")
+            raise InvalidSetting(f"migrate_options: unknown option {word!r}")
         result.given.append(name)
     if result.flags & POSTCOPY and result.flags & TUNNELLED:
-        raise ConfigurationError("migrate_options: --postcopy cannot be combined with --tunnelled")
+        raise InvalidSetting("migrate_options: --postcopy cannot be combined with --tunnelled")
     if result.flags & PARALLEL and result.flags & TUNNELLED:
-        raise ConfigurationError("migrate_options: --parallel cannot be combined with --tunnelled")
+        raise InvalidSetting("migrate_options: --parallel cannot be combined with --tunnelled")
     if "parallel.connections" in result.params and not result.flags & PARALLEL:
-        raise ConfigurationError("migrate_options: --parallel-connections needs --parallel")
+        raise InvalidSetting("migrate_options: --parallel-connections needs --parallel")
     return result

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Union
 
-from livemig.ocf.errors import ConfigurationError
 from livemig.virt import migrate_options as mo
+from livemig.virt.errors import InvalidSetting
 from livemig.virt.migration_uri import migration_stream_uri, remote_uri
 
 CONVERGENCE_POLICIES = ("none", "auto-converge", "postcopy-after")
@@ -41,7 +41,7 @@ class MigrationPlan:
 
 def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_uri: str,
                    persistent: bool) -> MigrationPlan:
-    """The plan from the agent's parameters (ConfigurationError on anything unusable)."""
+    """The plan from the agent's parameters (InvalidSetting on anything unusable)."""
     options = mo.parse_migrate_options(values.get("migrate_options") or "")
     suffix = values.get("migration_network_suffix") or ""
     dest = remote_uri(local_uri, target, remoteuri=values.get("remoteuri") or "",
@@ -63,18 +63,18 @@ def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_ur
     convergence = values.get("migration_convergence") or "none"
     if convergence not in CONVERGENCE_POLICIES:
         choices = ", ".join(CONVERGENCE_POLICIES)
-        raise ConfigurationError(f"migration_convergence={convergence!r} is not one of {choices}")
+        raise InvalidSetting(f"migration_convergence={convergence!r} is not one of {choices}")
     if convergence == "auto-converge":
         flags |= mo.AUTO_CONVERGE
     elif convergence == "postcopy-after":
         if flags & mo.TUNNELLED:
-            raise ConfigurationError("migration_convergence=postcopy-after cannot be used with --tunnelled")
+            raise InvalidSetting("migration_convergence=postcopy-after cannot be used with --tunnelled")
         flags |= mo.POSTCOPY
     if persistent and not {"--persistent", "--undefinesource"} & set(options.given):
         # The domain ends up defined on the target exactly as it was on the source.
         flags |= mo.PERSIST_DEST | mo.UNDEFINE_SOURCE
     if flags & mo.TUNNELLED and "migrate_uri" in params:
-        raise ConfigurationError("a migration URI (migrateuri, migrateport, migration_network_suffix) "
+        raise InvalidSetting("a migration URI (migrateuri, migrateport, migration_network_suffix) "
                                  "cannot be used with --tunnelled")
     return MigrationPlan(domain=domain, target=target, dest_uri=dest, flags=flags, params=params,
                          downtime_ms=int(values.get("migration_downtime") or 0), convergence=convergence,

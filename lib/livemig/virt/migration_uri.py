@@ -23,7 +23,7 @@ import re
 from typing import Optional
 from urllib.parse import parse_qsl, urlencode
 
-from livemig.ocf.errors import ConfigurationError
+from livemig.virt.errors import InvalidSetting
 
 _NODE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -38,7 +38,7 @@ _LOCAL_ONLY_QUERY = {"socket", "mode"}
 
 def check_node_name(node: str) -> str:
     if not _NODE.match(node):
-        raise ConfigurationError(f"migration target {node!r} is not a valid host name")
+        raise InvalidSetting(f"migration target {node!r} is not a valid host name")
     return node
 
 
@@ -47,7 +47,7 @@ def network_name(node: str, suffix: str) -> str:
     if not suffix:
         return node
     if not re.match(r"^[A-Za-z0-9._-]{1,63}$", suffix):
-        raise ConfigurationError(f"migration_network_suffix={suffix!r} is not a host name suffix")
+        raise InvalidSetting(f"migration_network_suffix={suffix!r} is not a host name suffix")
     head, dot, tail = node.partition(".")
     return f"{head}{suffix}{dot}{tail}"
 
@@ -55,13 +55,13 @@ def network_name(node: str, suffix: str) -> str:
 def substitute_node(template: str, node: str, what: str) -> str:
     value = template.replace("%n", node)
     if "%" in value.replace("%25", ""):
-        raise ConfigurationError(f"{what}={template!r}: only %n may be substituted")
+        raise InvalidSetting(f"{what}={template!r}: only %n may be substituted")
     if any(c.isspace() or ord(c) < 32 for c in value):
-        raise ConfigurationError(f"{what}={template!r} contains white space or control characters")
+        raise InvalidSetting(f"{what}={template!r} contains white space or control characters")
     if not _URI_TEXT.match(value) or len(value) > 1024:
-        raise ConfigurationError(f"{what}={template!r} is not a URI (scheme:..., ASCII only)")
+        raise InvalidSetting(f"{what}={template!r} is not a URI (scheme:..., ASCII only)")
     if ".." in value.split("?", 1)[0].split("/"):
-        raise ConfigurationError(f"{what}={template!r}: '..' path segments are not allowed")
+        raise InvalidSetting(f"{what}={template!r}: '..' path segments are not allowed")
     return value
 
 
@@ -73,15 +73,15 @@ def remote_uri(local_uri: str, target: str, *, remoteuri: str = "", transport: s
         return substitute_node(remoteuri, target, "remoteuri")
     match = _URI.match(local_uri)
     if not match:
-        raise ConfigurationError(f"cannot derive the target's URI from hypervisor={local_uri!r}; set remoteuri")
+        raise InvalidSetting(f"cannot derive the target's URI from hypervisor={local_uri!r}; set remoteuri")
     if transport and not _TRANSPORT.match(transport):
-        raise ConfigurationError(f"migration_transport={transport!r} is not a libvirt transport (tcp, ssh, tls...)")
+        raise InvalidSetting(f"migration_transport={transport!r} is not a libvirt transport (tcp, ssh, tls...)")
     if user and not _USER.match(user):
-        raise ConfigurationError(f"migration_user={user!r} is not a user name")
+        raise InvalidSetting(f"migration_user={user!r} is not a user name")
     scheme = match.group("scheme")
     transport = transport or (match.group("transport") or "")
     if transport == "unix":
-        raise ConfigurationError("migration_transport=unix cannot reach another node")
+        raise InvalidSetting("migration_transport=unix cannot reach another node")
     authority = match.group("authority")
     port = ""
     host_port = authority.rsplit("@", 1)[-1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from livemig.ocf.errors import ConfigurationError
+from livemig.virt.errors import InvalidSetting
 
 # libvirt's virDomainShutdownFlagValues, by virsh's --mode names.
 SHUTDOWN_FLAGS = {"acpi": 1, "agent": 2, "initctl": 4, "signal": 8, "paravirt": 16}
@@ -17,19 +17,19 @@ def shutdown_flags(mode: str) -> int:
         if not word:
             continue
         if word not in SHUTDOWN_FLAGS:
-            raise ConfigurationError(
+            raise InvalidSetting(
                 f"shutdown_mode {word!r} is not one of {', '.join(SHUTDOWN_FLAGS)}")
         flags |= SHUTDOWN_FLAGS[word]
     return flags
 
 
 def check_uri(uri: Optional[str]) -> None:
-    """ConfigurationError unless ``uri`` looks like a libvirt URI (None: libvirt's default)."""
+    """InvalidSetting unless ``uri`` looks like a libvirt URI (None: libvirt's default)."""
     if uri is None:
         return
     if not uri or len(uri) > 1024 or not uri.isascii() or any(c.isspace() or ord(c) < 32 for c in uri) \
             or ":" not in uri:
-        raise ConfigurationError(f"hypervisor={uri!r} is not a libvirt URI (e.g. qemu:///system)")
+        raise InvalidSetting(f"hypervisor={uri!r} is not a libvirt URI (e.g. qemu:///system)")
 
 
 def is_local_qemu(uri: Optional[str]) -> bool:

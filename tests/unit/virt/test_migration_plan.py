@@ -11,8 +11,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from livemig.ocf.deadline import Deadline
-from livemig.ocf.errors import ConfigurationError
 from livemig.virt import migrate_options as mo
+from livemig.virt.errors import InvalidSetting
 from livemig.virt.incoming import describe_completed
 from livemig.virt.migrate_options import parse_migrate_options
 from livemig.virt.migration import describe_progress, migration_deadline
@@ -53,14 +53,14 @@ def test_suffix_goes_after_the_first_label() -> None:
     ({"transport": "unix"}, "cannot reach another node"),
 ])
 def test_remote_uri_refuses_bad_values(kw: Dict[str, str], match: str) -> None:
-    with pytest.raises(ConfigurationError, match=match):
+    with pytest.raises(InvalidSetting, match=match):
         remote_uri("qemu:///system", "node2", **kw)
 
 
 def test_remote_uri_refuses_bad_target_and_local_uri() -> None:
-    with pytest.raises(ConfigurationError, match="not a valid host name"):
+    with pytest.raises(InvalidSetting, match="not a valid host name"):
         remote_uri("qemu:///system", "node2; reboot")
-    with pytest.raises(ConfigurationError, match="cannot derive"):
+    with pytest.raises(InvalidSetting, match="cannot derive"):
         remote_uri("not-a-uri", "node2")
 
 
@@ -99,7 +99,7 @@ def test_parse_migrate_options() -> None:
     ("--migrateuri 'unterminated", "No closing quotation"),
 ])
 def test_parse_migrate_options_refuses(text: str, match: str) -> None:
-    with pytest.raises(ConfigurationError, match=match):
+    with pytest.raises(InvalidSetting, match=match):
         parse_migrate_options(text)
 
 
@@ -131,7 +131,7 @@ def test_plan_convergence_and_bandwidth_option_wins() -> None:
     assert plan.flags & mo.POSTCOPY and plan.params["bandwidth"] == 20
     plan = plan_migration("vm1", "node2", _values(migration_convergence="auto-converge"), "qemu:///system", False)
     assert plan.flags & mo.AUTO_CONVERGE
-    with pytest.raises(ConfigurationError, match="tunnelled"):
+    with pytest.raises(InvalidSetting, match="tunnelled"):
         plan_migration("vm1", "node2", _values(migrate_options="--tunnelled", migrateport=1), "qemu:///system", False)
 
 

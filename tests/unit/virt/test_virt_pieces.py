@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from livemig.domain_xml import ConfigUnreadable, DomainXMLError, load_domain_config, parse_domain_xml
-from livemig.ocf.errors import ConfigurationError
 from livemig.run import CommandNotFound, CommandRunner, CommandTimeout
 from livemig.virt.bounded import CallTimeout, bounded_call
+from livemig.virt.errors import InvalidSetting
 from livemig.virt.options import check_uri, is_local_qemu, shutdown_flags
 from livemig.virt.qemu_proc import find_qemu_pids, qemu_domain_name
 from livemig.virt.states import BLOCKED, CRASHED, NOSTATE, PAUSED, PMSUSPENDED, RUNNING, SHUTDOWN, SHUTOFF, classify
@@ -109,12 +109,12 @@ def test_options() -> None:
     assert shutdown_flags("") == 0
     assert shutdown_flags("acpi") == 1
     assert shutdown_flags("agent, acpi") == 3
-    with pytest.raises(ConfigurationError, match="not one of"):
+    with pytest.raises(InvalidSetting, match="not one of"):
         shutdown_flags("reboot")
     check_uri("qemu:///system")
     check_uri(None)
     for bad in ("", "qemu:///system\n", "no scheme", "qemu:///sys tem"):
-        with pytest.raises(ConfigurationError):
+        with pytest.raises(InvalidSetting):
             check_uri(bad)
     assert is_local_qemu(None) and is_local_qemu("qemu:///system")
     assert is_local_qemu("qemu:///system?socket=/run/x/sock")
