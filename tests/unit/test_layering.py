@@ -106,6 +106,11 @@ def test_virt_is_the_libvirt_layer_only() -> None:
     assert not VIRT_EDGES_LEFT - found, f"gone: take them out of VIRT_EDGES_LEFT: {sorted(VIRT_EDGES_LEFT - found)}"
 
 
+def test_drbd_knows_nothing_of_libvirt() -> None:
+    found = sorted((n, t) for n, t in edges() if n.startswith("livemig.drbd") and t.startswith("livemig.virt"))
+    assert not found, found
+
+
 def test_virt_migration_planning_is_pure() -> None:
     """Options, URIs and the plan (what `livemig check` calls too) raise virt's own errors only."""
     planning = ("livemig.virt.options", "livemig.virt.migrate_options", "livemig.virt.migration_uri",
