@@ -36,13 +36,11 @@ VIRT_FORBIDDEN = ("livemig.ocf.codes", "livemig.ocf.errors", "livemig.ocf.enviro
 
 #: the edges out of virt/ left to remove: (module, what it imports)
 VIRT_EDGES_LEFT = {
-    ("livemig.virt.incoming", "livemig.ocf.errors"),
     ("livemig.virt.lifecycle", "livemig.ocf.codes"),
     ("livemig.virt.lifecycle", "livemig.ocf.environment"),
     ("livemig.virt.lifecycle", "livemig.ocf.errors"),
     ("livemig.virt.lifecycle", "livemig.ocf.statefile"),
     ("livemig.virt.lifecycle", "livemig.pacemaker.utilization"),
-    ("livemig.virt.migration", "livemig.ocf.errors"),
 }
 
 

@@ -26,7 +26,7 @@ from livemig.ocf.codes import OCFCode
 from livemig.ocf.errors import ArgsError, ConfigurationError, GenericError, NotInstalledError
 from livemig.ocf.statefile import StateFile
 from livemig.run import CommandRunner
-from livemig.virt.errors import InvalidSetting
+from livemig.virt.errors import InvalidSetting, OperationFailed
 from livemig.virt.options import check_uri, shutdown_flags
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ class VirtualDomain(ResourceAgent):
     # -- parameters ----------------------------------------------------------------------
 
     def handler(self, action: str) -> Optional[Callable[[], OCFCode]]:
-        """The action's method; a setting virt/ cannot turn into a libvirt call answers 6 with its reason."""
+        """The action's method; virt/'s errors answered here: a setting it cannot turn into a libvirt call
+        is code 6, an operation that failed code 1, each with virt's reason."""
         method = super().handler(action)
         if method is None:
             return None
@@ -85,6 +86,8 @@ class VirtualDomain(ResourceAgent):
                 return method()
             except InvalidSetting as exc:
                 raise ConfigurationError(exc.reason) from None
+            except OperationFailed as exc:
+                raise GenericError(exc.reason) from None
 
         return run_action
 

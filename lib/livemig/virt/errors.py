@@ -20,3 +20,7 @@ class VirtError(Exception):
 
 class InvalidSetting(VirtError):
     """A parameter that cannot become a libvirt call (a URI, a migration option, a flag)."""
+
+
+class OperationFailed(VirtError):
+    """A libvirt operation (a migration, a domain's arrival) did not do what it was for."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from livemig.ocf.errors import GenericError
 from livemig.virt.connection import Hypervisor, HypervisorError, HypervisorUnreachable
+from livemig.virt.errors import OperationFailed
 from livemig.virt.states import PAUSED, PAUSED_MIGRATION, PAUSED_POSTCOPY, RUNNING, RUNNING_POSTCOPY, classify
 
 MIB = 1024 * 1024
@@ -35,7 +35,7 @@ def await_incoming(ctx: Any, name: Optional[str], values: Mapping[str, Any],
     tagged for ``ctx.owner`` (:mod:`livemig.virt.identity`), as it is when
     ``name`` never shows up but a tagged domain does (a config that names
     another domain here). Returns the arrived domain's name and its completed
-    job statistics (may be empty). GenericError at the deadline, except for a
+    job statistics (may be empty). OperationFailed at the deadline, except for a
     domain that runs here in post-copy: it has arrived, and its remaining memory
     follows. With the local libvirtd unreachable or not answering, the QEMU
     process in /proc is the answer (as for monitor): migrate_to only succeeded
@@ -56,12 +56,12 @@ def await_incoming(ctx: Any, name: Optional[str], values: Mapping[str, Any],
             except HypervisorUnreachable as exc:
                 return _arrived_by_proc(ctx, name, values, source, exc)
             except HypervisorError as exc:
-                raise GenericError(f"migrate_from {source}: {exc}") from None
+                raise OperationFailed(f"migrate_from {source}: {exc}") from None
             if status is not None and found is not None:
                 health = classify(status.state, status.reason)
                 migrating = is_incoming(status.state, status.reason)
                 if health.failed:
-                    raise GenericError(f"{found} arrived from {source} but is {health.detail}")
+                    raise OperationFailed(f"{found} arrived from {source} but is {health.detail}")
                 if health.running and not migrating:
                     try:
                         return found, hv.job_stats(dom, completed=True)
@@ -75,7 +75,7 @@ def await_incoming(ctx: Any, name: Optional[str], values: Mapping[str, Any],
                     return found, {}
             if ctx.deadline.remaining() < 0.5:
                 what = name or f"a domain of {ctx.owner or 'this resource'}"
-                raise GenericError(f"{what} did not arrive running from {source} before the deadline "
+                raise OperationFailed(f"{what} did not arrive running from {source} before the deadline "
                                    f"(last seen here: {seen})")
             ctx.deadline.sleep(0.25)
     finally:
@@ -93,7 +93,7 @@ def _incoming_domain(ctx: Any, hv: Hypervisor, name: Optional[str]) -> Tuple[Opt
     if len(tagged) == 1:
         return str(tagged[0].name()), tagged[0]
     if len(tagged) > 1:
-        raise GenericError(f"more than one domain tagged for {ctx.owner} is here: "
+        raise OperationFailed(f"more than one domain tagged for {ctx.owner} is here: "
                            f"{', '.join(str(d.name()) for d in tagged)}")
     return name, None
 
@@ -120,5 +120,5 @@ def _arrived_by_proc(ctx: Any, name: Optional[str], values: Mapping[str, Any], s
                             source, problem, pids[0], candidate)
             ctx.notice = f"{candidate} arrived: its QEMU (pid {pids[0]}) runs here (from /proc); {problem}"
             return candidate, {}
-    raise GenericError(f"migrate_from {source}: no QEMU process of {name or 'this resource'} here, "
+    raise OperationFailed(f"migrate_from {source}: no QEMU process of {name or 'this resource'} here, "
                        f"and {problem}") from None

@@ -37,8 +37,8 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
 from livemig.ocf.deadline import Deadline
-from livemig.ocf.errors import GenericError
 from livemig.virt.connection import Hypervisor, HypervisorError
+from livemig.virt.errors import OperationFailed
 from livemig.virt.incoming import describe_completed
 from livemig.virt.migration_plan import MigrationPlan
 from livemig.virt.migration_plan import plan_migration as plan_migration  # re-exported
@@ -85,7 +85,7 @@ def describe_progress(stats: Mapping[str, Any]) -> str:
 
 
 class LiveMigration:
-    """migrate_to for one domain; :meth:`run` raises GenericError unless it arrived on the target."""
+    """migrate_to for one domain; :meth:`run` raises OperationFailed unless it arrived on the target."""
 
     def __init__(self, ctx: Any, name: str, values: Mapping[str, Any], target: str,
                  guard: Callable[[str], None], watch: Optional[Callable[[float], Optional[str]]] = None) -> None:
@@ -110,7 +110,7 @@ class LiveMigration:
                 dom, plan = self.prepare(hv)
                 live_xml = hv.live_xml(dom)
             except HypervisorError as exc:
-                raise GenericError(f"cannot migrate {self.name}: {exc}") from None
+                raise OperationFailed(f"cannot migrate {self.name}: {exc}") from None
             self.guard(live_xml)
             self.migrate(hv, dom, plan)
         finally:
@@ -123,7 +123,7 @@ class LiveMigration:
         dom = hv.lookup(self.name)
         status = hv.status(dom) if dom is not None else None
         if status is None or not classify(status.state, status.reason).running:
-            raise GenericError(f"cannot migrate {self.name} to {self.target}: it is not running on this node")
+            raise OperationFailed(f"cannot migrate {self.name} to {self.target}: it is not running on this node")
         local_uri = self.values["hypervisor"] or hv.actual_uri()
         plan = plan_migration(self.name, self.target, self.values, local_uri, hv.is_persistent(dom))
         self.log.info("migrating %s %s", self.name, plan.describe())
@@ -177,7 +177,7 @@ class LiveMigration:
                            "still completing: do not stop it on either node until the libvirt job ends")
 
     def _postcopy_failed(self, exc: HypervisorError) -> None:
-        raise GenericError(
+        raise OperationFailed(
             f"post-copy migration of {self.name} to {self.target} failed: its memory is split between "
             f"{self.local} and {self.target}, which stop will not destroy; recover with virsh migrate "
             f"--postcopy --postcopy-resume: {exc}")
@@ -231,21 +231,21 @@ class LiveMigration:
         self.log.warning("migration of %s did not complete within %.0fs: aborting", self.name, until.total)
         self._abort_job(hv, dom, call)
         where = self._where(self._runs_here())
-        raise GenericError(
+        raise OperationFailed(
             f"migration to {self.target} aborted at its {until.total:.0f}s deadline, {where} ({progress}); "
             "raise the migrate_to timeout or migration_speed, or set migration_convergence=auto-converge")
 
     def _abort_unsafe(self, hv: Hypervisor, dom: Any, call: Any, why: str) -> None:
-        """The watch says the migration is no longer safe: abort it; GenericError either way."""
+        """The watch says the migration is no longer safe: abort it; OperationFailed either way."""
         self.log.error("migration of %s to %s no longer safe (%s): aborting", self.name, self.target, why)
         self._abort_job(hv, dom, call)
         here = self._runs_here()
         if here is False:
             # Too late: the job had already switched over. Pacemaker's recovery for a failed
             # migrate_to stops the VM on both nodes and starts it where the data is UpToDate.
-            raise GenericError(f"DRBD changed as the migration to {self.target} switched over: {self.name} no "
+            raise OperationFailed(f"DRBD changed as the migration to {self.target} switched over: {self.name} no "
                                f"longer runs on {self.local}; {why}")
-        raise GenericError(f"migration to {self.target} aborted, {self._where(here)}: DRBD changed: {why}")
+        raise OperationFailed(f"migration to {self.target} aborted, {self._where(here)}: DRBD changed: {why}")
 
     def _abort_job(self, hv: Hypervisor, dom: Any, call: Any) -> None:
         """Ask libvirt to abort the job, then wait (bounded) for the migration call to return.
@@ -272,7 +272,7 @@ class LiveMigration:
     def _failed(self, hv: Hypervisor, plan: MigrationPlan, exc: HypervisorError) -> None:
         where_here = self._runs_here()
         if where_here:
-            raise GenericError(f"migration to {self.target} failed, {self.name} still runs on {self.local}: {exc}")
+            raise OperationFailed(f"migration to {self.target} failed, {self.name} still runs on {self.local}: {exc}")
         there = self._runs_on_target(plan)
         if there is True:
             # The switch-over happened. Pacemaker follows a successful migrate_to with a stop
@@ -282,10 +282,10 @@ class LiveMigration:
                              f" ({self._where(None)}; the stop that follows cleans up here)")
             return
         if where_here is None:
-            raise GenericError(f"migration to {self.target} failed, {self._where(None)}: {exc}")
+            raise OperationFailed(f"migration to {self.target} failed, {self._where(None)}: {exc}")
         state = "does not run on either node" if there is False else f"is not on {self.local}; {self.target} " \
                 "could not be asked"
-        raise GenericError(f"migration to {self.target} failed and {self.name} {state}: {exc}")
+        raise OperationFailed(f"migration to {self.target} failed and {self.name} {state}: {exc}")
 
     def _finish(self, plan: MigrationPlan) -> None:
         """The domain has arrived: nothing from here on may turn that into a failure."""
