@@ -138,7 +138,7 @@ class Packages:
 def packages() -> Packages:
     if os.geteuid() != 0:
         pytest.skip("the package tests install a .deb: run as root (make test does)")
-    missing = [m for m in ("lib/livemig/agents/virtualdomain.py", "lib/livemig/cli/main.py")
+    missing = [m for m in ("lib/livemig/agents/virtualdomain/agent.py", "lib/livemig/cli/main.py")
                if not (ROOT / m).is_file()]
     if missing:
         pytest.skip(f"nothing to package yet: {', '.join(missing)} missing from the tree")

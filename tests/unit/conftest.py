@@ -38,7 +38,7 @@ def fake_libvirt(monkeypatch: pytest.MonkeyPatch) -> FakeLibvirt:
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> ScriptedRunner:
     fake = ScriptedRunner([])  # answers in order; unscripted calls succeed
-    monkeypatch.setattr("livemig.agents.virtualdomain.CommandRunner", lambda: fake)
+    monkeypatch.setattr("livemig.agents.virtualdomain.agent.CommandRunner", lambda: fake)
     return fake
 
 

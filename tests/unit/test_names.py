@@ -26,7 +26,7 @@ def test_what_is_not_node_host(item: str) -> None:
 
 
 def test_agent_keeps_its_message() -> None:
-    from livemig.agents.virtualdomain_drbd import parse_peer_names as agent_parse
+    from livemig.agents.virtualdomain.drbd import parse_peer_names as agent_parse
     from livemig.ocf.errors import ConfigurationError
 
     assert agent_parse("node1=h1,node2=h2") == {"node1": "h1", "node2": "h2"}

@@ -51,7 +51,7 @@ def agent_values(params: Mapping[str, str]) -> Mapping[str, Any]:
 
     ConfigurationError when the agent would refuse them.
     """
-    from livemig.agents.virtualdomain_meta import METADATA
+    from livemig.agents.virtualdomain.metadata import METADATA
 
     return METADATA.parse_params(dict(params))
 

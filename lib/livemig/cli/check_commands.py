@@ -149,7 +149,7 @@ def cmd_check(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err:
 
 def vm_actions() -> Sequence[Action]:
     """The agent's declared actions (its meta-data), for operation timeouts."""
-    from livemig.agents.virtualdomain_meta import METADATA
+    from livemig.agents.virtualdomain.metadata import METADATA
 
     return list(METADATA.actions)
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Tuple
 
 import pytest
 
-from livemig.agents.virtualdomain_meta import PARAMETERS
+from livemig.agents.virtualdomain.metadata import PARAMETERS
 from tests.unit.conftest import DOMAIN_XML, AgentRun
 from tests.unit.fake_libvirt import FakeLibvirt
 

@@ -175,7 +175,7 @@ def test_monitor_absent_is_not_running(agent, fake_libvirt: FakeLibvirt) -> None
 
 def test_probe_falls_back_to_proc_when_libvirtd_hangs(agent, fake_libvirt: FakeLibvirt, monkeypatch) -> None:
     fake_libvirt.hooks["open"] = fake_libvirt.block_forever
-    monkeypatch.setattr("livemig.virt.lifecycle.find_qemu_pids", lambda name: [4242] if name == "vm1" else [])
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [4242] if name == "vm1" else [])
     started = time.monotonic()
     res = agent("monitor", timeout_ms=6000)
     assert time.monotonic() - started < 6
@@ -187,7 +187,7 @@ def test_probe_falls_back_to_proc_when_libvirtd_hangs(agent, fake_libvirt: FakeL
 def test_monitor_with_hung_libvirtd_and_no_qemu_is_not_running(agent, fake_libvirt: FakeLibvirt,
                                                               monkeypatch) -> None:
     fake_libvirt.hooks["lookup"] = fake_libvirt.block_forever
-    monkeypatch.setattr("livemig.virt.lifecycle.find_qemu_pids", lambda name: [])
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [])
     res = agent("monitor", timeout_ms=6000)
     assert res.code == 7
     assert "no QEMU process of vm1 in /proc" in res.reason
@@ -208,8 +208,8 @@ def test_stop_with_hung_libvirtd_kills_qemu(agent, fake_libvirt: FakeLibvirt, mo
         killed.append((pid, sig))
         alive["pids"] = []
 
-    monkeypatch.setattr("livemig.virt.lifecycle.find_qemu_pids", lambda name: list(alive["pids"]))
-    monkeypatch.setattr("livemig.virt.lifecycle.os.kill", fake_kill)
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: list(alive["pids"]))
+    monkeypatch.setattr("livemig.agents.virtualdomain.stop.os.kill", fake_kill)
     res = agent("stop", timeout_ms=8000)
     assert res.code == 0, res.stderr
     assert killed and killed[0][0] == 4242

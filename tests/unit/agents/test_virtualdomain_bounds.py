@@ -65,7 +65,7 @@ def test_a_save_slower_than_the_stop_is_aborted_not_killed(agent, fake_libvirt: 
     fake_libvirt.hooks["save"] = lambda: fake_libvirt.aborted.wait(60)  # until the agent aborts the save
     killed: List[int] = []
     monkeypatch.setattr("os.kill", lambda pid, sig: killed.append(pid))
-    monkeypatch.setattr("livemig.virt.lifecycle.find_qemu_pids", lambda name: [4242])
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [4242])
     started = time.monotonic()
     res = agent("stop", timeout_ms=12000, snapshot=str(snapshots))
     assert time.monotonic() - started < 12

@@ -186,7 +186,7 @@ def test_migrate_from_checks_drbd_under_the_arrived_domain(agent, fake_libvirt: 
     assert agent("migrate_from", OCF_RESKEY_CRM_meta_migrate_source="salt-node3").code == 0  # type: ignore
 
 
-# -- DrbdPlan on its own: one local rule, explicit resources plus the traceable disks' ------------
+# -- DrbdPolicy on its own: one local rule, explicit resources plus the traceable disks' ------------
 
 PLAN_DOMAIN = """<domain type='kvm'><name>vm1</name><devices>
 <disk type='block' device='disk'><source dev='{a}'/><target dev='vda'/></disk>
@@ -196,13 +196,13 @@ PLAN_DOMAIN = """<domain type='kvm'><name>vm1</name><devices>
 
 def _plan(monkeypatch: pytest.MonkeyPatch, answers: Dict[str, Any], xml: Optional[str] = None,
           proc: str = "drbd9-proc-synthetic-version-only.txt", **values: str) -> Any:
-    from livemig.agents.virtualdomain_drbd import DrbdPlan
+    from livemig.agents.virtualdomain.drbd import DrbdPolicy
     from livemig.ocf.deadline import Deadline
     from tests.unit.drbd.scripted import ScriptedRunner
 
     monkeypatch.setenv("LIVEMIG_PROC_DRBD", str(FIXTURES / proc))
     runner = ScriptedRunner(dict(answers, cibadmin=(0, (FIXTURES / "cib-synthetic-empty.xml").read_text())))
-    return DrbdPlan(values, xml, runner, Deadline(20), logging.getLogger("test"))
+    return DrbdPolicy(values, xml, runner, Deadline(20), logging.getLogger("test"))
 
 
 def _status9(*docs: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -147,7 +147,7 @@ def test_probe_from_the_status_files_when_libvirtd_is_down(tmp_path: Path, fake_
     monkeypatch.setattr("livemig.virt.identity.QEMU_STATUS_DIR", str(status))
     monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids",
                         lambda name: [4242] if name == "guest-other-name" else [])
-    monkeypatch.setattr("livemig.virt.lifecycle.find_qemu_pids",
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids",
                         lambda name: [4242] if name == "guest-other-name" else [])
     fake_libvirt.open_error = libvirtError("Failed to connect socket to '/run/libvirt/libvirt-sock'", 38)
     res = _node_agent(tmp_path, "node2", None)("monitor")
@@ -168,10 +168,10 @@ def test_stop_with_a_mistyped_hypervisor_and_no_libvirtd(agent, fake_libvirt: Fa
     from tests.unit.fake_libvirt import libvirtError
 
     fake_libvirt.open_error = libvirtError("Failed to connect socket", 38)
-    monkeypatch.setattr("livemig.virt.lifecycle.find_qemu_pids", lambda name: [])
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [])
     res = agent("stop", hypervisor="qemu///system")
     assert res.code == 0 and "no QEMU process" in res.reason, res.stderr
-    monkeypatch.setattr("livemig.virt.lifecycle.find_qemu_pids", lambda name: [4242] if name == "vm1" else [])
+    monkeypatch.setattr("livemig.virt.qemu_proc.find_qemu_pids", lambda name: [4242] if name == "vm1" else [])
     monkeypatch.setattr("os.kill", lambda pid, sig: None)  # a QEMU that survives: never claimed stopped
     res = agent("stop", hypervisor="qemu///system", timeout_ms=4000)
     assert res.code == 1, res.stderr

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from livemig.agents.virtualdomain_meta import METADATA
+from livemig.agents.virtualdomain.metadata import METADATA
 from livemig.cli.main import main
 from livemig.ocf.metadata import Action
 from livemig.pacemaker.config_generator import ConfigError, VmSetup, crmsh_commands, pcs_commands

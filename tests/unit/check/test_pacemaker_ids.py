@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from livemig.agents.virtualdomain_meta import METADATA
+from livemig.agents.virtualdomain.metadata import METADATA
 from livemig.check.pacemaker import check_pacemaker
 from livemig.pacemaker.cib import parse_cib
 from livemig.pacemaker.config_generator import VmSetup, crmsh_commands, pcs_commands

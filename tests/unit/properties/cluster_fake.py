@@ -204,10 +204,10 @@ class Cluster:
             env[f"OCF_RESKEY_CRM_meta_{key}"] = value
         out, err = io.StringIO(), io.StringIO()
         with mock.patch("livemig.virt.connection.quiet_libvirt", lambda: node.world), \
-                mock.patch("livemig.agents.virtualdomain.CommandRunner",
+                mock.patch("livemig.agents.virtualdomain.agent.CommandRunner",
                            lambda: mock.Mock(run=self.run_command)), \
                 mock.patch("livemig.virt.qemu_proc.find_qemu_pids", node.qemu_pids), \
-                mock.patch("livemig.virt.lifecycle.find_qemu_pids", node.qemu_pids), \
+                mock.patch("livemig.virt.qemu_proc.find_qemu_pids", node.qemu_pids), \
                 mock.patch("os.kill", node.kill_qemu), \
                 mock.patch.dict("os.environ", self.drbd_environment(node)):
             started = time.monotonic()

@@ -15,7 +15,7 @@ from livemig.virt import migrate_options as mo
 from livemig.virt.errors import InvalidSetting
 from livemig.virt.incoming import describe_completed
 from livemig.virt.migrate_options import parse_migrate_options
-from livemig.virt.migration import describe_progress, migration_deadline
+from livemig.agents.virtualdomain.migrate_to import describe_progress, migration_deadline
 from livemig.virt.migration_plan import plan_migration
 from livemig.virt.migration_uri import migration_stream_uri, network_name, remote_uri
 

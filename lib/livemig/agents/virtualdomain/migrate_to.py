@@ -1,6 +1,6 @@
-"""Live migration, as named phases.
+"""migrate_to: the live migration, as named phases; the DRBD guard first.
 
-migrate_to (on the source)::
+On the source::
 
     prepare   read the target from Pacemaker, build the URIs, flags and parameters,
               check the domain runs here (persistent or transient decides the flags),
@@ -22,11 +22,11 @@ between the two nodes: nothing can roll it back, so nothing after that point
 reports a failure that would make Pacemaker stop either half. At the deadline
 the migration is left to finish and migrate_to succeeds (the VM runs on the
 target); only a post-copy that libvirt reports failed is a failure, and stop
-never destroys a domain in post-copy (:mod:`livemig.virt.lifecycle`).
+never destroys a domain in post-copy (:mod:`.stop`).
 
-migrate_from (on the target, `livemig.virt.incoming`): wait, bounded, until the domain runs here and is
-no longer paused by the migration; then the DRBD state under it, monitor scripts
-and save_config_on_stop.
+migrate_from (on the target, :mod:`livemig.virt.incoming`): wait, bounded, until the domain runs
+here and is no longer paused by the migration; then the DRBD state under it, monitor scripts and
+save_config_on_stop (:meth:`.agent.VirtualDomain.action_migrate_from`).
 
 The migration's own deadline keeps a reserve (15% of the time, 5 to 20 s)
 inside the operation deadline for the abort and the checks after it.
@@ -34,15 +34,18 @@ inside the operation deadline for the abort and the checks after it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, TypeVar
 
+from livemig.agents.virtualdomain.context import AgentContext
 from livemig.ocf.deadline import Deadline
+from livemig.ocf.errors import GenericError
 from livemig.virt.connection import Hypervisor, HypervisorError
-from livemig.virt.errors import OperationFailed
 from livemig.virt.incoming import describe_completed
-from livemig.virt.migration_plan import MigrationPlan
-from livemig.virt.migration_plan import plan_migration as plan_migration  # re-exported
+from livemig.virt.migration_plan import MigrationPlan, plan_migration
 from livemig.virt.states import BLOCKED, RUNNING, classify
+
+if TYPE_CHECKING:
+    from livemig.agents.virtualdomain.drbd import DrbdPolicy
 
 T = TypeVar("T")
 #: the escalation point, as a fraction of the migration's time
@@ -85,15 +88,12 @@ def describe_progress(stats: Mapping[str, Any]) -> str:
 
 
 class LiveMigration:
-    """migrate_to for one domain; :meth:`run` raises OperationFailed unless it arrived on the target."""
+    """migrate_to for one domain; :meth:`run` raises GenericError unless it arrived on the target."""
 
-    def __init__(self, ctx: Any, name: str, values: Mapping[str, Any], target: str,
-                 guard: Callable[[str], None], watch: Optional[Callable[[float], Optional[str]]] = None) -> None:
+    def __init__(self, ctx: AgentContext, name: str, values: Mapping[str, Any], target: str) -> None:
         self.ctx = ctx
-        #: ``guard(live_xml)``: raises unless the domain, as it runs, may be migrated
-        self.guard = guard
-        #: ``watch(bound)``: None while the migration stays safe, else why not (aborts the job)
-        self.watch = watch
+        #: the DRBD policy for the disks of the domain as it runs (set by :meth:`run`, before the job)
+        self.drbd: Optional[DrbdPolicy] = None
         self.log = ctx.log
         self.name = name
         self.values = values
@@ -110,8 +110,12 @@ class LiveMigration:
                 dom, plan = self.prepare(hv)
                 live_xml = hv.live_xml(dom)
             except HypervisorError as exc:
-                raise OperationFailed(f"cannot migrate {self.name}: {exc}") from None
-            self.guard(live_xml)
+                raise GenericError(f"cannot migrate {self.name}: {exc}") from None
+            # The guard: on the running definition, not the config file's (a disk hot-plugged
+            # into the domain is migrated too, and is checked like the others). On a refusal
+            # nothing has been touched.
+            self.drbd = self.ctx.drbd_policy(live_xml)
+            self.drbd.guard(self.target)
             self.migrate(hv, dom, plan)
         finally:
             hv.close()
@@ -123,7 +127,7 @@ class LiveMigration:
         dom = hv.lookup(self.name)
         status = hv.status(dom) if dom is not None else None
         if status is None or not classify(status.state, status.reason).running:
-            raise OperationFailed(f"cannot migrate {self.name} to {self.target}: it is not running on this node")
+            raise GenericError(f"cannot migrate {self.name} to {self.target}: it is not running on this node")
         local_uri = self.values["hypervisor"] or hv.actual_uri()
         plan = plan_migration(self.name, self.target, self.values, local_uri, hv.is_persistent(dom))
         self.log.info("migrating %s %s", self.name, plan.describe())
@@ -140,8 +144,8 @@ class LiveMigration:
         next_report = until.elapsed() + min(plan.progress_interval, 2.0)
         next_watch = until.elapsed() + WATCH_INTERVAL
         while not call.wait(min(0.5, max(0.05, (until if not postcopy else self.ctx.deadline).remaining()))):
-            if self.watch is not None and not postcopy and until.elapsed() >= next_watch:
-                unsafe = self.watch(min(WATCH_BOUND, max(0.5, until.remaining())))
+            if self.drbd is not None and not postcopy and until.elapsed() >= next_watch:
+                unsafe = self.drbd.watch(self.target, min(WATCH_BOUND, max(0.5, until.remaining())))
                 if unsafe and not call.done:
                     self._abort_unsafe(hv, dom, call, unsafe)
                 next_watch = until.elapsed() + WATCH_INTERVAL
@@ -177,7 +181,7 @@ class LiveMigration:
                            "still completing: do not stop it on either node until the libvirt job ends")
 
     def _postcopy_failed(self, exc: HypervisorError) -> None:
-        raise OperationFailed(
+        raise GenericError(
             f"post-copy migration of {self.name} to {self.target} failed: its memory is split between "
             f"{self.local} and {self.target}, which stop will not destroy; recover with virsh migrate "
             f"--postcopy --postcopy-resume: {exc}")
@@ -231,21 +235,21 @@ class LiveMigration:
         self.log.warning("migration of %s did not complete within %.0fs: aborting", self.name, until.total)
         self._abort_job(hv, dom, call)
         where = self._where(self._runs_here())
-        raise OperationFailed(
+        raise GenericError(
             f"migration to {self.target} aborted at its {until.total:.0f}s deadline, {where} ({progress}); "
             "raise the migrate_to timeout or migration_speed, or set migration_convergence=auto-converge")
 
     def _abort_unsafe(self, hv: Hypervisor, dom: Any, call: Any, why: str) -> None:
-        """The watch says the migration is no longer safe: abort it; OperationFailed either way."""
+        """The watch says the migration is no longer safe: abort it; GenericError either way."""
         self.log.error("migration of %s to %s no longer safe (%s): aborting", self.name, self.target, why)
         self._abort_job(hv, dom, call)
         here = self._runs_here()
         if here is False:
             # Too late: the job had already switched over. Pacemaker's recovery for a failed
             # migrate_to stops the VM on both nodes and starts it where the data is UpToDate.
-            raise OperationFailed(f"DRBD changed as the migration to {self.target} switched over: {self.name} no "
+            raise GenericError(f"DRBD changed as the migration to {self.target} switched over: {self.name} no "
                                f"longer runs on {self.local}; {why}")
-        raise OperationFailed(f"migration to {self.target} aborted, {self._where(here)}: DRBD changed: {why}")
+        raise GenericError(f"migration to {self.target} aborted, {self._where(here)}: DRBD changed: {why}")
 
     def _abort_job(self, hv: Hypervisor, dom: Any, call: Any) -> None:
         """Ask libvirt to abort the job, then wait (bounded) for the migration call to return.
@@ -272,7 +276,7 @@ class LiveMigration:
     def _failed(self, hv: Hypervisor, plan: MigrationPlan, exc: HypervisorError) -> None:
         where_here = self._runs_here()
         if where_here:
-            raise OperationFailed(f"migration to {self.target} failed, {self.name} still runs on {self.local}: {exc}")
+            raise GenericError(f"migration to {self.target} failed, {self.name} still runs on {self.local}: {exc}")
         there = self._runs_on_target(plan)
         if there is True:
             # The switch-over happened. Pacemaker follows a successful migrate_to with a stop
@@ -282,10 +286,10 @@ class LiveMigration:
                              f" ({self._where(None)}; the stop that follows cleans up here)")
             return
         if where_here is None:
-            raise OperationFailed(f"migration to {self.target} failed, {self._where(None)}: {exc}")
+            raise GenericError(f"migration to {self.target} failed, {self._where(None)}: {exc}")
         state = "does not run on either node" if there is False else f"is not on {self.local}; {self.target} " \
                 "could not be asked"
-        raise OperationFailed(f"migration to {self.target} failed and {self.name} {state}: {exc}")
+        raise GenericError(f"migration to {self.target} failed and {self.name} {state}: {exc}")
 
     def _finish(self, plan: MigrationPlan) -> None:
         """The domain has arrived: nothing from here on may turn that into a failure."""

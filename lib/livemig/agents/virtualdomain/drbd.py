@@ -14,7 +14,7 @@ quorum held), applied by:
 - monitor at OCF_CHECK_LEVEL >= 10, under the running VM;
 - migrate_to: the guard's verdict (:func:`livemig.drbd.guard.evaluate_guard`),
   which adds the target's side, before anything is migrated, and its DRBD
-  checks again every second while the job runs (:meth:`DrbdPlan.watch`): a
+  checks again every second while the job runs (:meth:`DrbdPolicy.watch`): a
   change aborts the migration;
 - migrate_from: under the arrived VM.
 
@@ -61,7 +61,7 @@ def parse_peer_names(value: str) -> Dict[str, str]:
         raise ConfigurationError(f"drbd_peer_names: {exc.item!r} is not NODE=DRBD_HOST") from None
 
 
-class DrbdPlan:
+class DrbdPolicy:
     """The DRBD resources behind one VM and the guard mode that applies to them."""
 
     def __init__(self, values: Mapping[str, Any], xml_text: Optional[str], runner: CommandRunner,
