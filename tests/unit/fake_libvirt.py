@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 VIR_ERR_NO_DOMAIN = 42
 VIR_ERR_OPERATION_FAILED = 9
 VIR_ERR_NO_CONNECT = 5
+VIR_DOMAIN_RUNNING = 1
+VIR_DOMAIN_PAUSED = 3
 VIR_DOMAIN_SHUTOFF = 5
 VIR_DOMAIN_XML_SECURE = 1
 VIR_DOMAIN_XML_INACTIVE = 2
@@ -170,6 +172,8 @@ class FakeDomain:
                     raise libvirtError("operation aborted: migration out job: canceled by client", 1)
                 if self.world.postcopy_started.is_set() and m.get("postcopy_finishes", True):
                     break
+                if self.state_[0] == VIR_DOMAIN_PAUSED and m.get("suspend_finishes", True):
+                    break  # a suspended guest dirties no memory: the migration converges
             if m.get("error"):
                 raise libvirtError(m["error"], VIR_ERR_OPERATION_FAILED)
         finally:
@@ -198,8 +202,11 @@ class FakeDomain:
             return dict(getattr(self, "completed", {}))
         if not getattr(self, "job", 0):
             return {"type": 0}
+        iteration = self.world.migration.get("iteration", 3)
+        if callable(iteration):
+            iteration = iteration()
         return {"type": 2, "data_processed": 64 * 1024 * 1024, "data_remaining": 32 * 1024 * 1024,
-                "memory_dirty_rate": 2560, "memory_page_size": 4096, "memory_iteration": 3, "downtime": 300}
+                "memory_dirty_rate": 2560, "memory_page_size": 4096, "memory_iteration": iteration, "downtime": 300}
 
     def abortJob(self) -> int:  # noqa: N802
         self.world.calls.append(("abortJob", self.dname))
@@ -208,6 +215,18 @@ class FakeDomain:
 
     def migrateSetMaxDowntime(self, ms: int, flags: int) -> int:  # noqa: N802
         self.world.calls.append(("downtime", self.dname, ms))
+        return 0
+
+    def suspend(self) -> int:
+        self.world.calls.append(("suspend", self.dname))
+        self._gone()
+        self.state_ = (VIR_DOMAIN_PAUSED, 1)  # VIR_DOMAIN_PAUSED_USER
+        return 0
+
+    def resume(self) -> int:
+        self.world.calls.append(("resume", self.dname))
+        self._gone()
+        self.state_ = (VIR_DOMAIN_RUNNING, 1)
         return 0
 
     def migrateStartPostCopy(self, flags: int) -> int:  # noqa: N802

@@ -366,5 +366,11 @@ class Hypervisor:
     def set_max_downtime(self, dom: Any, ms: int, cap: float = 5.0) -> None:
         self._call("migrateSetMaxDowntime", dom.migrateSetMaxDowntime, ms, 0, cap=cap, job=True)
 
+    def suspend(self, dom: Any, cap: float = 5.0) -> None:
+        self._call("suspend", dom.suspend, cap=cap)
+
+    def resume(self, dom: Any, cap: float = 5.0) -> None:
+        self._call("resume", dom.resume, cap=cap)
+
     def start_postcopy(self, dom: Any, cap: float = 5.0) -> None:
         self._call("migrateStartPostCopy", dom.migrateStartPostCopy, 0, cap=cap, job=True)

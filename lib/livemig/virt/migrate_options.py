@@ -1,8 +1,11 @@
 """``migrate_options``: virsh-style migrate options mapped to libvirt flags and parameters.
 
 Every option either maps to a flag or a typed parameter of
-virDomainMigrateToURI3, or is refused with code 6. None is ignored: an
-option an operator wrote expecting an effect must either have it or fail.
+virDomainMigrateToURI3, to the convergence policy (virsh's own client-side
+policies: ``--timeout N`` with ``--timeout-suspend`` or ``--timeout-postcopy``,
+and ``--postcopy-after-precopy``), or is refused with code 6. None is
+ignored: an option an operator wrote expecting an effect must either have it
+or fail.
 """
 
 from __future__ import annotations
@@ -95,10 +98,6 @@ REFUSED_OPTIONS: Dict[str, str] = {
     "--xml": "a different destination XML is not supported; change the config file instead",
     "--persistent-xml": "a different persistent XML is not supported; change the config file instead",
     "--change-protection": "livemig holds the migration job itself",
-    "--timeout": "use migration_convergence and the operation timeout instead",
-    "--timeout-suspend": "use migration_convergence and the operation timeout instead",
-    "--timeout-postcopy": "use migration_convergence=postcopy-after instead",
-    "--postcopy-after-precopy": "use migration_convergence=postcopy-after instead",
     "--postcopy-resume": "resuming a failed post-copy migration needs an operator, not the agent",
     "--desturi": "the target comes from Pacemaker (and remoteuri)",
     "--domain": "the domain comes from the config file",
@@ -108,12 +107,25 @@ REFUSED_OPTIONS: Dict[str, str] = {
 #: accepted and meaningless here (livemig logs progress itself)
 NO_OP_OPTIONS = {"--verbose"}
 
+#: virsh's client-side convergence policies (what virsh does while it follows the job), which the
+#: migration loop carries out as virsh does: at ``--timeout N`` seconds suspend the guest (the
+#: default, or ``--timeout-suspend``) or switch to post-copy (``--timeout-postcopy``);
+#: ``--postcopy-after-precopy``: switch to post-copy once the first pass over memory is done
+POLICY_FLAGS = {"--timeout-suspend", "--timeout-postcopy", "--postcopy-after-precopy"}
+POLICY_OPTIONS = {"--timeout", *POLICY_FLAGS}
+
 
 @dataclass
 class MigrateOptions:
     flags: int = 0
     params: Dict[str, Union[int, str]] = field(default_factory=dict)
     given: List[str] = field(default_factory=list)
+    #: ``--timeout N``: seconds into the migration when the policy acts (None: not given)
+    timeout: Optional[int] = None
+    #: what happens at ``--timeout``: "suspend" (virsh's default) or "postcopy"
+    timeout_action: str = "suspend"
+    #: ``--postcopy-after-precopy``
+    postcopy_after_precopy: bool = False
 
     @property
     def migrate_uri(self) -> Optional[str]:
@@ -133,9 +145,7 @@ def parse_migrate_options(text: str) -> MigrateOptions:
         word = words[i]
         i += 1
         name, eq, inline = word.partition("=")
-        if name in FLAG_OPTIONS and not eq:
-            result.flags |= FLAG_OPTIONS[name]
-        elif name in VALUE_OPTIONS:
+        if name in VALUE_OPTIONS or name == "--timeout":
             if eq:
                 value = inline
             elif i < len(words):
@@ -143,9 +153,22 @@ def parse_migrate_options(text: str) -> MigrateOptions:
                 i += 1
             else:
                 raise InvalidSetting(f"migrate_options {name} needs a value")
-            key, convert = VALUE_OPTIONS[name]
-            result.params[key] = convert(name, value)
-        elif name in NO_OP_OPTIONS and not eq:
+            if name == "--timeout":
+                result.timeout = _uint(name, value)
+                if result.timeout < 1:
+                    raise InvalidSetting("migrate_options --timeout must be at least 1 (seconds)")
+            else:
+                key, convert = VALUE_OPTIONS[name]
+                result.params[key] = convert(name, value)
+        elif eq and name in (*FLAG_OPTIONS, *NO_OP_OPTIONS, *POLICY_FLAGS):
+            raise InvalidSetting(f"migrate_options {name} takes no value ({word!r})")
+        elif name in FLAG_OPTIONS:
+            result.flags |= FLAG_OPTIONS[name]
+        elif name == "--postcopy-after-precopy":
+            result.postcopy_after_precopy = True
+        elif name in POLICY_FLAGS:
+            result.timeout_action = name[len("--timeout-"):]
+        elif name in NO_OP_OPTIONS:
             pass
         elif name in REFUSED_OPTIONS:
             raise InvalidSetting(f"migrate_options {name} is not supported: {REFUSED_OPTIONS[name]}")
@@ -158,4 +181,19 @@ def parse_migrate_options(text: str) -> MigrateOptions:
         raise InvalidSetting("migrate_options: --parallel cannot be combined with --tunnelled")
     if "parallel.connections" in result.params and not result.flags & PARALLEL:
         raise InvalidSetting("migrate_options: --parallel-connections needs --parallel")
+    _check_policy(result)
     return result
+
+
+def _check_policy(result: MigrateOptions) -> None:
+    """virsh's rules for its convergence options, with virsh's meaning."""
+    given = set(result.given)
+    if {"--timeout-suspend", "--timeout-postcopy"} <= given:
+        raise InvalidSetting("migrate_options: --timeout-suspend and --timeout-postcopy are mutually exclusive")
+    for option in ("--timeout-suspend", "--timeout-postcopy"):
+        if option in given and result.timeout is None:
+            raise InvalidSetting(f"migrate_options: {option} needs --timeout N")
+    for option in ("--timeout-postcopy", "--postcopy-after-precopy"):
+        if option in given and not result.flags & POSTCOPY:
+            raise InvalidSetting(f"migrate_options: {option} needs --postcopy (post-copy must be enabled "
+                                 "when the migration starts)")

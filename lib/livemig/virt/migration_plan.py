@@ -13,13 +13,16 @@ exactly the URI the agent migrates to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from livemig.virt import migrate_options as mo
 from livemig.virt.errors import InvalidSetting
 from livemig.virt.migration_uri import migration_stream_uri, remote_uri
 
+#: the values of migration_convergence
 CONVERGENCE_POLICIES = ("none", "auto-converge", "postcopy-after")
+#: ... and the policy virsh's ``--timeout N`` (``--timeout-suspend``) means: suspend the guest
+SUSPEND_AFTER = "suspend-after"
 
 
 @dataclass
@@ -32,11 +35,21 @@ class MigrationPlan:
     downtime_ms: int = 0
     convergence: str = "none"
     progress_interval: float = 5.0
+    #: when the convergence policy acts, in seconds into the migration (None: at half its time)
+    escalate_after: Optional[float] = None
+    #: post-copy once the first pass over memory is done (virsh's --postcopy-after-precopy)
+    postcopy_after_pass: bool = False
 
     def describe(self) -> str:
         extra = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        when = []
+        if self.postcopy_after_pass:
+            when.append("after the first pass")
+        if self.escalate_after is not None:
+            when.append(f"at {self.escalate_after:g}s")
         return (f"to {self.dest_uri}" + (f" ({extra})" if extra else "")
-                + f", flags {self.flags:#x}, convergence {self.convergence}")
+                + f", flags {self.flags:#x}, convergence {self.convergence}"
+                + (f" ({' or '.join(when)})" if when else ""))
 
 
 def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_uri: str,
@@ -60,10 +73,7 @@ def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_ur
     flags = mo.LIVE | mo.PEER2PEER | options.flags
     if values.get("migration_tls"):
         flags |= mo.TLS
-    convergence = values.get("migration_convergence") or "none"
-    if convergence not in CONVERGENCE_POLICIES:
-        choices = ", ".join(CONVERGENCE_POLICIES)
-        raise InvalidSetting(f"migration_convergence={convergence!r} is not one of {choices}")
+    convergence, escalate_after = _convergence(values.get("migration_convergence") or "none", options)
     if convergence == "auto-converge":
         flags |= mo.AUTO_CONVERGE
     elif convergence == "postcopy-after":
@@ -78,4 +88,21 @@ def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_ur
                                  "cannot be used with --tunnelled")
     return MigrationPlan(domain=domain, target=target, dest_uri=dest, flags=flags, params=params,
                          downtime_ms=int(values.get("migration_downtime") or 0), convergence=convergence,
-                         progress_interval=float(values.get("migration_progress_interval") or 5))
+                         progress_interval=float(values.get("migration_progress_interval") or 5),
+                         escalate_after=escalate_after, postcopy_after_pass=options.postcopy_after_precopy)
+
+
+def _convergence(policy: str, options: mo.MigrateOptions) -> Tuple[str, Optional[float]]:
+    """(the convergence policy, when it acts): migration_convergence, or virsh's options for it."""
+    if policy not in CONVERGENCE_POLICIES:
+        choices = ", ".join(CONVERGENCE_POLICIES)
+        raise InvalidSetting(f"migration_convergence={policy!r} is not one of {choices}")
+    if options.timeout is None and not options.postcopy_after_precopy:
+        return policy, None
+    if policy != "none":
+        given = " ".join(o for o in options.given if o in mo.POLICY_OPTIONS)
+        raise InvalidSetting(f"migrate_options {given} and migration_convergence={policy}: keep one of them "
+                             "(both say what to do when a migration does not converge)")
+    if options.timeout is None:
+        return "none", None  # --postcopy-after-precopy alone: post-copy after the first pass, else as none
+    return (SUSPEND_AFTER if options.timeout_action == "suspend" else "postcopy-after"), float(options.timeout)

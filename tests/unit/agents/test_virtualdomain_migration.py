@@ -185,3 +185,85 @@ def test_abort_reason_names_a_stalled_stream(agent, fake_libvirt: FakeLibvirt) -
     res = migrate(agent, timeout_ms=24000, migration_progress_interval="1")
     assert res.code == 1
     assert "no data moved in the last " in res.stderr and "migration network down?" in res.stderr, res.stderr
+
+
+# -- virsh's convergence options in migrate_options (what heartbeat users have in their CIBs) ------
+
+
+def test_timeout_suspends_the_guest_at_n_seconds_and_it_arrives(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 60  # converges only once the guest no longer dirties memory
+    started = time.monotonic()
+    res = migrate(agent, timeout_ms=30000, migrate_options="--timeout 1")
+    assert res.code == 0, res.stderr
+    assert time.monotonic() - started < 10  # at 1 s, not at half of the migration's time
+    assert ("suspend", "vm1") in fake_libvirt.calls
+    assert "guest suspended" in res.stderr
+    assert fake_libvirt.hosts["node2"]["vm1"].state_[0] == 1  # resumed on the target
+
+
+def test_a_suspended_guest_is_resumed_when_the_migration_is_aborted(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration.update(duration=60, suspend_finishes=False)
+    res = migrate(agent, timeout_ms=12000, migrate_options="--timeout 1 --timeout-suspend")
+    assert res.code == 1, res.stderr
+    assert [c[0] for c in fake_libvirt.calls if c[0] in ("suspend", "abortJob", "resume")] == \
+        ["suspend", "abortJob", "resume"]
+    assert fake_libvirt.domains["vm1"].state_[0] == 1
+    assert "vm1 still runs on" in res.reason
+
+
+def test_a_suspended_guest_is_resumed_when_the_migration_fails(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration.update(duration=2.0, suspend_finishes=False, error="Unable to write to socket")
+    res = migrate(agent, timeout_ms=20000, migrate_options="--timeout 1")
+    assert res.code == 1, res.stderr
+    assert ("resume", "vm1") in fake_libvirt.calls
+    assert fake_libvirt.domains["vm1"].state_[0] == 1
+
+
+def test_timeout_postcopy_switches_at_n_seconds(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration["duration"] = 60
+    started = time.monotonic()
+    res = migrate(agent, timeout_ms=30000, migrate_options="--postcopy --timeout 1 --timeout-postcopy")
+    assert res.code == 0, res.stderr
+    assert time.monotonic() - started < 10
+    assert ("postcopy", "vm1") in fake_libvirt.calls and ("suspend", "vm1") not in fake_libvirt.calls
+
+
+def test_postcopy_after_precopy_waits_for_the_second_pass(agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    begun = time.monotonic()
+    fake_libvirt.migration.update(duration=60, iteration=lambda: 1 if time.monotonic() - begun < 1.5 else 2)
+    res = migrate(agent, timeout_ms=30000, migrate_options="--postcopy --postcopy-after-precopy")
+    assert res.code == 0, res.stderr
+    assert time.monotonic() - begun >= 1.5  # not during the first pass
+    assert "first pass over memory is done: switched to post-copy" in res.stderr
+
+
+def test_postcopy_after_precopy_without_a_second_pass_is_aborted_at_the_deadline(
+        agent, fake_libvirt: FakeLibvirt) -> None:
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration.update(duration=60, iteration=1)
+    res = migrate(agent, timeout_ms=10000, migrate_options="--postcopy --postcopy-after-precopy")
+    assert res.code == 1, res.stderr
+    assert ("postcopy", "vm1") not in fake_libvirt.calls and ("abortJob", "vm1") in fake_libvirt.calls
+
+
+@pytest.mark.parametrize("options, convergence, match", [
+    ("--timeout 5 --timeout-postcopy", "none", "needs --postcopy"),
+    ("--postcopy-after-precopy", "none", "needs --postcopy"),
+    ("--timeout-suspend", "none", "needs --timeout N"),
+    ("--timeout 5 --timeout-suspend --timeout-postcopy --postcopy", "none", "mutually exclusive"),
+    ("--timeout 0", "none", "at least 1"),
+    ("--timeout", "none", "needs a value"),
+    ("--timeout 5", "auto-converge", "keep one of them"),
+])
+def test_convergence_options_virsh_refuses_are_code_6(agent, fake_libvirt: FakeLibvirt, options: str,
+                                                       convergence: str, match: str) -> None:
+    fake_libvirt.add("vm1")
+    res = migrate(agent, migrate_options=options, migration_convergence=convergence)
+    assert res.code == 6, res.stderr
+    assert match in res.reason
+    assert not [c for c in fake_libvirt.calls if c[0] == "migrate"]

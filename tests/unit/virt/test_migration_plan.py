@@ -10,12 +10,12 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from livemig.agents.virtualdomain.migrate_to import describe_progress, migration_deadline
 from livemig.ocf.deadline import Deadline
 from livemig.virt import migrate_options as mo
 from livemig.virt.errors import InvalidSetting
 from livemig.virt.incoming import describe_completed
 from livemig.virt.migrate_options import parse_migrate_options
-from livemig.agents.virtualdomain.migrate_to import describe_progress, migration_deadline
 from livemig.virt.migration_plan import plan_migration
 from livemig.virt.migration_uri import migration_stream_uri, network_name, remote_uri
 
@@ -93,7 +93,7 @@ def test_parse_migrate_options() -> None:
     ("--frob", "unknown option"),
     ("--bandwidth", "needs a value"),
     ("--bandwidth fast", "non-negative integer"),
-    ("--p2p=yes", "unknown option"),
+    ("--p2p=yes", "takes no value"),
     ("--postcopy --tunnelled", "cannot be combined"),
     ("--parallel-connections 4", "needs --parallel"),
     ("--migrateuri 'unterminated", "No closing quotation"),
@@ -254,3 +254,20 @@ def _agent_and_check_agree(tmp_path: Path, target: str, params: Dict[str, Option
     assert row.status == "ok" and f"connected to {dest}, the URI migrate_to uses" in row.found, row.found
     assert (f"the migration stream goes to {stream}" in row.found) == bool(stream), row.found
     assert (None in opened) == (not params["hypervisor"])  # the default URI asked only when the agent asks it
+
+
+@pytest.mark.parametrize("options, convergence, after, after_pass", [
+    ("", "none", None, False),
+    ("--timeout 30", "suspend-after", 30.0, False),
+    ("--timeout=30 --timeout-suspend", "suspend-after", 30.0, False),
+    ("--postcopy --timeout 30 --timeout-postcopy", "postcopy-after", 30.0, False),
+    ("--postcopy --postcopy-after-precopy", "none", None, True),
+    ("--postcopy --postcopy-after-precopy --timeout 30", "suspend-after", 30.0, True),
+    ("--postcopy --postcopy-after-precopy --timeout 30 --timeout-postcopy", "postcopy-after", 30.0, True),
+])
+def test_virsh_convergence_options_become_the_plan(options: str, convergence: str, after: Optional[float],
+                                                   after_pass: bool) -> None:
+    plan = plan_migration("vm1", "node2", {"migrate_options": options}, "qemu:///system", False)
+    assert (plan.convergence, plan.escalate_after, plan.postcopy_after_pass) == (convergence, after, after_pass)
+    assert bool(plan.flags & mo.POSTCOPY) == ("--postcopy" in options)
+    assert "--timeout" not in plan.params and "timeout" not in plan.params  # virsh's policy, not libvirt's

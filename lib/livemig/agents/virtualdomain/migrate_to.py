@@ -41,7 +41,7 @@ from livemig.ocf.deadline import Deadline
 from livemig.ocf.errors import GenericError
 from livemig.virt.connection import Hypervisor, HypervisorError
 from livemig.virt.incoming import describe_completed
-from livemig.virt.migration_plan import MigrationPlan, plan_migration
+from livemig.virt.migration_plan import SUSPEND_AFTER, MigrationPlan, plan_migration
 from livemig.virt.states import BLOCKED, RUNNING, classify
 
 if TYPE_CHECKING:
@@ -102,6 +102,8 @@ class LiveMigration:
         self.last_stats: Dict[str, Any] = {}
         #: when the job's processed byte count last grew (seconds since the migration began)
         self.moved_at = 0.0
+        #: the guest was suspended to make the migration converge (migrate_options --timeout)
+        self.suspended = False
 
     def run(self) -> None:
         hv = Hypervisor(self.values["hypervisor"], self.ctx.deadline)
@@ -154,7 +156,10 @@ class LiveMigration:
             if until.elapsed() >= next_report:
                 self._report(hv, dom, until.elapsed())
                 next_report = until.elapsed() + plan.progress_interval
-            if not escalated and until.elapsed() >= until.total * ESCALATE_AT:
+            if plan.postcopy_after_pass and not postcopy and self._first_pass_done(hv, dom):
+                postcopy = self._start_postcopy(hv, dom, "its first pass over memory is done")
+                escalated = postcopy or escalated
+            if not escalated and until.elapsed() >= self._escalation_point(plan, until):
                 escalated = True
                 postcopy = self._escalate(hv, dom, plan)
             if postcopy:
@@ -168,6 +173,7 @@ class LiveMigration:
         except BaseException as exc:  # noqa: BLE001 - any failure: find the VM, then report
             if postcopy:
                 self._postcopy_failed(hv.migration_error(exc))
+            self._resume_if_suspended(hv, dom)
             self._failed(hv, plan, hv.migration_error(exc))
             return
         self._finish(plan)
@@ -209,15 +215,23 @@ class LiveMigration:
             self.last_stats = stats
             self.log.info("migration of %s to %s: %s", self.name, self.target, describe_progress(stats))
 
+    @staticmethod
+    def _escalation_point(plan: MigrationPlan, until: Deadline) -> float:
+        """Seconds into the migration when its convergence policy acts: at virsh's --timeout, else at half
+        of the migration's time."""
+        return plan.escalate_after if plan.escalate_after is not None else until.total * ESCALATE_AT
+
     def _escalate(self, hv: Hypervisor, dom: Any, plan: MigrationPlan) -> bool:
-        """Half the time is gone: push harder. True once post-copy has started."""
+        """Time to push harder. True once post-copy has started."""
         try:
             if plan.convergence == "postcopy-after":
-                hv.start_postcopy(dom)
-                self.log.warning("migration of %s not converging: switched to post-copy (the VM now runs on %s)",
-                                 self.name, self.target)
-                return True
-            if plan.convergence == "auto-converge":
+                return self._start_postcopy(hv, dom, "not converging")
+            if plan.convergence == SUSPEND_AFTER:
+                hv.suspend(dom)
+                self.suspended = True
+                self.log.warning("migration of %s not converging: guest suspended (migrate_options --timeout); it "
+                                 "resumes on %s once the migration completes", self.name, self.target)
+            elif plan.convergence == "auto-converge":
                 ms = max(plan.downtime_ms, 300) * 2
                 hv.set_max_downtime(dom, ms)
                 self.log.warning("migration of %s not converging: auto-converge throttling, downtime limit "
@@ -225,6 +239,40 @@ class LiveMigration:
         except HypervisorError as exc:
             self.log.warning("could not escalate the migration of %s: %s", self.name, exc)
         return False
+
+    def _start_postcopy(self, hv: Hypervisor, dom: Any, why: str) -> bool:
+        try:
+            hv.start_postcopy(dom)
+        except HypervisorError as exc:
+            self.log.warning("could not switch the migration of %s to post-copy: %s", self.name, exc)
+            return False
+        self.log.warning("migration of %s %s: switched to post-copy (the VM now runs on %s)", self.name, why,
+                         self.target)
+        return True
+
+    def _first_pass_done(self, hv: Hypervisor, dom: Any) -> bool:
+        """migrate_options --postcopy-after-precopy: whether the second pass over memory has begun (libvirt's
+        memory_iteration counts the passes, the first one being 1), as virsh's iteration event tells it."""
+        try:
+            iteration = hv.job_stats(dom, cap=2.0).get("memory_iteration")
+        except HypervisorError as exc:
+            self.log.debug("no job statistics: %s", exc)
+            return False
+        return isinstance(iteration, int) and iteration >= 2
+
+    def _resume_if_suspended(self, hv: Hypervisor, dom: Any) -> None:
+        """The migration did not happen: a guest suspended for it (--timeout) runs on here."""
+        if not self.suspended:
+            return
+        try:
+            hv.resume(dom, cap=min(5.0, max(0.5, self.ctx.deadline.remaining() - 3.0)))
+            self.log.info("resumed %s, suspended for the migration that did not complete", self.name)
+        except HypervisorError as exc:
+            if hv.is_no_domain(exc):
+                self.log.debug("%s is no longer here to resume: %s", self.name, exc)
+                return
+            self.log.error("could not resume %s after the failed migration (virsh resume %s): %s", self.name,
+                           self.name, exc)
 
     def _abort(self, hv: Hypervisor, dom: Any, call: Any, until: Deadline, plan: MigrationPlan) -> None:
         progress = describe_progress(self.last_stats) if self.last_stats else "no progress reported"
@@ -272,6 +320,7 @@ class LiveMigration:
                 fresh.close()
         # Keep a few seconds for asking where the domain runs afterwards.
         call.wait(max(0.0, self.ctx.deadline.remaining() - 3.0))
+        self._resume_if_suspended(hv, dom)
 
     def _failed(self, hv: Hypervisor, plan: MigrationPlan, exc: HypervisorError) -> None:
         where_here = self._runs_here()
