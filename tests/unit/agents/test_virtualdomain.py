@@ -24,6 +24,16 @@ def test_meta_data_lists_every_heartbeat_parameter(agent) -> None:
     assert heartbeat <= names
 
 
+def test_meta_data_advertises_no_usage_action_and_usage_still_answers(agent) -> None:
+    """pcs creates an op for every advertised action: an advertised usage became <op name="usage"> in the CIB."""
+    from lxml import etree
+
+    actions = [a.get("name") for a in etree.fromstring(agent("meta-data").stdout.encode()).iter("action")]
+    assert "usage" not in actions and {"start", "stop", "monitor", "migrate_to", "migrate_from"} <= set(actions)
+    res = agent("usage")
+    assert res.code == 0 and "usage: VirtualDomain" in res.stdout
+
+
 def test_start_creates_transient_domain(agent, fake_libvirt: FakeLibvirt) -> None:
     res = agent("start")
     assert res.code == 0, res.stderr
