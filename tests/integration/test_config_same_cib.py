@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import List, Tuple
 
 from tests.integration.test_check_roundtrip import FENCING, config_output, crmsh_env, need
-from tests.integration.test_config_simulated import NODES, assert_dual_primary_and_vm, cib_with_nodes, simulate_promotion
+from tests.integration.test_config_simulated import (
+    NODES,
+    assert_dual_primary_and_vm,
+    cib_with_nodes,
+    simulate_promotion,
+)
 
 OWN_IDS = {"primitive", "clone", "rsc_colocation", "rsc_order"}  # elements whose id `livemig config` chooses
 MADE = ("drbd_r0", "ms_drbd_r0", "vm1", "col_vm1_on_ms_drbd_r0", "ord_ms_drbd_r0_before_vm1")
