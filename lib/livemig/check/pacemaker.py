@@ -21,10 +21,10 @@ from typing import Dict, List, Optional, Sequence
 from lxml import etree
 
 from livemig.check.model import LAYER_PACEMAKER, CheckResult, Fix, fail, ok, warn
+from livemig.check.promotable import check_promotion, check_syntax
 from livemig.pacemaker.cib import (
     INFINITY_SCORES,
     PROMOTED_ROLES,
-    DrbdClone,
     agent_name,
     cluster_properties,
     drbd_clones,
@@ -34,7 +34,14 @@ from livemig.pacemaker.cib import (
     is_true,
     node_attributes,
 )
-from livemig.pacemaker.naming import colocation_id, drbd_clone_id, drbd_primitive_id, order_id
+from livemig.pacemaker.config_generator import (
+    crm_colocation,
+    crm_drbd_statements,
+    crm_order,
+    pcs_colocation,
+    pcs_drbd_commands,
+    pcs_order,
+)
 
 MIGRATION_AGENTS = {("ocf", "livemig", "VirtualDomain"), ("ocf", "heartbeat", "VirtualDomain")}
 
@@ -153,13 +160,9 @@ def _check_drbd_resource(cib: etree._Element, vm: etree._Element, res: str) -> L
             found = (f"ocf:linbit:drbd primitive {clones[0].primitive_id} for {res} is not in a promotable clone")
         else:
             found = f"no ocf:*:drbd resource has drbd_resource={res}"
-        clone_id, primitive_id = drbd_clone_id(res), drbd_primitive_id(res)
         return [fail(LAYER_PACEMAKER, "drbd-clone", found,
-                     Fix(crm=f"crm configure primitive {primitive_id} ocf:linbit:drbd params drbd_resource={res}; "
-                             f"crm configure clone {clone_id} {primitive_id} meta promotable=true promoted-max=2 "
-                             "notify=true",
-                         pcs=f"pcs resource create {primitive_id} ocf:linbit:drbd drbd_resource={res} promotable "
-                             f"{clone_id} promoted-max=2 notify=true",
+                     Fix(crm="; ".join(f"crm configure {line}" for line in crm_drbd_statements(res)),
+                         pcs="; ".join(pcs_drbd_commands(res)),
                          text="or run the commands `livemig config` prints"), res)]
     clone = promotable[0]
     cid = clone.clone_id or "?"
@@ -171,7 +174,8 @@ def _check_drbd_resource(cib: etree._Element, vm: etree._Element, res: str) -> L
         results.append(warn(LAYER_PACEMAKER, "drbd-clone", f"{len(promotable)} clones manage {res}: {ids}",
                             Fix(crm="keep one: crm configure delete <the others>"), res))
     meta = effective_meta(clone.element, cib)
-    results += _check_promoted_max(clone, meta)
+    results += check_promotion(cib, clone)
+    results.append(check_syntax(cib, clone))
     notify = meta.get("notify")
     if is_true(notify):
         results.append(ok(LAYER_PACEMAKER, "notify", f"{cid}: notify={notify}", res))
@@ -196,23 +200,9 @@ def _check_drbd_resource(cib: etree._Element, vm: etree._Element, res: str) -> L
     return results
 
 
-def _check_promoted_max(clone: DrbdClone, meta: Dict[str, str]) -> List[CheckResult]:
-    cid = clone.clone_id or "?"
-    attr = clone.max_attribute
-    # Pacemaker reads either name on either form; the form's own name is the one to set.
-    raw = meta.get(attr) or meta.get("master-max" if attr == "promoted-max" else "promoted-max")
-    value = int(raw) if raw is not None and raw.strip().isdigit() else None
-    if value is not None and value >= 2:
-        return [ok(LAYER_PACEMAKER, "promoted-max", f"{cid}: {attr}={raw}", clone.drbd_resource)]
-    seen = f"{attr}={raw}" if raw is not None else f"{attr} not set (1)"
-    return [fail(LAYER_PACEMAKER, "promoted-max", f"{cid}: {seen}; dual-primary needs 2 promoted instances",
-                 Fix(crm=f"crm resource meta {cid} set {attr} 2", pcs=f"pcs resource meta {cid} {attr}=2"),
-                 clone.drbd_resource)]
-
-
 def _colocation_fix(vm_id: str, clone_id: str, remove: Optional[str]) -> Fix:
-    crm = f"crm configure colocation {colocation_id(vm_id, clone_id)} inf: {vm_id} {clone_id}:Promoted"
-    pcs = f"pcs constraint colocation add {vm_id} with Promoted {clone_id} INFINITY"
+    crm = f"crm configure {crm_colocation(vm_id, clone_id)}"
+    pcs = pcs_colocation(vm_id, clone_id)
     if remove:
         crm = f"crm configure delete {remove}; {crm}"
         pcs = f"pcs constraint delete {remove}; {pcs}"
@@ -247,8 +237,8 @@ def _check_colocation(cib: etree._Element, vm_id: str, clone_id: str, res: str) 
 
 
 def _order_fix(vm_id: str, clone_id: str, remove: Optional[str]) -> Fix:
-    crm = f"crm configure order {order_id(clone_id, vm_id)} Mandatory: {clone_id}:promote {vm_id}:start"
-    pcs = f"pcs constraint order promote {clone_id} then start {vm_id}"
+    crm = f"crm configure {crm_order(vm_id, clone_id)}"
+    pcs = pcs_order(vm_id, clone_id)
     if remove:
         crm = f"crm configure delete {remove}; {crm}"
         pcs = f"pcs constraint delete {remove}; {pcs}"

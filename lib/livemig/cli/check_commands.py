@@ -40,7 +40,8 @@ layers checked:
                 fencing resource-and-stonith, crm-fence-peer / crm-unfence-peer handlers,
                 become-primary-on both only with two primaries, after-sb policies
   drbd-runtime  the migration guard: both Primary, Connected, UpToDate (skip: --skip-runtime)
-  pacemaker     promotable clone (promoted-max=2, or legacy ms master-max=2) with notify=true,
+  pacemaker     promotable clone, promoted-max=2 as Pacemaker reads it (over master-max;
+                deprecated <master>, master-max, Master/Slave roles: a warning), notify=true,
                 a migration-capable agent with allow-migrate=true, colocation with the
                 Promoted role, order promote then start, fencing on with a device, no
                 drbd-fence-by-handler constraint, no maintenance (cluster, node, resources)

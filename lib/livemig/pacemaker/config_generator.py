@@ -33,9 +33,14 @@ from livemig.pacemaker.naming import colocation_id, drbd_clone_id, drbd_primitiv
 
 #: Operations whose timeouts come from the agent's meta-data, in the order they are written.
 VM_OPERATIONS = ("start", "stop", "monitor", "migrate_to", "migrate_from")
+#: ocf:linbit:drbd's own advice (its meta-data) for the operations that are not monitors.
+DRBD_OPERATIONS = (("start", "240s"), ("stop", "100s"), ("promote", "90s"), ("demote", "90s"), ("notify", "90s"))
 #: ocf:linbit:drbd monitors: different intervals per role, as Pacemaker requires.
 DRBD_MONITORS = (("29s", "Promoted"), ("31s", "Unpromoted"))
 DRBD_MONITOR_TIMEOUT = "20s"
+#: The promotable clone's meta attributes, in today's names (promoted-max, not master-max).
+CLONE_META = ("promotable=true promoted-max=2 promoted-node-max=1 clone-max=2 clone-node-max=1 "
+              "notify=true interleave=true")
 
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _DRBD_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
@@ -121,7 +126,7 @@ def _missing_migrate_ops(actions: Sequence[Action]) -> List[str]:
     return [name for name in ("migrate_to", "migrate_from") if name not in names]
 
 
-def _header(setup: VmSetup, tool: str) -> List[str]:
+def _notes(setup: VmSetup, tool: str) -> List[str]:
     lines = [
         f"# livemig config: {setup.vm_id} on DRBD {', '.join(setup.drbd_resources)} ({tool})",
         "# Dual-primary DRBD needs fencing: a fencing (stonith) device for every node must exist",
@@ -134,61 +139,103 @@ def _header(setup: VmSetup, tool: str) -> List[str]:
     return lines
 
 
+def _drbd_ops(prefix: str) -> str:
+    """ocf:linbit:drbd's operations, each introduced by ``prefix`` ('op ' for crmsh, '' for pcs)."""
+    ops = [f"{prefix}{name} interval=0s timeout={timeout}" for name, timeout in DRBD_OPERATIONS]
+    ops += [f"{prefix}monitor interval={interval} role={role} timeout={DRBD_MONITOR_TIMEOUT}"
+            for interval, role in DRBD_MONITORS]
+    return " ".join(ops)
+
+
+def crm_drbd_statements(res: str) -> List[str]:
+    """The crmsh statements of DRBD resource ``res``'s primitive and promotable clone."""
+    primitive = _word(drbd_primitive_id(res))
+    return [f"primitive {primitive} ocf:linbit:drbd params drbd_resource={_word(res)} {_drbd_ops('op ')}",
+            f"clone {_word(drbd_clone_id(res))} {primitive} meta {CLONE_META}"]
+
+
+def pcs_drbd_commands(res: str) -> List[str]:
+    """The pcs commands for the same: the primitive, then the promotable clone around it."""
+    primitive = _word(drbd_primitive_id(res))
+    meta = CLONE_META.replace("promotable=true ", "")
+    return [f"pcs resource create {primitive} ocf:linbit:drbd drbd_resource={_word(res)} "
+            f"op {_drbd_ops('')} --no-default-ops",
+            f"pcs resource promotable {primitive} {_word(drbd_clone_id(res))} meta {meta}"]
+
+
+def crm_colocation(vm_id: str, clone_id: str) -> str:
+    # vm:Started, as pcs writes it (rsc-role=Started, Pacemaker's default): the same CIB either way.
+    return (f"colocation {_word(colocation_id(vm_id, clone_id))} inf: {_word(vm_id + ':Started')} "
+            f"{_word(clone_id + ':Promoted')}")
+
+
+def crm_order(vm_id: str, clone_id: str) -> str:
+    return (f"order {_word(order_id(clone_id, vm_id))} Mandatory: {_word(clone_id + ':promote')} "
+            f"{_word(vm_id + ':start')}")
+
+
+def pcs_colocation(vm_id: str, clone_id: str) -> str:
+    return (f"pcs constraint colocation add {_word(vm_id)} with Promoted {_word(clone_id)} score=INFINITY "
+            f"id={_word(colocation_id(vm_id, clone_id))}")
+
+
+def pcs_order(vm_id: str, clone_id: str) -> str:
+    return (f"pcs constraint order promote {_word(clone_id)} then start {_word(vm_id)} kind=Mandatory "
+            f"id={_word(order_id(clone_id, vm_id))}")
+
+
 def crmsh_commands(setup: VmSetup) -> str:
-    """crm configure syntax: paste into ``crm configure`` (then ``commit``), or ``crm configure load update FILE``."""
+    """crm configure syntax: paste into ``crm configure`` (then ``commit``), or ``crm configure load update FILE``.
+
+    The notes come last, as ``#`` lines: crmsh 4.4 and 5 store comment lines that
+    precede a statement as XML comments inside that statement's element (the first
+    primitive would carry them), and drop the ones after the last statement.
+    """
     setup.validate(crmsh=True)
-    lines = _header(setup, "crmsh")
-    lines.append("# Paste into `crm configure` and commit, or save to FILE and run: crm configure load update FILE")
+    lines: List[str] = []
     for res in setup.drbd_resources:
-        monitors = " ".join(f"op monitor interval={interval} role={role} timeout={DRBD_MONITOR_TIMEOUT}"
-                            for interval, role in DRBD_MONITORS)
-        lines.append(f"primitive {_word(drbd_primitive_id(res))} ocf:linbit:drbd params "
-                     f"drbd_resource={_word(res)} {monitors}")
-        lines.append(f"clone {_word(drbd_clone_id(res))} {_word(drbd_primitive_id(res))} meta promotable=true "
-                     "promoted-max=2 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true interleave=true")
+        lines += crm_drbd_statements(res)
     ops = " ".join(_crm_op(a) for a in _ops(setup.actions))
     vm = _word(setup.vm_id)
     lines.append(f"primitive {vm} ocf:livemig:VirtualDomain params "
                  f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)} "
                  f"meta allow-migrate=true {ops}".rstrip())
     for res in setup.drbd_resources:
-        cid = drbd_clone_id(res)
-        lines.append(f"colocation {_word(colocation_id(setup.vm_id, cid))} inf: {vm} {_word(cid + ':Promoted')}")
-        lines.append(f"order {_word(order_id(cid, setup.vm_id))} Mandatory: {_word(cid + ':promote')} "
-                     f"{_word(setup.vm_id + ':start')}")
+        lines += [crm_colocation(setup.vm_id, drbd_clone_id(res)), crm_order(setup.vm_id, drbd_clone_id(res))]
     lines.append("property stonith-enabled=true")
+    lines += _notes(setup, "crmsh")
+    lines.append("# Paste into `crm configure` and commit, or save to FILE and run: crm configure load update FILE")
     return "\n".join(lines) + "\n"
 
 
 def _crm_op(action: Action) -> str:
-    text = f"op {action.name}"
-    if action.interval:
-        text += f" interval={action.interval}s"
-    text += f" timeout={action.timeout}s"
-    return text
+    return f"op {action.name} interval={action.interval or 0}s timeout={action.timeout}s"
 
 
 def pcs_commands(setup: VmSetup) -> str:
-    """Shell commands for pcs; to apply them at once, run them with ``-f FILE`` and ``pcs cluster cib-push``."""
+    """Shell commands for pcs; to apply them at once, run them with ``-f FILE`` and ``pcs cluster cib-push``.
+
+    Forms that pcs 0.11 and 0.12 both read without a deprecation warning: the
+    promotable clone made by ``pcs resource promotable ... meta ...`` after the
+    primitive (inside ``resource create``, ``promotable ... meta`` would put the meta
+    attributes on the primitive, where Pacemaker does not read them), the score as
+    ``score=INFINITY``, the constraint ids given (the ones the crmsh output uses), and
+    ``--no-default-ops``: the operations are the ones listed, as with crmsh, whatever
+    meta-data the installed agents advertise.
+    """
     setup.validate()
-    lines = _header(setup, "pcs")
+    lines = _notes(setup, "pcs")
     lines.append("# To apply them together: pcs cluster cib FILE; run each command as pcs -f FILE ...; "
                  "pcs cluster cib-push FILE --config")
     for res in setup.drbd_resources:
-        monitors = " ".join(f"monitor interval={interval} role={role} timeout={DRBD_MONITOR_TIMEOUT}"
-                            for interval, role in DRBD_MONITORS)
-        lines.append(f"pcs resource create {_word(drbd_primitive_id(res))} ocf:linbit:drbd "
-                     f"drbd_resource={_word(res)} op {monitors} promotable {_word(drbd_clone_id(res))} "
-                     "promoted-max=2 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true interleave=true")
+        lines += pcs_drbd_commands(res)
     ops = " ".join(_pcs_op(a) for a in _ops(setup.actions))
     vm = _word(setup.vm_id)
     lines.append(f"pcs resource create {vm} ocf:livemig:VirtualDomain "
                  f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)} "
-                 f"meta allow-migrate=true" + (f" op {ops}" if ops else ""))
+                 f"meta allow-migrate=true" + (f" op {ops}" if ops else "") + " --no-default-ops")
     for res in setup.drbd_resources:
-        cid = _word(drbd_clone_id(res))
-        lines.append(f"pcs constraint colocation add {vm} with Promoted {cid} INFINITY")
-        lines.append(f"pcs constraint order promote {cid} then start {vm}")
+        lines += [pcs_colocation(setup.vm_id, drbd_clone_id(res)), pcs_order(setup.vm_id, drbd_clone_id(res))]
     lines.append("pcs property set stonith-enabled=true")
     return "\n".join(lines) + "\n"
 

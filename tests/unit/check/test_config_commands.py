@@ -46,17 +46,27 @@ def setup(**kw: object) -> VmSetup:
     return VmSetup(**values)  # type: ignore[arg-type]
 
 
+DRBD_OPS_CRMSH = ("op start interval=0s timeout=240s op stop interval=0s timeout=100s "
+                  "op promote interval=0s timeout=90s op demote interval=0s timeout=90s "
+                  "op notify interval=0s timeout=90s op monitor interval=29s role=Promoted timeout=20s "
+                  "op monitor interval=31s role=Unpromoted timeout=20s")
+
+
 def test_crmsh_commands() -> None:
     text = crmsh_commands(setup())
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
-    assert lines[0].startswith("primitive drbd_r0 ocf:linbit:drbd params drbd_resource=r0 op monitor interval=29s "
-                               "role=Promoted")
-    assert lines[1] == ("clone ms_drbd_r0 drbd_r0 meta promotable=true promoted-max=2 promoted-node-max=1 "
-                        "clone-max=2 clone-node-max=1 notify=true interleave=true")
-    assert "colocation col_vm1_on_ms_drbd_r0 inf: vm1 ms_drbd_r0:Promoted" in lines
-    assert "order ord_ms_drbd_r0_before_vm1 Mandatory: ms_drbd_r0:promote vm1:start" in lines
-    assert lines[-1] == "property stonith-enabled=true"
+    lines = text.splitlines()
+    statements = [line for line in lines if not line.startswith("#")]
+    # the notes come after every statement: crmsh drops trailing comments instead of storing them
+    # inside the first element as XML comments
+    assert lines[:len(statements)] == statements and all(line.startswith("#") for line in lines[len(statements):])
+    assert statements[0] == f"primitive drbd_r0 ocf:linbit:drbd params drbd_resource=r0 {DRBD_OPS_CRMSH}"
+    assert statements[1] == ("clone ms_drbd_r0 drbd_r0 meta promotable=true promoted-max=2 promoted-node-max=1 "
+                             "clone-max=2 clone-node-max=1 notify=true interleave=true")
+    assert "colocation col_vm1_on_ms_drbd_r0 inf: vm1:Started ms_drbd_r0:Promoted" in statements
+    assert "order ord_ms_drbd_r0_before_vm1 Mandatory: ms_drbd_r0:promote vm1:start" in statements
+    assert statements[-1] == "property stonith-enabled=true"
     assert "fencing (stonith) device" in text
+    assert not any(word in text for word in ("master", "Master", "Slave", " ms "))
 
 
 def test_operation_timeouts_come_from_the_meta_data() -> None:
@@ -66,18 +76,25 @@ def test_operation_timeouts_come_from_the_meta_data() -> None:
             assert f"op {action.name}" in vm_line and f"timeout={action.timeout}s" in vm_line
     custom = setup(actions=[Action("start", 11), Action("migrate_to", 222), Action("monitor", 7, interval=3)])
     vm_line = next(line for line in crmsh_commands(custom).splitlines() if line.startswith("primitive vm1"))
-    assert vm_line.endswith("op start timeout=11s op monitor interval=3s timeout=7s op migrate_to timeout=222s")
+    assert vm_line.endswith("op start interval=0s timeout=11s op monitor interval=3s timeout=7s "
+                            "op migrate_to interval=0s timeout=222s")
     assert "no migrate_from timeout" in crmsh_commands(custom)
 
 
 def test_pcs_commands() -> None:
     lines = [line for line in pcs_commands(setup(drbd_resources=["r0", "r1"])).splitlines()
              if not line.startswith("#")]
-    assert lines[0].startswith("pcs resource create drbd_r0 ocf:linbit:drbd drbd_resource=r0 op monitor")
-    assert "promotable ms_drbd_r0 promoted-max=2" in lines[0]
-    assert "pcs constraint colocation add vm1 with Promoted ms_drbd_r1 INFINITY" in lines
-    assert "pcs constraint order promote ms_drbd_r1 then start vm1" in lines
+    assert lines[0] == ("pcs resource create drbd_r0 ocf:linbit:drbd drbd_resource=r0 op "
+                        + " ".join(w for w in DRBD_OPS_CRMSH.split() if w != "op") + " --no-default-ops")
+    # the clone made after the primitive, its meta attributes after `meta` (pcs 0.12 deprecates
+    # them without it; inside `resource create` they would land on the primitive)
+    assert lines[1] == ("pcs resource promotable drbd_r0 ms_drbd_r0 meta promoted-max=2 promoted-node-max=1 "
+                        "clone-max=2 clone-node-max=1 notify=true interleave=true")
+    assert ("pcs constraint colocation add vm1 with Promoted ms_drbd_r1 score=INFINITY id=col_vm1_on_ms_drbd_r1"
+            in lines)
+    assert "pcs constraint order promote ms_drbd_r1 then start vm1 kind=Mandatory id=ord_ms_drbd_r1_before_vm1" in lines
     assert lines[-1] == "pcs property set stonith-enabled=true"
+    assert not any(" INFINITY" in line for line in lines)  # no standalone score (deprecated in pcs 0.12)
 
 
 @pytest.mark.parametrize("bad", [{"vm_id": "1 vm"}, {"config_path": "vm1.xml"}, {"drbd_resources": []},
@@ -138,8 +155,7 @@ def vm_ops() -> List[str]:
     by_name = {a.name: a for a in METADATA.actions}
     for name in ("start", "stop", "monitor", "migrate_to", "migrate_from"):
         action = by_name[name]
-        ops += ["op", name] + ([f"interval={action.interval}s"] if action.interval else []) \
-            + [f"timeout={action.timeout}s"]
+        ops += ["op", name, f"interval={action.interval or 0}s", f"timeout={action.timeout}s"]
     return ops
 
 
@@ -202,12 +218,12 @@ def test_pcs_hostile_values_are_one_shell_word_or_refused(path: str, hypervisor:
         return
     event("accepted")
     argvs = pcs_argvs_through_sh(pcs_commands(hostile))
-    assert [argv[:2] for argv in argvs] == [["resource", "create"], ["resource", "create"],
+    assert [argv[:2] for argv in argvs] == [["resource", "create"], ["resource", "promotable"], ["resource", "create"],
                                             ["constraint", "colocation"], ["constraint", "order"],
                                             ["property", "set"]]
-    ops = [word for word in vm_ops() if word != "op"]
-    assert argvs[1] == ["resource", "create", "vm1", "ocf:livemig:VirtualDomain", f"config={config_path}",
-                        f"hypervisor={hypervisor}", "meta", "allow-migrate=true", "op", *ops]
+    ops = [word for word in vm_ops() if word not in ("op", "interval=0s")]
+    assert argvs[2] == ["resource", "create", "vm1", "ocf:livemig:VirtualDomain", f"config={config_path}",
+                        f"hypervisor={hypervisor}", "meta", "allow-migrate=true", "op", *ops, "--no-default-ops"]
 
 
 @pytest.mark.parametrize("field,value", [
@@ -237,7 +253,7 @@ def test_values_crmsh_would_not_store_as_given_are_refused_for_crmsh_only(value:
     with pytest.raises(ConfigError, match=f"contains {why}, which crmsh does not store as given; use --pcs"):
         crmsh_commands(setup(config_path=value))
     argvs = pcs_argvs_through_sh(pcs_commands(setup(config_path=value)))
-    assert f"config={value}" in argvs[1]
+    assert f"config={value}" in argvs[2]
 
 
 def test_cli_config_refuses_a_newline_with_exit_2() -> None:

@@ -32,7 +32,8 @@ DEFECTS = [
     ("pcs-promoted-max-1.xml", "promoted-max", "promoted-max=1",
      "crm resource meta ms_drbd_r0 set promoted-max 2", "pcs resource meta ms_drbd_r0 promoted-max=2"),
     ("crmsh-ms-master-max-1.xml", "promoted-max", "master-max=1",
-     "crm resource meta ms_drbd_r0 set master-max 2", "pcs resource meta ms_drbd_r0 master-max=2"),
+     "crm resource meta ms_drbd_r0 set promoted-max 2; crm resource meta ms_drbd_r0 delete master-max",
+     "pcs resource meta ms_drbd_r0 promoted-max=2 master-max="),
     ("crmsh-notify-false.xml", "notify", "notify=false",
      "crm resource meta ms_drbd_r0 set notify true", "pcs resource meta ms_drbd_r0 notify=true"),
     ("crmsh-no-allow-migrate.xml", "allow-migrate", "allow-migrate not set",
@@ -40,15 +41,15 @@ DEFECTS = [
     ("pcs-no-allow-migrate.xml", "allow-migrate", "allow-migrate not set",
      "crm resource meta vm1 set allow-migrate true", "pcs resource meta vm1 allow-migrate=true"),
     ("crmsh-no-colocation.xml", "colocation", "no colocation of vm1 with the Promoted role of ms_drbd_r0",
-     "crm configure colocation col_vm1_on_ms_drbd_r0 inf: vm1 ms_drbd_r0:Promoted",
-     "pcs constraint colocation add vm1 with Promoted ms_drbd_r0 INFINITY"),
+     "crm configure colocation col_vm1_on_ms_drbd_r0 inf: vm1:Started ms_drbd_r0:Promoted",
+     "pcs constraint colocation add vm1 with Promoted ms_drbd_r0 score=INFINITY id=col_vm1_on_ms_drbd_r0"),
     ("crmsh-colocation-no-role.xml", "colocation", "needs the Promoted role",
-     "crm configure delete col_vm1_on_ms_drbd_r0; crm configure colocation col_vm1_on_ms_drbd_r0 inf: vm1 "
+     "crm configure delete col_vm1_on_ms_drbd_r0; crm configure colocation col_vm1_on_ms_drbd_r0 inf: vm1:Started "
      "ms_drbd_r0:Promoted", "pcs constraint delete col_vm1_on_ms_drbd_r0; pcs constraint colocation add vm1 "
-     "with Promoted ms_drbd_r0 INFINITY"),
+     "with Promoted ms_drbd_r0 score=INFINITY id=col_vm1_on_ms_drbd_r0"),
     ("crmsh-no-order.xml", "order", "no order: ms_drbd_r0:promote then vm1:start",
      "crm configure order ord_ms_drbd_r0_before_vm1 Mandatory: ms_drbd_r0:promote vm1:start",
-     "pcs constraint order promote ms_drbd_r0 then start vm1"),
+     "pcs constraint order promote ms_drbd_r0 then start vm1 kind=Mandatory id=ord_ms_drbd_r0_before_vm1"),
     ("crmsh-order-start-start.xml", "order", "ms_drbd_r0:start then vm1:start",
      "crm configure delete ord_ms_drbd_r0_before_vm1; crm configure order", "pcs constraint order promote"),
     ("crmsh-stonith-disabled.xml", "fencing-enabled", "stonith-enabled=false",
@@ -66,7 +67,7 @@ DEFECTS = [
      "livemig config", "livemig config"),
     ("crmsh-drbd-not-cloned.xml", "drbd-clone", "drbd_r0 for r0 is not in a promotable clone",
      "crm configure clone ms_drbd_r0 drbd_r0 meta promotable=true promoted-max=2",
-     "pcs resource create drbd_r0 ocf:linbit:drbd drbd_resource=r0 promotable"),
+     "--no-default-ops; pcs resource promotable drbd_r0 ms_drbd_r0 meta promoted-max=2"),
 ]
 
 

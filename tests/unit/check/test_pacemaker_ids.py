@@ -36,8 +36,9 @@ def test_check_fixes_name_what_config_creates(res: str) -> None:
     primitive = crm_config.split("drbd_resource=")[0].split("primitive ")[-1].split()[0]
     clone = crm_config.split("\nclone ")[1].split()[0]
     assert f"primitive {primitive} ocf:linbit:drbd" in crm_fix and f"clone {clone} {primitive} " in crm_fix
-    assert f"pcs resource create {primitive} " in pcs_fix and f" promotable {clone} " in pcs_fix
-    assert f" promotable {clone} " in pcs_config
+    assert f"pcs resource create {primitive} " in pcs_fix
+    assert f"pcs resource promotable {primitive} {clone} meta " in pcs_fix
+    assert f"pcs resource promotable {primitive} {clone} meta " in pcs_config
     colocation = crm_config.split("\ncolocation ")[1].split()[0]
     order = crm_config.split("\norder ")[1].split()[0]
     cloned = parse_cib(CLONED.format(clone=clone, primitive=primitive, res=res))
