@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable, Optional, Sequence, TextIO
 
 from livemig.check.domain import unnamed_drbd_resources
+from livemig.check.host import HostPaths
 from livemig.check.model import MAINTENANCE_REMINDER
 from livemig.check.readiness import CheckOptions, check_vm
 from livemig.check.report import format_json, format_report
@@ -47,6 +48,9 @@ layers checked:
   libvirt       the target's libvirtd reachable at the URI migrate_to uses (one bounded connection;
                 skip: --skip-libvirt);
                 the config file on the target is not checked (a warning says how)
+  host          this node's systemd: Pacemaker ordered to stop before libvirt's daemons,
+                libvirt-guests and the guests' scopes at node shutdown; libvirt-guests
+                enabled with ON_BOOT=start or an ON_SHUTDOWN action (skip: --skip-host)
 
 exit status:
   0  nothing fails (warnings may remain)
@@ -88,6 +92,8 @@ def add_parsers(commands: Any, seconds: Seconds) -> None:
                             "migrate_to uses, planned from the resource's parameters as the agent plans it)")
     check.add_argument("--skip-runtime", action="store_true", help="do not read DRBD runtime state")
     check.add_argument("--skip-libvirt", action="store_true", help="do not connect to the target's libvirtd")
+    check.add_argument("--skip-host", action="store_true",
+                       help="do not read this node's systemd units and libvirt-guests settings")
     check.add_argument("--pcs", action="store_true", help="write fixes as pcs commands instead of crmsh")
     check.add_argument("--problems", action="store_true", help="list only the lines that are not ok")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -125,7 +131,8 @@ def _read(path: str, option: str, err: TextIO, deadline: Optional[Deadline] = No
 def cmd_check(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
     deadline = Deadline(args.timeout)
     options = CheckOptions(cib_file=args.cib, peer=args.peer, peer_uri=args.peer_uri,
-                           runtime=not args.skip_runtime, libvirt=not args.skip_libvirt)
+                           runtime=not args.skip_runtime, libvirt=not args.skip_libvirt,
+                           host=None if args.skip_host else HostPaths())
     if args.cib is not None:
         try:  # cibadmin reads it (CIB_file): a FIFO or a device must not block it either
             check_regular_file(args.cib, "--cib", max_bytes=MAX_INPUT_BYTES, deadline=deadline)
