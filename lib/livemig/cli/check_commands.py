@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TextIO
 
-from livemig.check.domain import unnamed_drbd_resources
 from livemig.check.host import HostPaths
 from livemig.check.model import MAINTENANCE_REMINDER
-from livemig.check.readiness import CheckOptions, check_vm
-from livemig.check.report import format_json, format_report
 from livemig.cli.inputs import (
     MAX_INPUT_BYTES,
     InputError,
@@ -26,9 +23,13 @@ from livemig.cli.inputs import (
 )
 from livemig.domain_xml import domain_name
 from livemig.ocf.deadline import Deadline
-from livemig.ocf.metadata import Action
-from livemig.pacemaker.config_generator import ConfigError, VmSetup, crmsh_commands, pcs_commands
 from livemig.run import CommandRunner
+
+if TYPE_CHECKING:
+    from livemig.ocf.metadata import Action
+
+# The checks and the command builders (lxml) are imported by the command that runs them:
+# the argument parser, and so `livemig --help`, needs no lxml.
 
 EXIT_USAGE = 2
 DEFAULT_TIMEOUT = 60.0
@@ -129,6 +130,9 @@ def _read(path: str, option: str, err: TextIO, deadline: Optional[Deadline] = No
 
 
 def cmd_check(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    from livemig.check.readiness import CheckOptions, check_vm
+    from livemig.check.report import format_json, format_report
+
     deadline = Deadline(args.timeout)
     options = CheckOptions(cib_file=args.cib, peer=args.peer, peer_uri=args.peer_uri,
                            runtime=not args.skip_runtime, libvirt=not args.skip_libvirt,
@@ -162,6 +166,8 @@ def vm_actions() -> Sequence[Action]:
 
 
 def cmd_config(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    from livemig.pacemaker.config_generator import ConfigError, VmSetup, crmsh_commands, pcs_commands
+
     text = _read(args.domain_xml, "--domain-xml", err)
     if text is None:
         return EXIT_USAGE
@@ -182,6 +188,8 @@ def cmd_config(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err
 
 def _warn_unnamed_resources(xml_text: str, resources: Sequence[str], err: TextIO) -> None:
     """Say so when the domain's by-res disks name DRBD resources not given with --drbd-resource."""
+    from livemig.check.domain import unnamed_drbd_resources
+
     for disk, resource in unnamed_drbd_resources(xml_text, resources):
         err.write(f"livemig config: warning: disk {disk} is on DRBD resource {resource}, "
                   "which no --drbd-resource names\n")

@@ -12,19 +12,22 @@ import argparse
 import json
 import logging
 import sys
-from typing import Callable, List, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, TextIO
 
 from livemig import __version__
 from livemig.cli import check_commands
 from livemig.cli.inputs import InputError, check_regular_file, peer_names_option, read_text
 from livemig.cli.tables import status_table
-from livemig.drbd.guard import MODES, GuardCheck, GuardVerdict, evaluate_guard
-from livemig.drbd.mapping import resources_from_domain_xml
+from livemig.drbd.modes import MODES
 from livemig.drbd.state import DrbdStateError, DrbdStatus, status_as_json
-from livemig.drbd.tools import DrbdReader
 from livemig.ocf.deadline import Deadline
-from livemig.pacemaker.cib import read_cib_xml
 from livemig.run import CommandRunner
+
+if TYPE_CHECKING:
+    from livemig.drbd.guard import GuardVerdict
+
+# What needs lxml (the CIB, the guard, the DRBD readers) is imported by the command
+# that uses it: `livemig --help` works without lxml (tests/unit/cli/test_cli_imports.py).
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -35,8 +38,12 @@ DEFAULT_TIMEOUT = 30.0
 MAX_DOMAIN_XML_BYTES = 4 * 1024 * 1024
 
 DESCRIPTION = """\
-livemig: tools around the ocf:livemig:VirtualDomain resource agent, which
-live-migrates libvirt VMs whose disks are DRBD resources in dual-primary mode.
+livemig: check and drive live migration of libvirt VMs on DRBD under Pacemaker.
+
+The ocf:livemig:VirtualDomain resource agent live-migrates libvirt VMs whose disks
+are DRBD resources in dual-primary mode; livemig shows DRBD state as the agent reads
+it, runs the agent's migration guard, checks what a VM's live migration depends on,
+and prints the commands that set a VM up.
 """
 
 GUARD_EPILOG = """\
@@ -185,6 +192,8 @@ def _setup_logging(verbose: bool, stream: TextIO) -> None:
 
 
 def _cmd_drbd_status(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    from livemig.drbd.tools import DrbdReader
+
     deadline = Deadline(args.timeout)
     try:
         status = DrbdReader(runner, deadline).read_status()
@@ -206,6 +215,10 @@ def _cmd_drbd_status(args: argparse.Namespace, runner: CommandRunner, out: TextI
 
 
 def _cmd_guard(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    from livemig.drbd.guard import GuardCheck, GuardVerdict, evaluate_guard
+    from livemig.drbd.mapping import resources_from_domain_xml
+    from livemig.pacemaker.cib import read_cib_xml
+
     deadline = Deadline(args.timeout)
     peer_names = peer_names_option(args.peer_names)
     cib_file: Optional[str] = args.cib
