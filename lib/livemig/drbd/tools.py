@@ -215,7 +215,32 @@ class DrbdReader:
             words = out.split()
             if len(words) == 1:
                 names[minor] = words[0]
+        unnamed = [m for m in minors if m not in names]
+        if unnamed:
+            names.update({m: name for m, name in self.config_minor_names().items() if m in unnamed})
         return names
+
+    def config_minor_names(self) -> Dict[int, str]:
+        """minor -> resource of this node's ``on`` sections in ``drbdadm -v dump-xml all`` (8.x); {} if unreadable.
+
+        A minor two resources claim for this node is left out (it cannot be named)."""
+        try:
+            configs = self.dump_xml("all")
+        except DrbdStateError as exc:
+            log.debug("no resource names from DRBD's configuration: %s", exc)
+            return {}
+        me = self.node_name
+        found: Dict[int, str] = {}
+        claimed: Dict[int, int] = {}
+        for config in configs:
+            hosts = [h.name for h in config.hosts if me in h.name.split()]
+            if not hosts:
+                hosts = [h.name for h in config.hosts if short_name(me) in {short_name(n) for n in h.name.split()}]
+            for host in hosts:
+                for minor in config.minors(host):
+                    found[minor] = config.name
+                    claimed[minor] = claimed.get(minor, 0) + 1
+        return {minor: name for minor, name in found.items() if claimed[minor] == 1}
 
     def names_for_minors9(self, minors: Iterable[int]) -> Dict[int, Tuple[str, Optional[int]]]:
         """DRBD 9: minor -> (resource, volume) from ``drbdsetup status``."""
