@@ -11,8 +11,11 @@ package on PYTHONPATH):
 The command is run as ``<name> --help`` and, for every sub-command listed in
 the ``{a,b,...}`` choices of its usage line, as ``<name> <sub> --help``.
 Sections of the help (``options:``, ``positional arguments:``, ...) become
-man sections; option and argument lists become tagged paragraphs; anything
-the parser does not recognize is kept verbatim (.nf), so nothing is lost.
+man sections; option and argument lists, and an epilog's lists in argparse's
+layout ("  TAG  text": exit statuses, environment variables), become tagged
+paragraphs; an epilog's free text becomes paragraphs; anything else is kept
+verbatim (.nf), so nothing is lost. The NAME line is the description's first
+sentence (or --summary), at most 80 characters.
 Run with COLUMNS=80 and a fixed SOURCE_DATE_EPOCH date: the output is
 reproducible.  Standard library only.
 """
@@ -57,8 +60,11 @@ class Runner:
 def split_help(text: str) -> Tuple[str, List[str], List[Tuple[str, List[str]]]]:
     """(usage, description lines, [(section title, lines)]) of an argparse help text.
 
-    The usage keeps argparse's line breaks (and its continuation indent, less the
-    width of "usage: ")."""
+    A section starts at an unindented "title:" line; an unindented line after a blank
+    line that is no title (an epilog's paragraph) starts a section without a title
+    (free text), as does one straight after an argument list, whose lines are all
+    indented. The usage keeps argparse's line breaks (and its continuation indent,
+    less the width of "usage: ")."""
     lines = text.rstrip("\n").split("\n")
     usage: List[str] = []
     index = 0
@@ -67,14 +73,19 @@ def split_help(text: str) -> Tuple[str, List[str], List[Tuple[str, List[str]]]]:
         index += 1
     description: List[str] = []
     sections: List[Tuple[str, List[str]]] = []
+    blank = False
     for line in lines[index:]:
         header = re.fullmatch(r"(\S.*):", line)
-        if header and not line.startswith(" "):
+        unindented = bool(line.strip()) and not line.startswith(" ")
+        if header and unindented:
             sections.append((header.group(1), []))
+        elif sections and unindented and (blank or sections[-1][0]):
+            sections.append(("", [line]))
         elif sections:
             sections[-1][1].append(line)
         else:
             description.append(line)
+        blank = not line.strip()
     if usage and usage[0].lower().startswith("usage: "):
         width = len("usage: ")
         usage = [usage[0][width:]] + [line[width:] if line[:width].isspace() else line.strip()
@@ -127,7 +138,8 @@ def prose(lines: Sequence[str]) -> List[str]:
     return out
 
 
-_ITEM = re.compile(r"^  (\S(?:.*?\S)?)(?:\s{2,}(\S.*))?$")
+# The tag: words with single spaces between ("-t, --timeout SECONDS", "0"); two or more end it.
+_ITEM = re.compile(r"^  (\S+(?: \S+)*)(?:\s{2,}(\S.*))?$")
 
 
 def _next_is_choice(lines: Sequence[str], line: str) -> bool:
@@ -198,11 +210,23 @@ def verbatim(lines: Sequence[str]) -> List[str]:
     return [".nf"] + [roff_escape(line[indent:]) if line.strip() else ".sp" for line in body] + [".fi"]
 
 
+_TAGGED = re.compile(r"^  (\S+(?: \S+)*)\s{2,}\S")
+
+
 def render_section(title: str, lines: Sequence[str]) -> List[str]:
-    """argparse's argument lists as tagged paragraphs, anything else verbatim."""
+    """argparse's argument lists, and lists in its layout ("  TAG  text"), as tagged
+    paragraphs; free text as paragraphs; anything else verbatim."""
     tags = [line.split()[0] for line in lines if re.match(r"^  \S", line)]
     if title.lower() in _ARGPARSE_SECTIONS or (tags and all(t.startswith("-") for t in tags)):
         return item_list(lines)
+    body = [line for line in lines if line.strip()]
+    if not title or not body:
+        return prose(lines)
+    tagged = [_TAGGED.match(line) for line in body if re.match(r"^  \S", line)]
+    if tagged and all(match is not None and len(match.group(1)) <= 24 for match in tagged):
+        return item_list(lines)
+    if len({len(line) - len(line.lstrip(" ")) for line in body}) == 1:
+        return prose(lines)
     return verbatim(lines)
 
 
@@ -216,6 +240,10 @@ def summary_of(name: str, description: Sequence[str]) -> str:
     if text[:1].isupper() and text[1:2].islower():
         text = text[0].lower() + text[1:]
     return text
+
+
+#: longer NAME lines are cut or wrapped by whatis, apropos and lexgrog
+MAX_SUMMARY = 80
 
 
 def collect(runner: Runner, words: Tuple[str, ...], usage: str,
@@ -234,9 +262,13 @@ def collect(runner: Runner, words: Tuple[str, ...], usage: str,
 
 
 def build_page(runner: Runner, name: str, section: str, source: str, date: str,
-               manual: str, see_also: Sequence[str] = ()) -> str:
+               manual: str, see_also: Sequence[str] = (), summary: Optional[str] = None) -> str:
     usage, description, sections = split_help(runner.help())
-    summary = summary_of(name, description)
+    summary = summary or summary_of(name, description)
+    if len(f"{name} - {summary}") > MAX_SUMMARY:
+        raise SystemExit(f"cli2man: the NAME line would be {len(name) + 3 + len(summary)} characters "
+                         f"(at most {MAX_SUMMARY}): shorten the description's first sentence, or give "
+                         f"--summary: {summary!r}")
     commands = collect(runner, (), usage, sections)
 
     out: List[str] = [
@@ -253,7 +285,7 @@ def build_page(runner: Runner, name: str, section: str, source: str, date: str,
     out += [".fi", ".SH DESCRIPTION"]
     out += prose(description) or [roff_escape(summary) + "."]
     for title, lines in sections:
-        out.append(f".SH {roff_escape(title.upper())}")
+        out.append(f".SH {roff_escape(title.upper())}" if title else ".PP")
         out += render_section(title, lines)
     if commands:
         out.append(".SH COMMANDS")
@@ -265,8 +297,13 @@ def build_page(runner: Runner, name: str, section: str, source: str, date: str,
                 out.append(".PP")
                 out += prose(sub_desc)
             for title, lines in sub_sections:
-                out += [".PP", f"\\fI{roff_escape(title)}:\\fR"]
-                out += render_section(title, lines)
+                body = render_section(title, lines)
+                out.append(".PP")
+                if title:
+                    out.append(f"\\fI{roff_escape(title)}:\\fR")
+                    if body and body[0] not in (".TP", ".nf"):
+                        out.append(".br")  # free text under a title: on the next line
+                out += body
     if see_also:
         out += [".SH SEE ALSO", ", ".join(man_ref(ref) for ref in see_also)]
     return "\n".join(out) + "\n"
@@ -277,6 +314,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     parser.add_argument("--name", required=True, help="command name (page name)")
     parser.add_argument("--section", default="8", help="man section (default: 8)")
     parser.add_argument("--source", default="", help='page footer, e.g. "livemig 0.1.0"')
+    parser.add_argument("--summary", help="the NAME line's text (default: the description's first sentence)")
     parser.add_argument("--manual", default="System Administration", help="page header title")
     parser.add_argument("--date", help="page date (default: SOURCE_DATE_EPOCH or today)")
     parser.add_argument("--entry-point", help="module:function to run (as python3 -c) instead of "
@@ -288,7 +326,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     args = parser.parse_args(None if argv is None else list(argv))
     runner = Runner(args.name, args.entry_point, args.command)
     text = build_page(runner, args.name, args.section, args.source, page_date(args.date), args.manual,
-                      args.see_also)
+                      args.see_also, args.summary)
     if args.output == "-":
         sys.stdout.write(text)
     else:

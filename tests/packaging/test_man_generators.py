@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,5 +108,58 @@ def test_cli2man(tmp_path: Path) -> None:
     assert '.SS "demo show fast"' not in text  # option choices are no sub-commands
     shown = render(page)
     assert "demo show [-h] [--mode {fast,slow}] thing" in shown
-    assert "0  shown" in shown  # epilog kept verbatim
+    assert re.search(r"^ +0 +shown$", shown, re.M)  # the epilog's list: tagged paragraphs
+    assert ".TP\n\\fB0\\fR\nshown\n" in text
     assert "SEE ALSO" in shown and "pcs(8)" in shown
+
+
+def test_cli2man_refuses_a_long_name_line(tmp_path: Path) -> None:
+    script = tmp_path / "demo"
+    script.write_text(CLI.replace("Demo: does things", "Demo: " + "very " * 20 + "long"), encoding="utf-8")
+    argv = [sys.executable, str(TOOLS / "cli2man.py"), "--name", "demo", "--output", str(tmp_path / "demo.8"),
+            "--", sys.executable, str(script)]
+    proc = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode != 0 and "at most 80" in proc.stderr and "--summary" in proc.stderr
+    run(argv[:2] + ["--summary", "does things"] + argv[2:])
+    assert "\n.SH NAME\ndemo \\- does things\n" in (tmp_path / "demo.8").read_text(encoding="utf-8")
+
+
+def _subsection(text: str, title: str) -> str:
+    start = text.index(f'.SS "{title}"\n')
+    end = text.find("\n.SS ", start + 1)
+    return text[start:end if end >= 0 else len(text)]
+
+
+def test_cli2man_on_livemig(tmp_path: Path) -> None:
+    """The livemig(8) page as the packages build it: a short NAME; every sub-command's options,
+    exit statuses and lists as tagged paragraphs, its epilog's prose as paragraphs."""
+    page = tmp_path / "livemig.8"
+    run([sys.executable, str(TOOLS / "cli2man.py"), "--name", "livemig", "--section", "8", "--source",
+         "livemig X", "--entry-point", "livemig.cli.main:main", "--output", str(page)])
+    text = page.read_text(encoding="utf-8")
+    name_line = text.split("\n.SH NAME\n", 1)[1].split("\n", 1)[0]
+    assert name_line.startswith("livemig \\- ") and len(name_line) <= 82, name_line
+    for title, options in (("livemig drbd status", ("\\-\\-json", "\\-\\-timeout SECONDS")),
+                           ("livemig config", ("\\-\\-domain\\-xml FILE", "\\-\\-pcs")),
+                           ("livemig check", ("\\-\\-skip\\-host", "\\-\\-problems")),
+                           ("livemig guard", ("\\-\\-peer NODE",))):
+        body = _subsection(text, title)
+        for option in options:
+            assert f".TP\n\\fB{option}\\fR\n" in body, (title, option)
+        # Only the usage is pre-formatted: nothing of argparse's own layout is left as it is.
+        assert body.count(".nf") == 1, body
+    for title in ("livemig drbd status", "livemig check", "livemig guard"):
+        body = _subsection(text, title)
+        for code in ("0", "1", "2"):
+            assert f".TP\n\\fB{code}\\fR\n" in body, (title, code)
+    shown = render(page)
+    names = shown.split("\nNAME\n", 1)[1].split("\n\n", 1)[0].split("\n")
+    assert len(names) <= 2 and all(len(line) <= 80 for line in names), names
+    status = shown.split("   livemig drbd status\n", 1)[1].split("   livemig guard\n", 1)[0]
+    assert re.search(r"^ {7}--json +print +JSON +instead +of +a +table$", status, re.M), status
+    assert re.search(r"^ {7}--timeout SECONDS\n {14}give up", status, re.M), status
+    assert re.search(r"^ {7}DRBD +9 +is +read +with", status, re.M), status  # a paragraph of its own
+    assert not re.search(r"^ {8,}--json {2,}print", shown, re.M)  # no argparse column layout left
+    config = shown.split("   livemig config\n", 1)[1]
+    assert re.search(r"^ {7}--pcs +print +pcs +commands +instead +of +crmsh$", config, re.M), config
+    assert re.search(r"^ {7}The +commands +create, +for +each", config, re.M), config

@@ -45,9 +45,12 @@ PROVIDER_DIR = AGENT.parent
 COMMAND = Path("/usr/sbin/livemig")
 MAN_PAGES = ("/usr/share/man/man7/ocf_livemig_VirtualDomain.7.gz", "/usr/share/man/man8/livemig.8.gz")
 DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
+# Node-shutdown ordering: Pacemaker stops before libvirt (docs/packaging.md).
+DROP_IN = Path("/usr/lib/systemd/system/resource-agents-deps.target.d/livemig.conf")
+DROP_IN_SOURCE = ROOT / "systemd" / "resource-agents-deps.target.d" / "livemig.conf"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # What the package is built from: packages older than any of these are rebuilt.
-BUILD_INPUTS = ("lib", "agents", "debian", "rpm", "tools", "setup.cfg", "pyproject.toml", "COPYING",
+BUILD_INPUTS = ("lib", "agents", "debian", "rpm", "tools", "systemd", "setup.cfg", "pyproject.toml", "COPYING",
                 "mk/packaging.mk")
 # ocf-tester checks that libvirt's stateless test driver cannot pass (see the docstring).
 STATELESS_DRIVER_FAILURES = {
@@ -187,7 +190,7 @@ def test_deb_control_fields(packages: Packages) -> None:
     depends = {d.strip().split()[0] for d in field["Depends"].split(",")}
     assert {"python3", "python3-libvirt", "python3-lxml"} <= depends
     recommends = {d.strip().split()[0] for d in field["Recommends"].split(",")}
-    assert {"pacemaker", "drbd-utils"} <= recommends
+    assert {"pacemaker", "drbd-utils", "resource-agents"} <= recommends
 
 
 def test_deb_contents(packages: Packages) -> None:
@@ -225,6 +228,64 @@ def test_rpm_lists_the_same_agent_command_and_man_pages(packages: Packages) -> N
         agent = Path(tmp) / AGENT.relative_to("/")
         assert agent.read_text(encoding="utf-8").startswith("#!/usr/bin/python3 -s\n")
         assert stat.S_IMODE(agent.stat().st_mode) == 0o755
+
+
+def _unit_values(text: str, key: str) -> List[str]:
+    """Every value of ``key=`` in the [Unit] section (space-separated lists split)."""
+    values: List[str] = []
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif section == "Unit" and line.startswith(key + "="):
+            values += line[len(key) + 1:].split()
+    return values
+
+
+def _assert_drop_in(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text == DROP_IN_SOURCE.read_text(encoding="utf-8")
+    after = set(_unit_values(text, "After"))
+    assert {"libvirtd.service", "virtqemud.service", "libvirt-guests.service",
+            "virt-guest-shutdown.target"} <= after, after
+    assert _unit_values(text, "Wants") == ["virt-guest-shutdown.target"]
+    assert not _unit_values(text, "Before") and not _unit_values(text, "Requires")
+
+
+def test_deb_ships_the_shutdown_ordering_drop_in(packages: Packages, tmp_path: Path) -> None:
+    files = _deb_files(packages.deb)
+    assert files[str(DROP_IN)] == "-rw-r--r--"
+    run(["dpkg-deb", "--extract", str(packages.deb), str(tmp_path / "root")])
+    _assert_drop_in(tmp_path / "root" / DROP_IN.relative_to("/"))
+    # The maintainer scripts reload a running systemd, and only then.
+    run(["dpkg-deb", "--control", str(packages.deb), str(tmp_path / "control")])
+    for script in ("postinst", "postrm"):
+        text = (tmp_path / "control" / script).read_text(encoding="utf-8")
+        assert "[ -d /run/systemd/system ]" in text and "systemctl --system daemon-reload" in text, text
+    # systemd itself reads it: a unit directory with resource-agents' target and the drop-in.
+    units = tmp_path / "units"
+    (units / "resource-agents-deps.target.d").mkdir(parents=True)
+    (units / "resource-agents-deps.target").write_text("[Unit]\nDescription=resource-agents dependencies\n")
+    shutil.copy(tmp_path / "root" / DROP_IN.relative_to("/"), units / "resource-agents-deps.target.d")
+    verify = run(["systemd-analyze", "verify", "--man=no", str(units / "resource-agents-deps.target")],
+                 env=system_env(SYSTEMD_UNIT_PATH=f"{units}:"), check=False)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    (units / "resource-agents-deps.target.d" / "livemig.conf").write_text("[Unit]\nAftr=libvirtd.service\n")
+    broken = run(["systemd-analyze", "verify", "--man=no", str(units / "resource-agents-deps.target")],
+                 env=system_env(SYSTEMD_UNIT_PATH=f"{units}:"), check=False)
+    assert "Aftr" in broken.stderr  # the check above does read the drop-in
+
+
+def test_rpm_ships_the_shutdown_ordering_drop_in(packages: Packages, tmp_path: Path) -> None:
+    listed = set(run(["rpm", "-qlp", str(packages.rpm)]).stdout.split())
+    assert str(DROP_IN) in listed and str(DROP_IN.parent) in listed
+    cpio = subprocess.run(f"rpm2cpio '{packages.rpm}' | cpio -idm --quiet", shell=True, cwd=tmp_path,
+                          env=system_env(), stderr=subprocess.PIPE, text=True, check=False)
+    assert cpio.returncode == 0, cpio.stderr
+    _assert_drop_in(tmp_path / DROP_IN.relative_to("/"))
+    recommends = run(["rpm", "-qp", "--recommends", str(packages.rpm)]).stdout.split()
+    assert "resource-agents" in recommends
 
 
 # -- installed on this machine --------------------------------------------------------------
@@ -276,7 +337,7 @@ def test_installed_files(installed: Packages) -> None:
     assert stat.S_IMODE(mode) == 0o755 and AGENT.stat().st_uid == 0
     assert AGENT.read_text(encoding="utf-8").startswith("#!/usr/bin/python3\n")
     listed = set(run(["dpkg", "-L", "livemig"]).stdout.split())
-    assert {str(AGENT), str(COMMAND), *MAN_PAGES} <= listed
+    assert {str(AGENT), str(COMMAND), str(DROP_IN), *MAN_PAGES} <= listed
     # Byte-compiled the Debian way: by py3compile in postinst, not shipped.
     assert list((DIST_PACKAGES / "livemig").glob("__pycache__/*.cpython-*.pyc"))
     where = run(["/usr/bin/python3", "-c", "import livemig; print(livemig.__file__, livemig.__version__)"])
@@ -377,6 +438,7 @@ def test_purge_leaves_nothing(installed: Packages) -> None:
     assert not PROVIDER_DIR.exists()
     assert not list(DIST_PACKAGES.glob("livemig*"))
     assert not COMMAND.exists()
+    assert not DROP_IN.exists() and not DROP_IN.parent.exists()
     for page in MAN_PAGES:
         assert not Path(page).exists()
     assert not Path("/usr/share/doc/livemig").exists()

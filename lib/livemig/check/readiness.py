@@ -23,6 +23,7 @@ from lxml import etree
 
 from livemig.check.domain import StatFunction, check_domain, check_guard_resources
 from livemig.check.drbd_config import check_drbd_config, parse_views
+from livemig.check.host import HostPaths, check_host
 from livemig.check.libvirt import Connector, LocalUri, TargetUri, check_libvirt, target_uri
 from livemig.check.model import (
     LAYER_DOMAIN,
@@ -75,6 +76,8 @@ class CheckOptions:
     peer_uri: Optional[str] = None
     runtime: bool = True
     libvirt: bool = True
+    #: this node's systemd units and libvirt-guests (check/host.py); None: not checked
+    host: Optional[HostPaths] = None
 
 
 def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline: Deadline,
@@ -157,6 +160,8 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
         if peer is not None else TargetUri(None)
     results += check_libvirt(peer, target.uri, config_path, deadline=deadline, connect=connect,
                              skip_connect=not options.libvirt, target=target)
+    if options.host is not None:
+        results += check_host(options.host)
     return CheckReport(vm=vm_id or vm, results=results, domain=name, drbd_resources=resources, peer=peer)
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TextIO
 
-from livemig.check.domain import unnamed_drbd_resources
+from livemig.check.host import HostPaths
 from livemig.check.model import MAINTENANCE_REMINDER
-from livemig.check.readiness import CheckOptions, check_vm
-from livemig.check.report import format_json, format_report
 from livemig.cli.inputs import (
     MAX_INPUT_BYTES,
     InputError,
@@ -25,9 +23,13 @@ from livemig.cli.inputs import (
 )
 from livemig.domain_xml import domain_name
 from livemig.ocf.deadline import Deadline
-from livemig.ocf.metadata import Action
-from livemig.pacemaker.config_generator import ConfigError, VmSetup, crmsh_commands, pcs_commands
 from livemig.run import CommandRunner
+
+if TYPE_CHECKING:
+    from livemig.ocf.metadata import Action
+
+# The checks and the command builders (lxml) are imported by the command that runs them:
+# the argument parser, and so `livemig --help`, needs no lxml.
 
 EXIT_USAGE = 2
 DEFAULT_TIMEOUT = 60.0
@@ -48,6 +50,9 @@ layers checked:
   libvirt       the target's libvirtd reachable at the URI migrate_to uses (one bounded connection;
                 skip: --skip-libvirt);
                 the config file on the target is not checked (a warning says how)
+  host          this node's systemd: Pacemaker ordered to stop before libvirt's daemons,
+                libvirt-guests and the guests' scopes at node shutdown; libvirt-guests
+                enabled with ON_BOOT=start or an ON_SHUTDOWN action (skip: --skip-host)
 
 exit status:
   0  nothing fails (warnings may remain)
@@ -89,6 +94,8 @@ def add_parsers(commands: Any, seconds: Seconds) -> None:
                             "migrate_to uses, planned from the resource's parameters as the agent plans it)")
     check.add_argument("--skip-runtime", action="store_true", help="do not read DRBD runtime state")
     check.add_argument("--skip-libvirt", action="store_true", help="do not connect to the target's libvirtd")
+    check.add_argument("--skip-host", action="store_true",
+                       help="do not read this node's systemd units and libvirt-guests settings")
     check.add_argument("--pcs", action="store_true", help="write fixes as pcs commands instead of crmsh")
     check.add_argument("--problems", action="store_true", help="list only the lines that are not ok")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -124,9 +131,13 @@ def _read(path: str, option: str, err: TextIO, deadline: Optional[Deadline] = No
 
 
 def cmd_check(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    from livemig.check.readiness import CheckOptions, check_vm
+    from livemig.check.report import format_json, format_report
+
     deadline = Deadline(args.timeout)
     options = CheckOptions(cib_file=args.cib, peer=args.peer, peer_uri=args.peer_uri,
-                           runtime=not args.skip_runtime, libvirt=not args.skip_libvirt)
+                           runtime=not args.skip_runtime, libvirt=not args.skip_libvirt,
+                           host=None if args.skip_host else HostPaths())
     if args.cib is not None:
         try:  # cibadmin reads it (CIB_file): a FIFO or a device must not block it either
             check_regular_file(args.cib, "--cib", max_bytes=MAX_INPUT_BYTES, deadline=deadline)
@@ -156,6 +167,8 @@ def vm_actions() -> Sequence[Action]:
 
 
 def cmd_config(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    from livemig.pacemaker.config_generator import ConfigError, VmSetup, crmsh_commands, pcs_commands
+
     text = _read(args.domain_xml, "--domain-xml", err)
     if text is None:
         return EXIT_USAGE
@@ -176,6 +189,8 @@ def cmd_config(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err
 
 def _warn_unnamed_resources(xml_text: str, resources: Sequence[str], err: TextIO) -> None:
     """Say so when the domain's by-res disks name DRBD resources not given with --drbd-resource."""
+    from livemig.check.domain import unnamed_drbd_resources
+
     for disk, resource in unnamed_drbd_resources(xml_text, resources):
         err.write(f"livemig config: warning: disk {disk} is on DRBD resource {resource}, "
                   "which no --drbd-resource names\n")

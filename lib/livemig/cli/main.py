@@ -12,19 +12,22 @@ import argparse
 import json
 import logging
 import sys
-from typing import Callable, List, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, TextIO
 
 from livemig import __version__
 from livemig.cli import check_commands
 from livemig.cli.inputs import InputError, check_regular_file, peer_names_option, read_text
 from livemig.cli.tables import status_table
-from livemig.drbd.guard import MODES, GuardCheck, GuardVerdict, evaluate_guard
-from livemig.drbd.mapping import resources_from_domain_xml
+from livemig.drbd.modes import MODES
 from livemig.drbd.state import DrbdStateError, DrbdStatus, status_as_json
-from livemig.drbd.tools import DrbdReader
 from livemig.ocf.deadline import Deadline
-from livemig.pacemaker.cib import read_cib_xml
 from livemig.run import CommandRunner
+
+if TYPE_CHECKING:
+    from livemig.drbd.guard import GuardVerdict
+
+# What needs lxml (the CIB, the guard, the DRBD readers) is imported by the command
+# that uses it: `livemig --help` works without lxml (tests/unit/cli/test_cli_imports.py).
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -35,8 +38,12 @@ DEFAULT_TIMEOUT = 30.0
 MAX_DOMAIN_XML_BYTES = 4 * 1024 * 1024
 
 DESCRIPTION = """\
-livemig: tools around the ocf:livemig:VirtualDomain resource agent, which
-live-migrates libvirt VMs whose disks are DRBD resources in dual-primary mode.
+livemig: check and drive live migration of libvirt VMs on DRBD under Pacemaker.
+
+The ocf:livemig:VirtualDomain resource agent live-migrates libvirt VMs whose disks
+are DRBD resources in dual-primary mode; livemig shows DRBD state as the agent reads
+it, runs the agent's migration guard, checks what a VM's live migration depends on,
+and prints the commands that set a VM up.
 """
 
 GUARD_EPILOG = """\
@@ -59,14 +66,16 @@ environment:
 """
 
 STATUS_EPILOG = """\
-DRBD 9 is read with "drbdsetup status --json --verbose --statistics"; DRBD 8.x from
-/proc/drbd, where each configured minor is one resource (named with "drbdadm
-sh-resource" or /dev/drbd/by-res when possible) with one unnamed peer.
+DRBD 9 is read with "drbdsetup status --json --verbose --statistics" (or its text form,
+where drbd-utils has no --json); DRBD 8.x from /proc/drbd, where each configured minor
+is one resource with one unnamed peer. A RESOURCE named is found by its minors in DRBD's
+configuration ("drbdadm sh-minor"); minors listed without names are named from
+/dev/drbd/by-res, "drbdadm sh-resource" or "drbdadm -v dump-xml all" when possible.
 
 exit status:
   0  state read (and every RESOURCE named was found)
   1  a RESOURCE named is not up on this node
-  2  the state could not be read, or bad usage
+  2  the state could not be read (for a RESOURCE named: nor its minors told), or bad usage
 """
 
 
@@ -185,27 +194,50 @@ def _setup_logging(verbose: bool, stream: TextIO) -> None:
 
 
 def _cmd_drbd_status(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    from livemig.drbd.tools import DrbdReader
+
     deadline = Deadline(args.timeout)
+    wanted: List[str] = list(dict.fromkeys(args.resources))
+    bad = [name for name in wanted if not name or name.startswith("-") or "/" in name or name.split() != [name]]
+    if bad:
+        raise UsageError(f"not a DRBD resource name: {bad[0]!r}")
+    reader = DrbdReader(runner, deadline)
     try:
-        status = DrbdReader(runner, deadline).read_status()
+        # Named resources are read as every decision reads them: on 8.x their minors come from
+        # DRBD's configuration (drbdadm sh-minor), so minors /proc/drbd leaves unnamed are found.
+        status = reader.read_resources(wanted) if wanted else reader.read_status()
     except DrbdStateError as exc:
         err.write(f"livemig drbd status: could not read DRBD state: {exc}\n")
         return EXIT_UNDECIDED
-    wanted: List[str] = list(dict.fromkeys(args.resources))
-    missing = [name for name in wanted if not status.resource(name)]
+    code = EXIT_OK
     if wanted:
+        entries = [r for r in status.resources if r.name in wanted]
+        for name in wanted:
+            mine = [r for r in entries if r.name == name]
+            for entry in mine:
+                if entry.unreadable:
+                    err.write(f"livemig drbd status: could not read resource {name}: {entry.unreadable}\n")
+                    code = EXIT_UNDECIDED
+                elif entry.absent:
+                    err.write(f"livemig drbd status: resource {name} is not up on this node: {entry.absent}\n")
+                    code = max(code, EXIT_REFUSED)
+            if not mine:
+                err.write(f"livemig drbd status: resource {name} is not up on this node\n")
+                code = max(code, EXIT_REFUSED)
         status = DrbdStatus(drbd_version=status.drbd_version, generation=status.generation,
-                            resources=tuple(r for r in status.resources if r.name in wanted))
+                            resources=tuple(r for r in entries if not r.unreadable and not r.absent))
     if args.json:
         out.write(json.dumps(status_as_json(status), indent=2) + "\n")
     else:
         out.write(status_table(status))
-    for name in missing:
-        err.write(f"livemig drbd status: resource {name} is not up on this node\n")
-    return EXIT_REFUSED if missing else EXIT_OK
+    return code
 
 
 def _cmd_guard(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err: TextIO) -> int:
+    from livemig.drbd.guard import GuardCheck, GuardVerdict, evaluate_guard
+    from livemig.drbd.mapping import resources_from_domain_xml
+    from livemig.pacemaker.cib import read_cib_xml
+
     deadline = Deadline(args.timeout)
     peer_names = peer_names_option(args.peer_names)
     cib_file: Optional[str] = args.cib

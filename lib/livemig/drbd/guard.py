@@ -39,6 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from livemig.drbd.health import local_checks, volume_label, where
+from livemig.drbd.modes import MODE_AUTO_PROMOTE as MODE_AUTO_PROMOTE  # re-exported
+from livemig.drbd.modes import MODE_DUAL_PRIMARY as MODE_DUAL_PRIMARY
+from livemig.drbd.modes import MODES as MODES
 from livemig.drbd.state import (
     DrbdResourceState,
     DrbdStateError,
@@ -56,9 +59,6 @@ from livemig.run import CommandRunner
 
 log = get_logger(__name__)
 
-MODE_DUAL_PRIMARY = "dual-primary"
-MODE_AUTO_PROMOTE = "auto-promote"
-MODES = (MODE_DUAL_PRIMARY, MODE_AUTO_PROMOTE)
 
 #: Connection (8.x) or replication (9) states of a resync that will end by itself.
 RESYNC_STATES = frozenset({

@@ -7,7 +7,8 @@ output not understood) into :class:`~livemig.drbd.state.DrbdStateError`.
 
 The generation is told from ``/proc/drbd``: 8.x lists its minors there and is
 read from that file; 9 prints only its version there and is read with
-``drbdsetup status --json --verbose --statistics``.
+``drbdsetup status --json --verbose --statistics`` (its text form where
+drbdsetup has no ``--json``).
 
 Two readings:
 
@@ -33,9 +34,10 @@ from livemig.drbd.config import DrbdResourceConfig, parse_dump_xml
 from livemig.drbd.proc import ProcDrbd, minor_as_resource, proc_drbd_path, read_proc_drbd
 from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, VolumeState
 from livemig.drbd.status9 import ShowResource, parse_show_json, parse_status_json
+from livemig.drbd.status_text import parse_status_text
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.logs import get_logger
-from livemig.run import CommandError, CommandRunner
+from livemig.run import CommandError, CommandResult, CommandRunner
 
 log = get_logger(__name__)
 
@@ -85,13 +87,7 @@ class DrbdReader:
     # -- running the tools ------------------------------------------------
     def run_tool(self, argv: Sequence[str]) -> str:
         """stdout of ``argv``; :class:`DrbdStateError` unless it exits 0 in time."""
-        command = " ".join(argv)
-        if self._deadline.expired():
-            raise DrbdStateError(f"{command}: not run, the operation deadline has passed")
-        try:
-            result = self._runner.run(list(argv), timeout=self._deadline.bound(self._call_timeout))
-        except CommandError as exc:
-            raise DrbdStateError(f"{command}: {exc}") from exc
+        result = self._run(argv)
         if not result.ok:
             raise DrbdStateError(result.describe())
         return result.stdout
@@ -179,9 +175,29 @@ class DrbdReader:
         return entries
 
     def status9(self) -> Tuple[DrbdResourceState, ...]:
-        """DRBD 9: ``drbdsetup status all --json --verbose --statistics``."""
-        out = self.run_tool(["drbdsetup", "status", "all", "--json", "--verbose", "--statistics"])
-        return parse_status_json(out)
+        """DRBD 9: ``drbdsetup status all --json --verbose --statistics``.
+
+        A drbdsetup that refuses ``--json`` (it says "unrecognized option" about it) is
+        read in its text form, ``drbdsetup status all --verbose --statistics``
+        (:mod:`livemig.drbd.status_text`), which gives the same state."""
+        argv = ["drbdsetup", "status", "all", "--json", "--verbose", "--statistics"]
+        result = self._run(argv)
+        if result.ok:
+            return parse_status_json(result.stdout)
+        if not _refuses_json(result.stderr):
+            raise DrbdStateError(result.describe())
+        log.debug("drbdsetup has no --json: reading its text status")
+        return parse_status_text(self.run_tool(["drbdsetup", "status", "all", "--verbose", "--statistics"]))
+
+    def _run(self, argv: Sequence[str]) -> CommandResult:
+        """``argv``'s result, exit status unchecked; :class:`DrbdStateError` if it cannot be run in time."""
+        command = " ".join(argv)
+        if self._deadline.expired():
+            raise DrbdStateError(f"{command}: not run, the operation deadline has passed")
+        try:
+            return self._runner.run(list(argv), timeout=self._deadline.bound(self._call_timeout))
+        except CommandError as exc:
+            raise DrbdStateError(f"{command}: {exc}") from exc
 
     def show9(self) -> Tuple[ShowResource, ...]:
         """DRBD 9 runtime settings: ``drbdsetup show all --json --show-defaults``."""
@@ -215,7 +231,32 @@ class DrbdReader:
             words = out.split()
             if len(words) == 1:
                 names[minor] = words[0]
+        unnamed = [m for m in minors if m not in names]
+        if unnamed:
+            names.update({m: name for m, name in self.config_minor_names().items() if m in unnamed})
         return names
+
+    def config_minor_names(self) -> Dict[int, str]:
+        """minor -> resource of this node's ``on`` sections in ``drbdadm -v dump-xml all`` (8.x); {} if unreadable.
+
+        A minor two resources claim for this node is left out (it cannot be named)."""
+        try:
+            configs = self.dump_xml("all")
+        except DrbdStateError as exc:
+            log.debug("no resource names from DRBD's configuration: %s", exc)
+            return {}
+        me = self.node_name
+        found: Dict[int, str] = {}
+        claimed: Dict[int, int] = {}
+        for config in configs:
+            hosts = [h.name for h in config.hosts if me in h.name.split()]
+            if not hosts:
+                hosts = [h.name for h in config.hosts if short_name(me) in {short_name(n) for n in h.name.split()}]
+            for host in hosts:
+                for minor in config.minors(host):
+                    found[minor] = config.name
+                    claimed[minor] = claimed.get(minor, 0) + 1
+        return {minor: name for minor, name in found.items() if claimed[minor] == 1}
 
     def names_for_minors9(self, minors: Iterable[int]) -> Dict[int, Tuple[str, Optional[int]]]:
         """DRBD 9: minor -> (resource, volume) from ``drbdsetup status``."""
@@ -276,6 +317,14 @@ class DrbdReader:
             raise DrbdStateError(f"the configuration of {resource} names {len(others)} peer hosts besides this "
                                  f"node ({me}); hosts: {listed}; needs exactly one")
         return others[0][0]
+
+
+_NO_JSON = re.compile(r"(unrecognized|unknown|invalid) option.{0,8}--json", re.I)
+
+
+def _refuses_json(stderr: str) -> bool:
+    """drbdsetup's getopt complaint about ``--json`` (``status: unrecognized option '--json'``)."""
+    return bool(_NO_JSON.search(stderr))
 
 
 def _resource_arg(resource: str) -> str:

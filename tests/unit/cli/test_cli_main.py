@@ -147,3 +147,45 @@ def test_drbd_status_missing_resource_and_unreadable() -> None:
 def test_parser_leaves_room_for_more_commands() -> None:
     parser = build_parser()
     assert parser.prog == "livemig"
+
+
+PROC84_MINOR1 = str(FIXTURES / "drbd84-proc-pacemaker-connected-primary-8.4.11.txt")
+DUMP84 = (FIXTURES / "check" / "check-84-good.dump-xml.txt").read_text(encoding="utf-8")
+
+
+def test_drbd_status_names_an_unnamed_84_minor_from_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """8.4, /proc/drbd lists minor 1 without a name and no by-res link names it: `drbd status r0`
+    finds r0 by its minors in DRBD's configuration (drbdadm sh-minor), as the guard does."""
+    monkeypatch.setenv("LIVEMIG_PROC_DRBD", PROC84_MINOR1)
+    runner = ScriptedRunner({"drbdadm sh-minor r0": (0, "1\n")})
+    code, out, err = run(["drbd", "status", "r0"], runner)
+    assert code == 0, err
+    assert "no DRBD resources are up" not in out
+    row = out.splitlines()[2].split()
+    assert row[:5] == ["r0", "-", "1", "Primary", "UpToDate"] and "Connected" in row, out
+    code, out, err = run(["drbd", "status", "r0", "--json"], runner)
+    assert code == 0 and [r["name"] for r in json.loads(out)["resources"]] == ["r0"], err
+
+
+def test_drbd_status_84_resource_down_or_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEMIG_PROC_DRBD", PROC84_MINOR1)
+    code, out, err = run(["drbd", "status", "r7"], ScriptedRunner({"drbdadm sh-minor r7": (0, "7\n")}))
+    assert code == 1 and "resource r7 is not up on this node: minor 7 is not in /proc/drbd" in err
+    assert "no DRBD resources are up" in out
+    code, out, err = run(["drbd", "status", "nosuch"],
+                         ScriptedRunner({"drbdadm sh-minor": (10, "", "'nosuch' not defined in your config")}))
+    assert code == 2 and "could not read resource nosuch: cannot tell which minors" in err
+    code, _, err = run(["drbd", "status", "--bad-name"], ScriptedRunner())
+    assert code == 2
+
+
+def test_drbd_status_lists_84_minors_named_from_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEMIG_PROC_DRBD", str(FIXTURES / "drbd84-proc-ug84-inconsistent-8.4.1.txt"))
+    monkeypatch.setenv("__DRBD_NODE__", "alpha")
+    runner = ScriptedRunner({"drbdadm -v dump-xml all": (0, DUMP84)})
+    code, out, err = run(["drbd", "status", "--json"], runner)
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(out)["resources"]] == ["r0"]
+    monkeypatch.setenv("__DRBD_NODE__", "gamma")  # not a host of the configuration: left unnamed
+    code, out, _ = run(["drbd", "status", "--json"], runner)
+    assert [r["name"] for r in json.loads(out)["resources"]] == [None]

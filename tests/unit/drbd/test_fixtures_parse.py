@@ -196,5 +196,8 @@ def test_every_sample_has_a_test() -> None:
         "drbd9-status-json-derived-disconnected.txt", "drbd9-show-json-drbdutils-one-volume.txt",
         "drbd9-show-json-derived-beijing-two-primaries.txt", "drbd9-dump-xml-anvil-srv00-sql1-resource.txt",
         "drbd9-dump-xml-livemig-r0-two-volumes-verbose.txt",
+        # text status: tests/unit/drbd/test_status_text.py
+        "drbd84-status-verbose-ug84-home.txt", "drbd84-status-text-ug84-home.txt",
+        "drbd9-status-text-ug9-r0-inconsistent.txt", "drbd9-status-text-salt-single-syncsource.txt",
     }
     assert {p.name for p in FIXTURES.glob("*.txt")} == tested_here
