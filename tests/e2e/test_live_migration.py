@@ -6,16 +6,15 @@ migrate, abort and break things without the cluster reacting.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Dict
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
-import labctl  # noqa: E402
-from labfixtures import LabSession  # noqa: E402
-from labvm import (  # noqa: E402
+from tests.lab import cluster as lab_cluster
+from tests.lab import core, queries
+from tests.lab.labfixtures import LabSession
+from tests.lab.labvm import (
     DIRECT,
     Background,
     QemuCounter,
@@ -158,34 +157,34 @@ def test_target_libvirtd_killed_mid_migration(lab: LabSession, direct_vm) -> Non
 def test_crm_resource_move_is_a_live_migration(lab: LabSession, cluster_vm: str) -> None:
     source = cluster_vm
     target = next(n for n in lab.names if n != source)
-    console = Path(labctl.console_log_path())
+    console = Path(core.console_log_path())
     boots = console.read_bytes().count(b"LIVEMIG-GUEST-READY")
-    ops_before = len(labctl.agent_ops(labctl.VM_NAME))
-    lab.crm("resource", "move", labctl.VM_NAME, target)
-    assert labctl.wait_resource_on(lab.names[0], labctl.VM_NAME, target, timeout=120) == target
-    ops = [(o["node"], o["action"], o["rc"]) for o in labctl.agent_ops(labctl.VM_NAME)[ops_before:]
+    ops_before = len(queries.agent_ops(core.VM_NAME))
+    lab.crm("resource", "move", core.VM_NAME, target)
+    assert lab_cluster.wait_resource_on(lab.names[0], core.VM_NAME, target, timeout=120) == target
+    ops = [(o["node"], o["action"], o["rc"]) for o in queries.agent_ops(core.VM_NAME)[ops_before:]
            if o["action"] != "monitor"]
     assert (source, "migrate_to", 0) in ops and (target, "migrate_from", 0) in ops, ops
     assert not [o for o in ops if o[1] == "start"], ops
     assert console.read_bytes().count(b"LIVEMIG-GUEST-READY") == boots  # never rebooted
-    assert len(labctl.qemu_pids()) == 1
+    assert len(queries.qemu_pids()) == 1
 
 
 def test_guard_refuses_when_the_target_is_disconnected(lab: LabSession, cluster_vm: str) -> None:
     source = cluster_vm
     target = next(n for n in lab.names if n != source)
-    res = lab.run(target, "drbdadm", "disconnect", labctl.DRBD_RES, check=False)
+    res = lab.run(target, "drbdadm", "disconnect", core.DRBD_RES, check=False)
     assert res.returncode == 0, res.stderr
     try:
-        ops_before = len(labctl.agent_ops(labctl.VM_NAME))
+        ops_before = len(queries.agent_ops(core.VM_NAME))
         with QemuCounter() as counter:
-            lab.crm("resource", "move", labctl.VM_NAME, target)
-            labctl.wait_for("migrate_to failure", lambda: failure_reason(lab, "migrate_to") is not None,
-                            timeout=90, interval=0.5)
+            lab.crm("resource", "move", core.VM_NAME, target)
+            core.wait_for("migrate_to failure", lambda: failure_reason(lab, "migrate_to") is not None,
+                          timeout=90, interval=0.5)
             vm_on(lab)
         failure = find_failure(lab, "migrate_to")
         assert failure is not None and failure.get("node") == source and failure.get("exitcode") == "1", failure
-        ops = [(o["node"], o["action"], o["rc"]) for o in labctl.agent_ops(labctl.VM_NAME)[ops_before:]]
+        ops = [(o["node"], o["action"], o["rc"]) for o in queries.agent_ops(core.VM_NAME)[ops_before:]]
         assert not [o for o in ops if o[1] == "migrate_from"], ops
         # The agent's exit reason as pacemaker-execd parsed it on the source ("exited with
         # status 1 (<reason>)"). Pacemaker 2.1.5's controller then records an empty exit-reason
@@ -196,8 +195,8 @@ def test_guard_refuses_when_the_target_is_disconnected(lab: LabSession, cluster_
         assert "needs Connected" in finished[-1], finished
         assert counter.max == 1, "the VM ran on both nodes at once"
     finally:
-        lab.crm("resource", "clear", labctl.VM_NAME)
+        lab.crm("resource", "clear", core.VM_NAME)
         for node in lab.names:
-            lab.run(node, "drbdadm", "connect", labctl.DRBD_RES, check=False)
+            lab.run(node, "drbdadm", "connect", core.DRBD_RES, check=False)
 
 
