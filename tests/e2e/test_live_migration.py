@@ -22,7 +22,6 @@ from tests.lab.labvm import (
     domain_nodes,
     failure_reason,
     find_failure,
-    reason,
     restart_libvirtd,
     run_agent,
     signal_libvirtd,
@@ -56,17 +55,17 @@ def test_direct_migration_there_and_back_with_parameters(lab: LabSession, direct
     res = vm.migrate(n1, n2, migration_speed="20", migration_downtime="400", migrateport="49999")
     done.set()
     watcher.join(10)
-    assert res.returncode == 0, res.stderr
+    assert res.code == 0, res.stderr
     assert domain_nodes(lab, DIRECT) == [n2]
     arrived = vm.arrive(n1, n2)
-    assert arrived.returncode == 0, arrived.stderr
+    assert arrived.code == 0, arrived.stderr
     assert "downtime" in arrived.stderr and "completed" in arrived.stderr
     assert "20" in seen["speed"], seen  # MiB/s, as libvirt reports it during the job
     assert "400" in seen["downtime"], seen
     assert seen["port"], seen
     back = vm.migrate(n2, n1)
-    assert back.returncode == 0, back.stderr
-    assert vm.arrive(n2, n1).returncode == 0
+    assert back.code == 0, back.stderr
+    assert vm.arrive(n2, n1).code == 0
     assert domain_nodes(lab, DIRECT) == [n1]
     assert vm.boots() == 1  # it never rebooted
 
@@ -98,10 +97,10 @@ def test_remoteuri_and_migrateuri_with_node_placeholder(lab: LabSession, direct_
                     migrate_options="--verbose")
     done.set()
     watcher.join(10)
-    assert res.returncode == 0, res.stderr
+    assert res.code == 0, res.stderr
     assert f"to qemu+tcp://{n2}/system" in res.stderr and f"migrate_uri=tcp://{n2}:49998" in res.stderr
     assert seen, "no migration stream on port 49998 of the target"
-    assert vm.arrive(n1, n2).returncode == 0
+    assert vm.arrive(n1, n2).code == 0
     assert domain_nodes(lab, DIRECT) == [n2]
     assert vm.boots() == 1
 
@@ -113,10 +112,10 @@ def test_non_converging_migration_is_aborted_and_stays(lab: LabSession, direct_v
     started = time.monotonic()
     res = vm.migrate(n1, n2, timeout_s=25, migration_speed="2", migration_progress_interval="2")
     elapsed = time.monotonic() - started
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert elapsed < 25
-    assert reason(res).startswith(f"migration to {n2} aborted at its"), reason(res)
-    assert f"{DIRECT} still runs on" in reason(res)
+    assert res.exit_reason.startswith(f"migration to {n2} aborted at its"), res.exit_reason
+    assert f"{DIRECT} still runs on" in res.exit_reason
     assert "remaining" in res.stderr  # says how far it got
     assert "dirty rate" in res.stderr  # progress was logged
     assert domain_nodes(lab, DIRECT) == [n1]
@@ -127,9 +126,9 @@ def test_postcopy_after_makes_a_busy_guest_converge(lab: LabSession, direct_vm) 
     vm = direct_vm(dirty_mib_s=40)
     vm.start(n1)
     res = vm.migrate(n1, n2, timeout_s=30, migration_speed="2", migration_convergence="postcopy-after")
-    assert res.returncode == 0, res.stderr
+    assert res.code == 0, res.stderr
     assert "switched to post-copy" in res.stderr
-    assert vm.arrive(n1, n2).returncode == 0
+    assert vm.arrive(n1, n2).code == 0
     assert domain_nodes(lab, DIRECT) == [n2]
     assert vm.boots() == 1
 
@@ -145,9 +144,9 @@ def test_target_libvirtd_killed_mid_migration(lab: LabSession, direct_vm) -> Non
         res = job.join(60)
     finally:
         restart_libvirtd(lab, n2)
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert job.elapsed < 40
-    assert f"{DIRECT} still runs on" in reason(res), reason(res)
+    assert f"{DIRECT} still runs on" in res.exit_reason, res.exit_reason
     assert domain_nodes(lab, DIRECT) == [n1]
 
 

@@ -10,7 +10,6 @@ Pacemaker with the lab's VM, since what matters there is what the cluster does n
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,18 +25,18 @@ from tests.lab.labvm import (
     Background,
     QemuCounter,
     domain_nodes,
-    reason,
     restart_libvirtd,
     signal_libvirtd,
     wait_migration_job,
 )
 from tests.support import guest
+from tests.support.agent import AgentResult
 
 SLOW = {"migration_speed": "2"}  # MiB/s: with a guest dirtying 20 MiB/s the job never converges
 
 
-def fault(case: str, res: subprocess.CompletedProcess[str], seconds: float, after: str) -> None:
-    print(f"\nFAULT | {case} | {res.returncode} | {seconds:.2f} s | {reason(res)} | {after}")
+def fault(case: str, res: AgentResult, seconds: float, after: str) -> None:
+    print(f"\nFAULT | {case} | {res.code} | {seconds:.2f} s | {res.exit_reason} | {after}")
 
 
 def running_nodes(lab: LabSession, name: str = DIRECT) -> List[str]:
@@ -61,10 +60,10 @@ def test_source_libvirtd_frozen_during_migrate_to(lab: LabSession, direct_vm) ->
     finally:
         signal_libvirtd(lab, n1, "CONT")
     fault("source libvirtd frozen (SIGSTOP) during migrate_to", res, job.elapsed, "still on the source")
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert job.elapsed < 24
-    assert reason(res).startswith(f"migration to {n2} aborted at its"), reason(res)
-    assert f"libvirtd on {n1} does not answer; {DIRECT}'s QEMU (pid " in reason(res), reason(res)
+    assert res.exit_reason.startswith(f"migration to {n2} aborted at its"), res.exit_reason
+    assert f"libvirtd on {n1} does not answer; {DIRECT}'s QEMU (pid " in res.exit_reason, res.exit_reason
     # Thawed, the job goes on (nobody is left to abort it) until Pacemaker's recovery stops the
     # VM; here the test aborts it: the VM never left the source and never rebooted.
     lab.run(n1, "virsh", "domjobabort", DIRECT, check=False)
@@ -85,10 +84,10 @@ def test_source_libvirtd_killed_during_migrate_to(lab: LabSession, direct_vm) ->
     finally:
         restart_libvirtd(lab, n1)
     fault("source libvirtd killed during migrate_to", res, job.elapsed, "still on the source")
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert job.elapsed < 40
-    assert reason(res).startswith(f"migration to {n2} failed, libvirtd on {n1} does not answer; {DIRECT}'s QEMU "
-                                  "(pid "), reason(res)
+    assert res.exit_reason.startswith(f"migration to {n2} failed, libvirtd on {n1} does not answer; {DIRECT}'s QEMU "
+                                  "(pid "), res.exit_reason
     # The restarted libvirtd finds the interrupted outgoing job and cancels it; the target's
     # libvirtd dropped the incoming domain when its peer connection broke.
     core.wait_for("the VM running on the source only", lambda: running_nodes(lab) == [n1]
@@ -102,7 +101,7 @@ def test_target_libvirtd_down_at_migrate_from(lab: LabSession, direct_vm, sig: s
     vm = direct_vm()
     vm.start(n1)
     moved = vm.migrate(n1, n2)
-    assert moved.returncode == 0, moved.stderr
+    assert moved.code == 0, moved.stderr
     signal_libvirtd(lab, n2, sig)
     try:
         started = time.monotonic()
@@ -115,9 +114,9 @@ def test_target_libvirtd_down_at_migrate_from(lab: LabSession, direct_vm, sig: s
             restart_libvirtd(lab, n2)
     what = "frozen (SIGSTOP)" if sig == "STOP" else "killed"
     fault(f"target libvirtd {what} at migrate_from", res, elapsed, "runs on the target")
-    assert res.returncode == 0, res.stderr  # the QEMU that arrived, seen in /proc
-    assert reason(res).startswith(f"{DIRECT} arrived: its QEMU (pid "), reason(res)
-    assert "runs here (from /proc)" in reason(res), reason(res)
+    assert res.code == 0, res.stderr  # the QEMU that arrived, seen in /proc
+    assert res.exit_reason.startswith(f"{DIRECT} arrived: its QEMU (pid "), res.exit_reason
+    assert "runs here (from /proc)" in res.exit_reason, res.exit_reason
     assert elapsed < 20
     core.wait_for("the VM running on the target only", lambda: running_nodes(lab) == [n2]
                   and domain_nodes(lab, DIRECT) == [n2], timeout=60, interval=0.5)
@@ -158,10 +157,10 @@ def test_migration_network_lost_mid_migration(lab: LabSession, direct_vm, migrat
     core.run(["ip", "-n", core.NS_PREFIX + n2, "link", "set", "mig0", "down"])
     res = job.join(60)
     fault("migration link down mid-migration", res, job.elapsed, "still on the source")
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert job.elapsed < 30
-    assert reason(res).startswith(f"migration to {n2} aborted at its"), reason(res)
-    assert f"{DIRECT} still runs on {n1} (no data moved in the last " in reason(res), reason(res)
+    assert res.exit_reason.startswith(f"migration to {n2} aborted at its"), res.exit_reason
+    assert f"{DIRECT} still runs on {n1} (no data moved in the last " in res.exit_reason, res.exit_reason
     core.wait_for("the VM running on the source only", lambda: running_nodes(lab) == [n1]
                   and domain_nodes(lab, DIRECT) == [n1], timeout=60, interval=0.5)
     assert vm.boots() == 1
@@ -233,9 +232,9 @@ def test_drbd_change_during_the_migration_aborts_it(lab: LabSession, direct_vm, 
     res = job.join(60)
     after_change = time.monotonic() - changed
     fault(f"DRBD peer {change} mid-migration", res, after_change, "still on the source")
-    assert res.returncode == 1, res.stderr
-    assert reason(res).startswith(f"migration to {n2} aborted, {DIRECT} still runs on {n1}: DRBD changed: "
-                                  f"{SIM_RES}: "), reason(res)
+    assert res.code == 1, res.stderr
+    assert res.exit_reason.startswith(f"migration to {n2} aborted, {DIRECT} still runs on {n1}: DRBD changed: "
+                                  f"{SIM_RES}: "), res.exit_reason
     assert words in res.stderr, res.stderr
     assert after_change < 8  # a watch interval plus the abort, far from the 40 s timeout
     assert running_nodes(lab) == [n1]
@@ -255,16 +254,16 @@ def test_drbd_inconsistent_under_the_arrived_vm_fails_migrate_from(lab: LabSessi
     vm.start(n1)
     guarded = dict(drbd_resources=SIM_RES, **sim_drbd.env)
     moved = vm.migrate(n1, n2, **guarded)
-    assert moved.returncode == 0, moved.stderr
+    assert moved.code == 0, moved.stderr
     sim_drbd.adm(n2, "disk", SIM_RES, n2, "Inconsistent", tool="drbdsim")
     started = time.monotonic()
     res = vm.arrive(n1, n2, **guarded)
     elapsed = time.monotonic() - started
     fault("DRBD Inconsistent on the target at migrate_from", res, elapsed,
           "runs on the target until Pacemaker's recovery stops it")
-    assert res.returncode == 1, res.stderr
-    assert reason(res).startswith(f"arrived from {n1} but DRBD resource {SIM_RES} volume 0: local disk is "
-                                  "Inconsistent, not UpToDate"), reason(res)
+    assert res.code == 1, res.stderr
+    assert res.exit_reason.startswith(f"arrived from {n1} but DRBD resource {SIM_RES} volume 0: local disk is "
+                                  "Inconsistent, not UpToDate"), res.exit_reason
     assert domain_nodes(lab, DIRECT) == [n2]  # exactly one node: Pacemaker now stops it on both
 
 

@@ -39,7 +39,7 @@ from tests.lab import cluster as lab_cluster
 from tests.lab import core, drbdsim
 from tests.lab import nodes as lab_nodes
 from tests.lab.labfixtures import LabSession
-from tests.lab.labvm import DIRECT, Background, QemuCounter, domain_nodes, qemu_nodes, reason, run_agent
+from tests.lab.labvm import DIRECT, Background, QemuCounter, domain_nodes, qemu_nodes, run_agent
 from tests.support import guest
 
 GRACE = 5.0  # seconds past an action's timeout before the test calls it hung and lifts the fault
@@ -96,7 +96,7 @@ def act(lab: LabSession, case: str, node: str, action: str, config: str, timeout
     if hung and on_hang is not None:
         on_hang()
     res = job.join(timeout_s + 60)
-    out = Outcome(case, node, action, domain, timeout_s, res.returncode, job.elapsed, reason(res),
+    out = Outcome(case, node, action, domain, timeout_s, res.code, job.elapsed, res.exit_reason,
                   qemu_nodes(domain).get(node, 0), hung)
     print("\n" + out.line())
     return out
@@ -521,7 +521,7 @@ def _start_and_save(lab: LabSession, vm: Any, fs: FuseDir, stop_timeout: int, fr
     node = fs.node
     params = {"snapshot": fs.mount}
     started = run_agent(lab, node, "start", vm.config, 60, **params)
-    assert started.returncode == 0, started.stderr
+    assert started.code == 0, started.stderr
     guest.wait_for_console(vm.console, guest.READY, timeout=60)
     qlog = QemuLog(node, DIRECT)
     state = fs.backing / f"{DIRECT}.state"
@@ -542,7 +542,7 @@ def _start_and_save(lab: LabSession, vm: Any, fs: FuseDir, stop_timeout: int, fr
     else:
         hung = False
     res = job.join(stop_timeout + 60)
-    out = Outcome(case, node, "stop", DIRECT, stop_timeout, res.returncode, job.elapsed, reason(res), qemus, hung)
+    out = Outcome(case, node, "stop", DIRECT, stop_timeout, res.code, job.elapsed, res.exit_reason, qemus, hung)
     print("\n" + out.line())
     # libvirt ends the save (or its failure) once the file system answers again: then nothing holds
     # the state file open any more.

@@ -1,14 +1,14 @@
 """Helpers for tests that run VMs in the lab (tests/e2e, tests/faults).
 
-``run_agent`` calls the agent on a node as Pacemaker would; ``DirectVM`` is a domain outside
-Pacemaker (``direct_vm`` fixture) that tests migrate, abort and break freely; ``cluster_vm``
-starts the lab's Pacemaker-managed VM; ``QemuCounter`` catches a VM ever running twice.
+``run_agent`` calls the agent on a node as Pacemaker would (tests/support/agent.py's
+``run_agent``, inside the node); ``DirectVM`` is a domain outside Pacemaker (``direct_vm``
+fixture) that tests migrate, abort and break freely; ``cluster_vm`` starts the lab's
+Pacemaker-managed VM; ``QemuCounter`` catches a VM ever running twice.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,29 +18,33 @@ import pytest
 
 from tests.lab import cluster as lab_cluster
 from tests.lab import core, queries
+from tests.lab import nodes as lab_nodes
 from tests.lab import state as lab_state
 from tests.lab.labfixtures import LabSession
 from tests.support import guest
+from tests.support.agent import AgentResult
+from tests.support.agent import run_agent as run_agent_process
 
 AGENT = "/usr/lib/ocf/resource.d/livemig/VirtualDomain"
 DIRECT = "lmdirect"
 
 
 def run_agent(lab: LabSession, node: str, action: str, config: str, timeout_s: int = 60,
-              **params: str) -> subprocess.CompletedProcess[str]:
-    env = ["OCF_ROOT=/usr/lib/ocf", f"OCF_RESOURCE_INSTANCE={DIRECT}", f"OCF_RESKEY_config={config}",
-           "OCF_RESKEY_hypervisor=qemu:///system", f"OCF_RESKEY_CRM_meta_timeout={timeout_s * 1000}",
-           f"OCF_RESKEY_CRM_meta_on_node={node}", "HA_RSCTMP=/run/resource-agents"]
+              **params: str) -> AgentResult:
+    """The agent on ``node`` of ``lab`` as pacemaker-execd runs it there: tests/support/agent.py's
+    ``run_agent`` through nsenter, with the node's environment and the OCF variables, no
+    PYTHONPATH (the node's /usr/lib/ocf link finds the working tree's package itself), killed 30 s
+    past ``timeout_s``. ``params``: OCF_* and other upper-case names go as they are (e.g.
+    LIVEMIG_DRBDSIM_STORE), the rest are the resource's parameters."""
+    assert node in lab.names, f"{node} is no node of the lab ({lab.names})"
+    env = lab_nodes.node_env(node)
+    env.update({"OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": DIRECT, "OCF_RESKEY_config": config,
+                "OCF_RESKEY_hypervisor": "qemu:///system", "OCF_RESKEY_CRM_meta_timeout": str(timeout_s * 1000),
+                "OCF_RESKEY_CRM_meta_on_node": node, "HA_RSCTMP": "/run/resource-agents"})
     for key, value in params.items():
-        # OCF_* and other upper-case names go as they are (e.g. LIVEMIG_DRBDSIM_STORE), the rest are
-        # parameters.
-        env.append(f"{key}={value}" if key.startswith("OCF_") or key.isupper() else f"OCF_RESKEY_{key}={value}")
-    return lab.run(node, "env", *env, AGENT, action, check=False, timeout=timeout_s + 30)
-
-
-def reason(res: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("ocf-exit-reason:")]
-    return lines[-1][len("ocf-exit-reason:"):] if lines else ""
+        env[key if key.startswith("OCF_") or key.isupper() else f"OCF_RESKEY_{key}"] = value
+    return run_agent_process(action, env, agent=(*lab_nodes.nsenter_argv(node), AGENT), grace=30,
+                             pythonpath=None)
 
 
 def domain_nodes(lab: LabSession, name: str) -> List[str]:
@@ -67,7 +71,7 @@ class DirectVM:
 
     def start(self, node: str) -> None:
         res = run_agent(self.lab, node, "start", self.config)
-        assert res.returncode == 0, res.stderr
+        assert res.code == 0, res.details()
         guest.wait_for_console(self.console, "LIVEMIG-GUEST-READY", timeout=60)
 
     def stop_everywhere(self) -> None:
@@ -103,14 +107,14 @@ def direct_vm(lab: LabSession) -> Iterator[DirectVM]:
 class Background:
     """Runs ``fn`` in a thread (an agent action), to inject a fault while it runs."""
 
-    def __init__(self, fn: Callable[[], subprocess.CompletedProcess[str]]) -> None:
-        self.result: Optional[subprocess.CompletedProcess[str]] = None
+    def __init__(self, fn: Callable[[], AgentResult]) -> None:
+        self.result: Optional[AgentResult] = None
         self.started = time.monotonic()
         self.elapsed = 0.0
         self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[], subprocess.CompletedProcess[str]]) -> None:
+    def _run(self, fn: Callable[[], AgentResult]) -> None:
         self.result = fn()
         self.elapsed = time.monotonic() - self.started
 
@@ -119,7 +123,7 @@ class Background:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def join(self, timeout: float) -> subprocess.CompletedProcess[str]:
+    def join(self, timeout: float) -> AgentResult:
         self._thread.join(timeout)
         assert self.result is not None, f"the agent did not return within {timeout} s"
         return self.result
