@@ -88,10 +88,10 @@ test: deps
 	exit $$rc
 
 demo: deps
-	$(VPY) tests/lab/demo.py
+	$(VPY) -m tests.lab.demo
 
 demo-local: deps
-	$(VPY) tests/demo.py
+	$(VPY) -m tests.demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build

@@ -3,7 +3,7 @@
 ocf:livemig:VirtualDomain and ocf:heartbeat:VirtualDomain run against the same libvirtd, the same
 domains and the same parameters, interleaved in the same run; figures are medians.
 
-    python3 benchmarks/bench_local.py [--reps 21] [--fleet 20] [--fleet-seconds 60] [--stop-reps 3]
+    python3 -m benchmarks.bench_local [--reps 21] [--fleet 20] [--fleet-seconds 60] [--stop-reps 3]
                                       [--only monitor,fleet,stop,start]
 
 Root is required (libvirtd and QEMU). Uses tests/support/libvirtd.py (a private libvirtd in its own
@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.common import (
     AGENTS,
     SYSTEM_PYTHON,
     Sample,
@@ -38,9 +37,8 @@ from common import (  # noqa: E402
     say,
     table,
 )
-
-from tests.support import guest  # noqa: E402
-from tests.support.libvirtd import LibvirtDaemon  # noqa: E402
+from tests.support import guest
+from tests.support.libvirtd import LibvirtDaemon
 
 FLOOR_CODE = """
 import sys, libvirt

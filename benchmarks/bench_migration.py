@@ -1,9 +1,9 @@
 """Live migration on the lab's node pair: migrate_to + migrate_from through the agent vs virsh.
 
-    python3 benchmarks/bench_migration.py [--reps 10] [--warmup 1] [--seed 1] [--dirty-mib-s 20]
+    python3 -m benchmarks.bench_migration [--reps 10] [--warmup 1] [--seed 1] [--dirty-mib-s 20]
 
 Brings the two-node lab up (``--bare --no-vm``: no cluster configuration, the lock of
-tests/lab/labctl.py serializes it machine-wide), runs a tiny guest outside Pacemaker and moves it
+tests/lab/lock.py serializes it machine-wide), runs a tiny guest outside Pacemaker and moves it
 back and forth, comparing ocf:livemig:VirtualDomain's ``migrate_to`` (source) then
 ``migrate_from`` (target), as Pacemaker calls them, with ``virsh migrate --live --p2p DOM
 qemu+tcp://TARGET/system`` (the same flags the agent uses for a transient domain:
@@ -35,13 +35,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, fmt_ratio, fmt_s, machine, median, say, table  # noqa: E402
-
-sys.path.insert(0, str(REPO / "tests" / "lab"))
-import labctl  # noqa: E402
-
-from tests.support import guest  # noqa: E402
+from benchmarks.common import fmt_ratio, fmt_s, machine, median, say, table
+from tests.lab import core, lifecycle
+from tests.lab import lock as lab_lock
+from tests.lab import nodes as lab_nodes
+from tests.support import guest
 
 AGENT = "/usr/lib/ocf/resource.d/livemig/VirtualDomain"  # in the nodes: the working tree's agent
 NAME = "lmbench"
@@ -53,7 +51,7 @@ def agent(node: str, action: str, config: str, **env: str) -> Tuple[int, float]:
             "OCF_RESKEY_migration_transport=tcp", "HA_RSCTMP=/run/resource-agents", "HA_logfacility=none",
             *[f"{k}={v}" for k, v in env.items()], AGENT, action]
     t0 = time.monotonic()
-    res = labctl.on_node(node, argv, check=False, timeout=180)
+    res = lab_nodes.on_node(node, argv, check=False, timeout=180)
     wall = time.monotonic() - t0
     if res.returncode != 0:
         say(f"  WARNING: {action} on {node} returned {res.returncode}: {res.stderr.strip()[-300:]}")
@@ -62,8 +60,8 @@ def agent(node: str, action: str, config: str, **env: str) -> Tuple[int, float]:
 
 def virsh_migrate(source: str, target: str) -> Tuple[int, float]:
     t0 = time.monotonic()
-    res = labctl.on_node(source, ["virsh", "migrate", "--live", "--p2p", NAME, f"qemu+tcp://{target}/system"],
-                         check=False, timeout=180)
+    res = lab_nodes.on_node(source, ["virsh", "migrate", "--live", "--p2p", NAME, f"qemu+tcp://{target}/system"],
+                            check=False, timeout=180)
     wall = time.monotonic() - t0
     if res.returncode != 0:
         say(f"  WARNING: virsh migrate {source}->{target}: {res.stderr.strip()[-300:]}")
@@ -71,7 +69,7 @@ def virsh_migrate(source: str, target: str) -> Tuple[int, float]:
 
 
 def job_stats(node: str) -> Dict[str, str]:
-    res = labctl.on_node(node, ["virsh", "domjobinfo", "--completed", "--keep-completed", NAME], check=False)
+    res = lab_nodes.on_node(node, ["virsh", "domjobinfo", "--completed", "--keep-completed", NAME], check=False)
     stats = {}
     for line in res.stdout.splitlines():
         if ":" in line:
@@ -111,7 +109,7 @@ def balanced_order(reps: int, seed: int) -> List[Tuple[str, str]]:
 
 
 def run(reps: int, dirty: float, warmup: int, seed: int) -> List[List[str]]:
-    shared = Path(labctl.vm_config_path()).parent
+    shared = Path(core.vm_config_path()).parent
     shared.mkdir(parents=True, exist_ok=True)
     image = guest.ensure_guest_image()
     rows = []
@@ -120,7 +118,7 @@ def run(reps: int, dirty: float, warmup: int, seed: int) -> List[List[str]]:
         console = shared / f"{NAME}.console"
         Path(config).write_text(guest.domain_xml(NAME, image, console_log=console, dirty_mib_s=rate))
         console.write_bytes(b"")
-        nodes = labctl.load_state()["names"][:2]
+        nodes = core.node_names(2)  # what lifecycle.up(2) built
         code, _ = agent(nodes[0], "start", config)
         if code != 0:
             raise RuntimeError("cannot start the benchmark guest")
@@ -159,13 +157,13 @@ def main() -> int:
         say("the benchmarks need root (the lab runs in namespaces)")
         return 1
     say(f"machine: {machine()}")
-    fd = labctl.acquire_lab_lock()
+    fd = lab_lock.acquire_lab_lock()
     try:
-        labctl.up(2, configure=False, vm=False)
+        lifecycle.up(2, configure=False, vm=False)
         try:
             rows = run(args.reps, args.dirty_mib_s, args.warmup, args.seed)
         finally:
-            labctl.down()
+            lifecycle.down()
     finally:
         os.close(fd)
     say(table(f"Live migration node1 <-> node2, median of {args.reps} per method after {args.warmup} uncounted "

@@ -10,15 +10,12 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: make `tests.support` importable
-    sys.path.insert(0, str(REPO))
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 LIVEMIG = [SYSTEM_PYTHON, str(REPO / "agents" / "VirtualDomain")]

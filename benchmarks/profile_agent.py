@@ -17,7 +17,7 @@ disk, no kernel: SeaBIOS waiting for a boot device), then, as root:
 
 Bytecode caching is on (PYTHONDONTWRITEBYTECODE unset) with PYTHONPYCACHEPREFIX in a temporary
 directory, so nothing is written under lib/ and every run after the first reads cached bytecode,
-as an installed package does. Usage: ``sudo python3 benchmarks/profile_agent.py [--reps 21]``.
+as an installed package does. Usage, from the working tree: ``sudo python3 -m benchmarks.profile_agent [--reps 21]``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import LIVEMIG, REPO, SYSTEM_PYTHON, measure_blocking, ocf_env  # noqa: E402
+from benchmarks.common import LIVEMIG, REPO, SYSTEM_PYTHON, measure_blocking, ocf_env
 
 DOMAIN = "lmprof"
 DOMAIN_XML = f"""<domain type='qemu'>
@@ -61,7 +60,6 @@ import time
 T0 = time.monotonic()
 import os, sys, json
 EV = [("main", T0, T0)]
-sys.path.insert(0, os.environ["PROFILE_LIB"])
 t = time.monotonic()
 import livemig  # noqa
 from livemig.agents.virtualdomain import main
@@ -189,7 +187,7 @@ def main() -> int:
         out = work / "events.json"
         for action in ("migrate_to", "migrate_from"):
             e = dict(env_from)
-            e.update(PROFILE_OUT=str(out), PROFILE_LIB=str(REPO / "lib"), PROFILE_AGENT=LIVEMIG[1],
+            e.update(PROFILE_OUT=str(out), PYTHONPATH=str(REPO / "lib"), PROFILE_AGENT=LIVEMIG[1],
                      PROFILE_TARGET_URI=uri)
             phases: Dict[str, List[float]] = defaultdict(list)
             order: List[str] = []

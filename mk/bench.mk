@@ -7,7 +7,7 @@ BENCH_MIGRATION_ARGS ?=
 bench: bench-local bench-migration
 
 bench-local: deps
-	$(VPY) benchmarks/bench_local.py $(BENCH_ARGS)
+	$(VPY) -m benchmarks.bench_local $(BENCH_ARGS)
 
 bench-migration: deps
-	$(VPY) benchmarks/bench_migration.py $(BENCH_MIGRATION_ARGS)
+	$(VPY) -m benchmarks.bench_migration $(BENCH_MIGRATION_ARGS)

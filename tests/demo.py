@@ -19,13 +19,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: make `tests.support` importable
-    sys.path.insert(0, str(REPO))
-
-from tests.support import guest  # noqa: E402
-from tests.support.agent import AgentResult, ocf_env, run_agent  # noqa: E402
-from tests.support.libvirtd import LibvirtDaemon, LibvirtdError  # noqa: E402
+from tests.support import guest
+from tests.support.agent import AGENT, AgentResult, ocf_env, run_agent
+from tests.support.libvirtd import LibvirtDaemon, LibvirtdError
 
 NAME = "livemig-demo"
 
@@ -81,7 +77,7 @@ def main() -> int:
         console = workdir / f"{NAME}.console.log"
         config.write_text(guest.domain_xml(NAME, image, console_log=console))
         say(f"config        {config}  (128 MiB, TCG, kernel + busybox initramfs)")
-        say(f"agent         {REPO / 'agents' / 'VirtualDomain'}\n")
+        say(f"agent         {AGENT}\n")
 
         params = {"config": str(config), "hypervisor": daemon.uri}
         extra = {"HA_RSCTMP": str(workdir / "rsctmp")}

@@ -9,43 +9,42 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
-import labctl  # noqa: E402
-from labfixtures import LabSession  # noqa: E402
+from tests.lab import cluster as lab_cluster
+from tests.lab import core
+from tests.lab.labfixtures import LabSession
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def lab_res(names: List[str]) -> str:
-    hosts = "".join(f"  on {n} {{ node-id {i}; address {labctl.node_ip(n)}:7788; }}\n" for i, n in enumerate(names))
-    return (f"resource {labctl.DRBD_RES} {{\n"
+    hosts = "".join(f"  on {n} {{ node-id {i}; address {core.node_ip(n)}:7788; }}\n" for i, n in enumerate(names))
+    return (f"resource {core.DRBD_RES} {{\n"
             "  options { auto-promote no; }\n"
             "  net { protocol C; fencing resource-and-stonith; after-sb-0pri discard-zero-changes;"
             " after-sb-1pri disconnect; after-sb-2pri disconnect; allow-two-primaries yes; }\n"
             '  handlers { fence-peer "/usr/lib/drbd/crm-fence-peer.9.sh";'
             ' unfence-peer "/usr/lib/drbd/crm-unfence-peer.9.sh"; }\n'
-            f"  volume 0 {{ device /dev/drbd{labctl.DRBD_MINOR}; disk /dev/loop0; meta-disk internal; }}\n"
+            f"  volume 0 {{ device /dev/drbd{core.DRBD_MINOR}; disk /dev/loop0; meta-disk internal; }}\n"
             + hosts + "}\n")
 
 
 def dump_xml(tmp_path: Path, names: List[str]) -> Path:
     res = tmp_path / "lab.res"
     res.write_text(lab_res(names))
-    out = subprocess.run(["drbdadm", "-c", str(res), "-v", "dump-xml", labctl.DRBD_RES], check=True,
+    out = subprocess.run(["drbdadm", "-c", str(res), "-v", "dump-xml", core.DRBD_RES], check=True,
                          capture_output=True, text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                                                              "__DRBD_NODE__": names[0]})
-    path = Path(labctl.vm_config_path()).parent / "lab-drbd.dump-xml"
+    path = Path(core.vm_config_path()).parent / "lab-drbd.dump-xml"
     path.write_text(out.stdout)
     return path
 
 
 def check(lab: LabSession, drbd_xml: Path) -> tuple[int, Dict[str, Any]]:
     node, peer = lab.names[0], lab.names[1]
-    res = lab.run(node, "env", f"PYTHONPATH={REPO / 'lib'}", "python3", "-m", "livemig", "check", labctl.VM_NAME,
+    res = lab.run(node, "env", f"PYTHONPATH={REPO / 'lib'}", "python3", "-m", "livemig", "check", core.VM_NAME,
                   "--peer", peer, "--drbd-xml", str(drbd_xml), "--json", check=False, timeout=120)
     assert res.stdout.strip(), res.stderr
     return res.returncode, json.loads(res.stdout)
@@ -71,5 +70,5 @@ def test_check_passes_on_the_lab_then_catches_promoted_max_1(lab: LabSession, tm
         assert named and "promoted-max 2" in json.dumps(named[0]), json.dumps(bad, indent=1)
     finally:
         lab.crm("resource", "meta", "drbd-r0-clone", "set", "promoted-max", "2")
-        labctl.wait_for("both DRBD instances promoted again",
-                        lambda: labctl.promoted_nodes(lab.names[0]) == set(lab.names), timeout=90, interval=0.5)
+        core.wait_for("both DRBD instances promoted again",
+                      lambda: lab_cluster.promoted_nodes(lab.names[0]) == set(lab.names), timeout=90, interval=0.5)

@@ -6,16 +6,15 @@ migrate, abort and break things without the cluster reacting.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Dict
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
-import labctl  # noqa: E402
-from labfixtures import LabSession  # noqa: E402
-from labvm import (  # noqa: E402
+from tests.lab import cluster as lab_cluster
+from tests.lab import core, queries
+from tests.lab.labfixtures import LabSession
+from tests.lab.labvm import (
     DIRECT,
     Background,
     QemuCounter,
@@ -23,7 +22,6 @@ from labvm import (  # noqa: E402
     domain_nodes,
     failure_reason,
     find_failure,
-    reason,
     restart_libvirtd,
     run_agent,
     signal_libvirtd,
@@ -57,17 +55,17 @@ def test_direct_migration_there_and_back_with_parameters(lab: LabSession, direct
     res = vm.migrate(n1, n2, migration_speed="20", migration_downtime="400", migrateport="49999")
     done.set()
     watcher.join(10)
-    assert res.returncode == 0, res.stderr
+    assert res.code == 0, res.stderr
     assert domain_nodes(lab, DIRECT) == [n2]
     arrived = vm.arrive(n1, n2)
-    assert arrived.returncode == 0, arrived.stderr
+    assert arrived.code == 0, arrived.stderr
     assert "downtime" in arrived.stderr and "completed" in arrived.stderr
     assert "20" in seen["speed"], seen  # MiB/s, as libvirt reports it during the job
     assert "400" in seen["downtime"], seen
     assert seen["port"], seen
     back = vm.migrate(n2, n1)
-    assert back.returncode == 0, back.stderr
-    assert vm.arrive(n2, n1).returncode == 0
+    assert back.code == 0, back.stderr
+    assert vm.arrive(n2, n1).code == 0
     assert domain_nodes(lab, DIRECT) == [n1]
     assert vm.boots() == 1  # it never rebooted
 
@@ -99,10 +97,10 @@ def test_remoteuri_and_migrateuri_with_node_placeholder(lab: LabSession, direct_
                     migrate_options="--verbose")
     done.set()
     watcher.join(10)
-    assert res.returncode == 0, res.stderr
+    assert res.code == 0, res.stderr
     assert f"to qemu+tcp://{n2}/system" in res.stderr and f"migrate_uri=tcp://{n2}:49998" in res.stderr
     assert seen, "no migration stream on port 49998 of the target"
-    assert vm.arrive(n1, n2).returncode == 0
+    assert vm.arrive(n1, n2).code == 0
     assert domain_nodes(lab, DIRECT) == [n2]
     assert vm.boots() == 1
 
@@ -114,10 +112,10 @@ def test_non_converging_migration_is_aborted_and_stays(lab: LabSession, direct_v
     started = time.monotonic()
     res = vm.migrate(n1, n2, timeout_s=25, migration_speed="2", migration_progress_interval="2")
     elapsed = time.monotonic() - started
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert elapsed < 25
-    assert reason(res).startswith(f"migration to {n2} aborted at its"), reason(res)
-    assert f"{DIRECT} still runs on" in reason(res)
+    assert res.exit_reason.startswith(f"migration to {n2} aborted at its"), res.exit_reason
+    assert f"{DIRECT} still runs on" in res.exit_reason
     assert "remaining" in res.stderr  # says how far it got
     assert "dirty rate" in res.stderr  # progress was logged
     assert domain_nodes(lab, DIRECT) == [n1]
@@ -128,9 +126,9 @@ def test_postcopy_after_makes_a_busy_guest_converge(lab: LabSession, direct_vm) 
     vm = direct_vm(dirty_mib_s=40)
     vm.start(n1)
     res = vm.migrate(n1, n2, timeout_s=30, migration_speed="2", migration_convergence="postcopy-after")
-    assert res.returncode == 0, res.stderr
+    assert res.code == 0, res.stderr
     assert "switched to post-copy" in res.stderr
-    assert vm.arrive(n1, n2).returncode == 0
+    assert vm.arrive(n1, n2).code == 0
     assert domain_nodes(lab, DIRECT) == [n2]
     assert vm.boots() == 1
 
@@ -146,9 +144,9 @@ def test_target_libvirtd_killed_mid_migration(lab: LabSession, direct_vm) -> Non
         res = job.join(60)
     finally:
         restart_libvirtd(lab, n2)
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert job.elapsed < 40
-    assert f"{DIRECT} still runs on" in reason(res), reason(res)
+    assert f"{DIRECT} still runs on" in res.exit_reason, res.exit_reason
     assert domain_nodes(lab, DIRECT) == [n1]
 
 
@@ -158,34 +156,34 @@ def test_target_libvirtd_killed_mid_migration(lab: LabSession, direct_vm) -> Non
 def test_crm_resource_move_is_a_live_migration(lab: LabSession, cluster_vm: str) -> None:
     source = cluster_vm
     target = next(n for n in lab.names if n != source)
-    console = Path(labctl.console_log_path())
+    console = Path(core.console_log_path())
     boots = console.read_bytes().count(b"LIVEMIG-GUEST-READY")
-    ops_before = len(labctl.agent_ops(labctl.VM_NAME))
-    lab.crm("resource", "move", labctl.VM_NAME, target)
-    assert labctl.wait_resource_on(lab.names[0], labctl.VM_NAME, target, timeout=120) == target
-    ops = [(o["node"], o["action"], o["rc"]) for o in labctl.agent_ops(labctl.VM_NAME)[ops_before:]
+    ops_before = len(queries.agent_ops(core.VM_NAME))
+    lab.crm("resource", "move", core.VM_NAME, target)
+    assert lab_cluster.wait_resource_on(lab.names[0], core.VM_NAME, target, timeout=120) == target
+    ops = [(o["node"], o["action"], o["rc"]) for o in queries.agent_ops(core.VM_NAME)[ops_before:]
            if o["action"] != "monitor"]
     assert (source, "migrate_to", 0) in ops and (target, "migrate_from", 0) in ops, ops
     assert not [o for o in ops if o[1] == "start"], ops
     assert console.read_bytes().count(b"LIVEMIG-GUEST-READY") == boots  # never rebooted
-    assert len(labctl.qemu_pids()) == 1
+    assert len(queries.qemu_pids()) == 1
 
 
 def test_guard_refuses_when_the_target_is_disconnected(lab: LabSession, cluster_vm: str) -> None:
     source = cluster_vm
     target = next(n for n in lab.names if n != source)
-    res = lab.run(target, "drbdadm", "disconnect", labctl.DRBD_RES, check=False)
+    res = lab.run(target, "drbdadm", "disconnect", core.DRBD_RES, check=False)
     assert res.returncode == 0, res.stderr
     try:
-        ops_before = len(labctl.agent_ops(labctl.VM_NAME))
+        ops_before = len(queries.agent_ops(core.VM_NAME))
         with QemuCounter() as counter:
-            lab.crm("resource", "move", labctl.VM_NAME, target)
-            labctl.wait_for("migrate_to failure", lambda: failure_reason(lab, "migrate_to") is not None,
-                            timeout=90, interval=0.5)
+            lab.crm("resource", "move", core.VM_NAME, target)
+            core.wait_for("migrate_to failure", lambda: failure_reason(lab, "migrate_to") is not None,
+                          timeout=90, interval=0.5)
             vm_on(lab)
         failure = find_failure(lab, "migrate_to")
         assert failure is not None and failure.get("node") == source and failure.get("exitcode") == "1", failure
-        ops = [(o["node"], o["action"], o["rc"]) for o in labctl.agent_ops(labctl.VM_NAME)[ops_before:]]
+        ops = [(o["node"], o["action"], o["rc"]) for o in queries.agent_ops(core.VM_NAME)[ops_before:]]
         assert not [o for o in ops if o[1] == "migrate_from"], ops
         # The agent's exit reason as pacemaker-execd parsed it on the source ("exited with
         # status 1 (<reason>)"). Pacemaker 2.1.5's controller then records an empty exit-reason
@@ -196,8 +194,8 @@ def test_guard_refuses_when_the_target_is_disconnected(lab: LabSession, cluster_
         assert "needs Connected" in finished[-1], finished
         assert counter.max == 1, "the VM ran on both nodes at once"
     finally:
-        lab.crm("resource", "clear", labctl.VM_NAME)
+        lab.crm("resource", "clear", core.VM_NAME)
         for node in lab.names:
-            lab.run(node, "drbdadm", "connect", labctl.DRBD_RES, check=False)
+            lab.run(node, "drbdadm", "connect", core.DRBD_RES, check=False)
 
 

@@ -2,12 +2,7 @@
 libvirt (DRBD tool faults), the integration tests' private libvirtd and real guest, and the
 two-node lab (tests/lab) with its VMs."""
 
-import sys
-from pathlib import Path
-
 from tests.integration.conftest import guest_image, libvirtd, libvirtd_session, make_vm, rsctmp, vm  # noqa: F401
+from tests.lab.labfixtures import lab, lab_session  # noqa: F401
+from tests.lab.labvm import cluster_vm, direct_vm  # noqa: F401
 from tests.unit.conftest import agent, config_file, fake_libvirt  # noqa: F401
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
-from labfixtures import lab, lab_session  # noqa: E402,F401
-from labvm import cluster_vm, direct_vm  # noqa: E402,F401

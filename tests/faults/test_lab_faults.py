@@ -10,7 +10,6 @@ Pacemaker with the lab's VM, since what matters there is what the cluster does n
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,27 +17,26 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
-import labctl  # noqa: E402
-from labfixtures import LabSession  # noqa: E402
-from labvm import (  # noqa: E402
+from tests.lab import cluster as lab_cluster
+from tests.lab import core, drbdsim, queries
+from tests.lab.labfixtures import LabSession
+from tests.lab.labvm import (
     DIRECT,
     Background,
     QemuCounter,
     domain_nodes,
-    reason,
     restart_libvirtd,
     signal_libvirtd,
     wait_migration_job,
 )
-
-from tests.support import guest  # noqa: E402
+from tests.support import guest
+from tests.support.agent import AgentResult
 
 SLOW = {"migration_speed": "2"}  # MiB/s: with a guest dirtying 20 MiB/s the job never converges
 
 
-def fault(case: str, res: subprocess.CompletedProcess[str], seconds: float, after: str) -> None:
-    print(f"\nFAULT | {case} | {res.returncode} | {seconds:.2f} s | {reason(res)} | {after}")
+def fault(case: str, res: AgentResult, seconds: float, after: str) -> None:
+    print(f"\nFAULT | {case} | {res.code} | {seconds:.2f} s | {res.exit_reason} | {after}")
 
 
 def running_nodes(lab: LabSession, name: str = DIRECT) -> List[str]:
@@ -62,15 +60,15 @@ def test_source_libvirtd_frozen_during_migrate_to(lab: LabSession, direct_vm) ->
     finally:
         signal_libvirtd(lab, n1, "CONT")
     fault("source libvirtd frozen (SIGSTOP) during migrate_to", res, job.elapsed, "still on the source")
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert job.elapsed < 24
-    assert reason(res).startswith(f"migration to {n2} aborted at its"), reason(res)
-    assert f"libvirtd on {n1} does not answer; {DIRECT}'s QEMU (pid " in reason(res), reason(res)
+    assert res.exit_reason.startswith(f"migration to {n2} aborted at its"), res.exit_reason
+    assert f"libvirtd on {n1} does not answer; {DIRECT}'s QEMU (pid " in res.exit_reason, res.exit_reason
     # Thawed, the job goes on (nobody is left to abort it) until Pacemaker's recovery stops the
     # VM; here the test aborts it: the VM never left the source and never rebooted.
     lab.run(n1, "virsh", "domjobabort", DIRECT, check=False)
-    labctl.wait_for("the VM running on the source only", lambda: running_nodes(lab) == [n1]
-                    and domain_nodes(lab, DIRECT) == [n1], timeout=60, interval=0.5)
+    core.wait_for("the VM running on the source only", lambda: running_nodes(lab) == [n1]
+                  and domain_nodes(lab, DIRECT) == [n1], timeout=60, interval=0.5)
     assert vm.boots() == 1
 
 
@@ -86,14 +84,14 @@ def test_source_libvirtd_killed_during_migrate_to(lab: LabSession, direct_vm) ->
     finally:
         restart_libvirtd(lab, n1)
     fault("source libvirtd killed during migrate_to", res, job.elapsed, "still on the source")
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert job.elapsed < 40
-    assert reason(res).startswith(f"migration to {n2} failed, libvirtd on {n1} does not answer; {DIRECT}'s QEMU "
-                                  "(pid "), reason(res)
+    assert res.exit_reason.startswith(f"migration to {n2} failed, libvirtd on {n1} does not answer; {DIRECT}'s QEMU "
+                                  "(pid "), res.exit_reason
     # The restarted libvirtd finds the interrupted outgoing job and cancels it; the target's
     # libvirtd dropped the incoming domain when its peer connection broke.
-    labctl.wait_for("the VM running on the source only", lambda: running_nodes(lab) == [n1]
-                    and domain_nodes(lab, DIRECT) == [n1], timeout=60, interval=0.5)
+    core.wait_for("the VM running on the source only", lambda: running_nodes(lab) == [n1]
+                  and domain_nodes(lab, DIRECT) == [n1], timeout=60, interval=0.5)
     assert vm.boots() == 1
 
 
@@ -103,7 +101,7 @@ def test_target_libvirtd_down_at_migrate_from(lab: LabSession, direct_vm, sig: s
     vm = direct_vm()
     vm.start(n1)
     moved = vm.migrate(n1, n2)
-    assert moved.returncode == 0, moved.stderr
+    assert moved.code == 0, moved.stderr
     signal_libvirtd(lab, n2, sig)
     try:
         started = time.monotonic()
@@ -116,12 +114,12 @@ def test_target_libvirtd_down_at_migrate_from(lab: LabSession, direct_vm, sig: s
             restart_libvirtd(lab, n2)
     what = "frozen (SIGSTOP)" if sig == "STOP" else "killed"
     fault(f"target libvirtd {what} at migrate_from", res, elapsed, "runs on the target")
-    assert res.returncode == 0, res.stderr  # the QEMU that arrived, seen in /proc
-    assert reason(res).startswith(f"{DIRECT} arrived: its QEMU (pid "), reason(res)
-    assert "runs here (from /proc)" in reason(res), reason(res)
+    assert res.code == 0, res.stderr  # the QEMU that arrived, seen in /proc
+    assert res.exit_reason.startswith(f"{DIRECT} arrived: its QEMU (pid "), res.exit_reason
+    assert "runs here (from /proc)" in res.exit_reason, res.exit_reason
     assert elapsed < 20
-    labctl.wait_for("the VM running on the target only", lambda: running_nodes(lab) == [n2]
-                    and domain_nodes(lab, DIRECT) == [n2], timeout=60, interval=0.5)
+    core.wait_for("the VM running on the target only", lambda: running_nodes(lab) == [n2]
+                  and domain_nodes(lab, DIRECT) == [n2], timeout=60, interval=0.5)
     assert vm.boots() == 1
 
 
@@ -132,15 +130,15 @@ def test_target_libvirtd_down_at_migrate_from(lab: LabSession, direct_vm, sig: s
 def migration_link(lab: LabSession) -> Iterator[str]:
     """A dedicated migration network: a link between the two nodes, 10.78.0.1 - 10.78.0.2."""
     n1, n2 = lab.names[:2]
-    ns1, ns2 = labctl.NS_PREFIX + n1, labctl.NS_PREFIX + n2
-    labctl.run(["ip", "-n", ns1, "link", "add", "mig0", "type", "veth", "peer", "name", "mig0", "netns", ns2])
+    ns1, ns2 = core.NS_PREFIX + n1, core.NS_PREFIX + n2
+    core.run(["ip", "-n", ns1, "link", "add", "mig0", "type", "veth", "peer", "name", "mig0", "netns", ns2])
     try:
         for ns, ip in ((ns1, "10.78.0.1/24"), (ns2, "10.78.0.2/24")):
-            labctl.run(["ip", "-n", ns, "addr", "add", ip, "dev", "mig0"])
-            labctl.run(["ip", "-n", ns, "link", "set", "mig0", "up"])
+            core.run(["ip", "-n", ns, "addr", "add", ip, "dev", "mig0"])
+            core.run(["ip", "-n", ns, "link", "set", "mig0", "up"])
         yield "10.78.0.2"
     finally:
-        labctl.run(["ip", "-n", ns1, "link", "del", "mig0"], check=False)  # both ends go
+        core.run(["ip", "-n", ns1, "link", "del", "mig0"], check=False)  # both ends go
 
 
 def test_migration_network_lost_mid_migration(lab: LabSession, direct_vm, migration_link: str) -> None:
@@ -154,17 +152,17 @@ def test_migration_network_lost_mid_migration(lab: LabSession, direct_vm, migrat
     job = Background(lambda: vm.migrate(n1, n2, timeout_s=30, migrateuri=f"tcp://{migration_link}:49152",
                                         migrate_options=f"--listen-address {migration_link}",
                                         migration_progress_interval="2", **SLOW))
-    labctl.wait_for("the migration stream on the migration link", lambda: lab.run(
+    core.wait_for("the migration stream on the migration link", lambda: lab.run(
         n1, "ss", "-Htn", "state", "established", "( dport = :49152 )").stdout.strip(), timeout=20, interval=0.1)
-    labctl.run(["ip", "-n", labctl.NS_PREFIX + n2, "link", "set", "mig0", "down"])
+    core.run(["ip", "-n", core.NS_PREFIX + n2, "link", "set", "mig0", "down"])
     res = job.join(60)
     fault("migration link down mid-migration", res, job.elapsed, "still on the source")
-    assert res.returncode == 1, res.stderr
+    assert res.code == 1, res.stderr
     assert job.elapsed < 30
-    assert reason(res).startswith(f"migration to {n2} aborted at its"), reason(res)
-    assert f"{DIRECT} still runs on {n1} (no data moved in the last " in reason(res), reason(res)
-    labctl.wait_for("the VM running on the source only", lambda: running_nodes(lab) == [n1]
-                    and domain_nodes(lab, DIRECT) == [n1], timeout=60, interval=0.5)
+    assert res.exit_reason.startswith(f"migration to {n2} aborted at its"), res.exit_reason
+    assert f"{DIRECT} still runs on {n1} (no data moved in the last " in res.exit_reason, res.exit_reason
+    core.wait_for("the VM running on the source only", lambda: running_nodes(lab) == [n1]
+                  and domain_nodes(lab, DIRECT) == [n1], timeout=60, interval=0.5)
     assert vm.boots() == 1
 
 
@@ -177,12 +175,10 @@ class SimDrbd:
     """A dual-primary resource of the tests' own in the lab's DRBD simulator (not Pacemaker's)."""
 
     def __init__(self, lab: LabSession) -> None:
-        sys.path.insert(0, str(labctl.HERE))
-        import drbdsim
 
         self.lab = lab
-        self.store = labctl.SHARED / "drbd" / "faults.json"
-        drbdsim.init_store(str(self.store), SIM_RES, 9, "", [(n, labctl.node_ip(n)) for n in lab.names],
+        self.store = core.SHARED / "drbd" / "faults.json"
+        drbdsim.init_store(str(self.store), SIM_RES, 9, "", [(n, core.node_ip(n)) for n in lab.names],
                            devices=False)
         for node in lab.names:
             self.adm(node, "up", SIM_RES)
@@ -236,14 +232,14 @@ def test_drbd_change_during_the_migration_aborts_it(lab: LabSession, direct_vm, 
     res = job.join(60)
     after_change = time.monotonic() - changed
     fault(f"DRBD peer {change} mid-migration", res, after_change, "still on the source")
-    assert res.returncode == 1, res.stderr
-    assert reason(res).startswith(f"migration to {n2} aborted, {DIRECT} still runs on {n1}: DRBD changed: "
-                                  f"{SIM_RES}: "), reason(res)
+    assert res.code == 1, res.stderr
+    assert res.exit_reason.startswith(f"migration to {n2} aborted, {DIRECT} still runs on {n1}: DRBD changed: "
+                                  f"{SIM_RES}: "), res.exit_reason
     assert words in res.stderr, res.stderr
     assert after_change < 8  # a watch interval plus the abort, far from the 40 s timeout
     assert running_nodes(lab) == [n1]
-    labctl.wait_for("the incoming domain gone from the target", lambda: domain_nodes(lab, DIRECT) == [n1],
-                    timeout=30, interval=0.5)
+    core.wait_for("the incoming domain gone from the target", lambda: domain_nodes(lab, DIRECT) == [n1],
+                  timeout=30, interval=0.5)
     # The disk the VM still uses is the source's, Primary and UpToDate: nothing was switched over.
     assert sim_drbd.adm(n1, "role", SIM_RES).strip() == "Primary"
     assert sim_drbd.adm(n1, "dstate", SIM_RES).split("/")[0].strip() == "UpToDate"
@@ -258,16 +254,16 @@ def test_drbd_inconsistent_under_the_arrived_vm_fails_migrate_from(lab: LabSessi
     vm.start(n1)
     guarded = dict(drbd_resources=SIM_RES, **sim_drbd.env)
     moved = vm.migrate(n1, n2, **guarded)
-    assert moved.returncode == 0, moved.stderr
+    assert moved.code == 0, moved.stderr
     sim_drbd.adm(n2, "disk", SIM_RES, n2, "Inconsistent", tool="drbdsim")
     started = time.monotonic()
     res = vm.arrive(n1, n2, **guarded)
     elapsed = time.monotonic() - started
     fault("DRBD Inconsistent on the target at migrate_from", res, elapsed,
           "runs on the target until Pacemaker's recovery stops it")
-    assert res.returncode == 1, res.stderr
-    assert reason(res).startswith(f"arrived from {n1} but DRBD resource {SIM_RES} volume 0: local disk is "
-                                  "Inconsistent, not UpToDate"), reason(res)
+    assert res.code == 1, res.stderr
+    assert res.exit_reason.startswith(f"arrived from {n1} but DRBD resource {SIM_RES} volume 0: local disk is "
+                                  "Inconsistent, not UpToDate"), res.exit_reason
     assert domain_nodes(lab, DIRECT) == [n2]  # exactly one node: Pacemaker now stops it on both
 
 
@@ -280,44 +276,44 @@ def _other(lab: LabSession, node: str) -> str:
 
 def _power_cut(node: str) -> None:
     """The lab's fence device, called directly: every process of ``node`` killed at once."""
-    res = labctl.run([sys.executable, str(labctl.HERE / "fence_livemiglab"), "-o", "off", "-n", node],
-                     check=False, timeout=60)
+    res = core.run([sys.executable, str(core.HERE / "fence_livemiglab"), "-o", "off", "-n", node],
+                   check=False, timeout=60)
     assert res.returncode == 0, res.stderr
 
 
 def _wait_back(lab: LabSession, survivor: str, node: str) -> None:
     try:
-        labctl.wait_for(f"{node} back Online and promoted",
-                        lambda: labctl.promoted_nodes(survivor) == set(lab.names), 240, 1.0)
-    except labctl.LabError as exc:
+        core.wait_for(f"{node} back Online and promoted",
+                      lambda: lab_cluster.promoted_nodes(survivor) == set(lab.names), 240, 1.0)
+    except core.LabError as exc:
         mon = lab.run(survivor, "crm_mon", "-1", "-r", "-f", check=False).stdout
-        pytest.fail(f"{exc}\n{mon}\n{labctl.node_diagnostics(node)}", pytrace=False)
+        pytest.fail(f"{exc}\n{mon}\n{queries.node_diagnostics(node)}", pytrace=False)
 
 
 def _probes_on(node: str, since: int) -> List[int]:
-    return [p["rc"] for p in labctl.probe_results(labctl.VM_NAME)[since:] if p["node"] == node]
+    return [p["rc"] for p in queries.probe_results(core.VM_NAME)[since:] if p["node"] == node]
 
 
 def test_node_fenced_under_the_vm_then_probed_on_return(lab: LabSession, cluster_vm: str) -> None:
     victim = cluster_vm
     peer = _other(lab, victim)
-    console = Path(labctl.console_log_path())
-    probes_before = len(labctl.probe_results(labctl.VM_NAME))
+    console = Path(core.console_log_path())
+    probes_before = len(queries.probe_results(core.VM_NAME))
     started = time.monotonic()
     with QemuCounter() as counter:
         lab.run(peer, "stonith_admin", "--reboot", victim, "--timeout", "60", timeout=90)
-        where = labctl.wait_resource_on(peer, labctl.VM_NAME, peer, timeout=180)
+        where = lab_cluster.wait_resource_on(peer, core.VM_NAME, peer, timeout=180)
         recovered = time.monotonic() - started
         _wait_back(lab, peer, victim)
-        labctl.wait_for(f"the probe of {labctl.VM_NAME} on {victim}", lambda: _probes_on(victim, probes_before),
-                        timeout=120, interval=1.0)
+        core.wait_for(f"the probe of {core.VM_NAME} on {victim}", lambda: _probes_on(victim, probes_before),
+                      timeout=120, interval=1.0)
     probes = _probes_on(victim, probes_before)
     print(f"\nFAULT | node running the VM fenced | started on {where} | {recovered:.1f} s until running again "
           f"| probe on the returning node: {probes} | {counter.max} QEMU at most")
     assert where == peer
     assert counter.max == 1, "the VM ran on both nodes at once"
     assert probes == [7], probes  # the returning node: not running there (its stale state file ignored)
-    assert labctl.resource_nodes(peer, labctl.VM_NAME) == [peer]  # and it stays where it is
+    assert lab_cluster.resource_nodes(peer, core.VM_NAME) == [peer]  # and it stays where it is
     guest.wait_for_console(console, "LIVEMIG-GUEST-READY", timeout=90)  # rebooted on the peer (new log)
 
 
@@ -326,30 +322,30 @@ def slow_migrations(lab: LabSession) -> Iterator[None]:
     """migration_speed=1 on the lab's VM, set while it is stopped (a change while it runs would
     restart it): an idle guest then takes tens of seconds to migrate."""
     first = lab.names[0]
-    lab.run(first, "crm_resource", "-r", labctl.VM_NAME, "-p", "migration_speed", "-v", "1")
+    lab.run(first, "crm_resource", "-r", core.VM_NAME, "-p", "migration_speed", "-v", "1")
     yield
-    lab.run(first, "crm_resource", "-r", labctl.VM_NAME, "-d", "migration_speed", check=False)
+    lab.run(first, "crm_resource", "-r", core.VM_NAME, "-d", "migration_speed", check=False)
 
 
 def test_target_node_lost_mid_migration(lab: LabSession, slow_migrations: None, cluster_vm: str) -> None:
     source = cluster_vm
     target = _other(lab, source)
-    ops_before = len(labctl.agent_ops(labctl.VM_NAME))
-    probes_before = len(labctl.probe_results(labctl.VM_NAME))
+    ops_before = len(queries.agent_ops(core.VM_NAME))
+    probes_before = len(queries.probe_results(core.VM_NAME))
     try:
-        lab.run(source, "crm_resource", "--move", "-r", labctl.VM_NAME, "-N", target)
-        wait_migration_job(lab, source, labctl.VM_NAME, timeout=60)
+        lab.run(source, "crm_resource", "--move", "-r", core.VM_NAME, "-N", target)
+        wait_migration_job(lab, source, core.VM_NAME, timeout=60)
         _power_cut(target)  # returns once every process of the target is gone, its QEMU with them
         # A live migration runs two QEMUs by design; from the cut on, at most one may exist.
         with QemuCounter() as counter:
-            lab.run(source, "crm_resource", "--clear", "-r", labctl.VM_NAME)
-            labctl.wait_for("migrate_to to finish", lambda: [
-                o for o in labctl.agent_ops(labctl.VM_NAME)[ops_before:] if o["action"] == "migrate_to"],
+            lab.run(source, "crm_resource", "--clear", "-r", core.VM_NAME)
+            core.wait_for("migrate_to to finish", lambda: [
+                o for o in queries.agent_ops(core.VM_NAME)[ops_before:] if o["action"] == "migrate_to"],
                 timeout=120, interval=0.5)
             _wait_back(lab, source, target)
-            where = labctl.wait_resource_on(source, labctl.VM_NAME, None, timeout=180)
-            labctl.wait_for(f"the probe on {target}", lambda: _probes_on(target, probes_before), 120, 1.0)
-        ops = labctl.agent_ops(labctl.VM_NAME)[ops_before:]
+            where = lab_cluster.wait_resource_on(source, core.VM_NAME, None, timeout=180)
+            core.wait_for(f"the probe on {target}", lambda: _probes_on(target, probes_before), 120, 1.0)
+        ops = queries.agent_ops(core.VM_NAME)[ops_before:]
         migrate = [o for o in ops if o["action"] == "migrate_to"][0]
         probes = _probes_on(target, probes_before)
         print(f"\nFAULT | target node lost mid-migration | migrate_to {migrate['rc']} in {migrate['ms']:.0f} ms "
@@ -359,7 +355,7 @@ def test_target_node_lost_mid_migration(lab: LabSession, slow_migrations: None, 
         assert probes == [7], probes  # before anything was started there
         # Pacemaker's recovery (stop on both, start where it may) can pick either node once the
         # target is back; what matters is one node.
-        assert labctl.resource_nodes(source, labctl.VM_NAME) == [where]
-        assert len(labctl.qemu_pids()) == 1
+        assert lab_cluster.resource_nodes(source, core.VM_NAME) == [where]
+        assert len(queries.qemu_pids()) == 1
     finally:
-        lab.run(source, "crm_resource", "--clear", "-r", labctl.VM_NAME, check=False)
+        lab.run(source, "crm_resource", "--clear", "-r", core.VM_NAME, check=False)

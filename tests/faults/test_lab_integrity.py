@@ -28,7 +28,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +35,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
-import labctl  # noqa: E402
-from labfixtures import LabSession  # noqa: E402
-from labvm import DIRECT, Background, QemuCounter, domain_nodes, qemu_nodes, reason, run_agent  # noqa: E402
-
-from tests.support import guest  # noqa: E402
+from tests.lab import cluster as lab_cluster
+from tests.lab import core, drbdsim
+from tests.lab import nodes as lab_nodes
+from tests.lab.labfixtures import LabSession
+from tests.lab.labvm import DIRECT, Background, QemuCounter, domain_nodes, qemu_nodes, run_agent
+from tests.support import guest
 
 GRACE = 5.0  # seconds past an action's timeout before the test calls it hung and lifts the fault
 
@@ -97,7 +96,7 @@ def act(lab: LabSession, case: str, node: str, action: str, config: str, timeout
     if hung and on_hang is not None:
         on_hang()
     res = job.join(timeout_s + 60)
-    out = Outcome(case, node, action, domain, timeout_s, res.returncode, job.elapsed, reason(res),
+    out = Outcome(case, node, action, domain, timeout_s, res.code, job.elapsed, res.exit_reason,
                   qemu_nodes(domain).get(node, 0), hung)
     print("\n" + out.line())
     return out
@@ -111,7 +110,7 @@ class QemuLog:
     """libvirt's QEMU log of a domain on a node (host-visible in the node's /var overlay), from now on."""
 
     def __init__(self, node: str, domain: str) -> None:
-        self.path = labctl.node_dir(node) / "ovl/var/upper/log/libvirt/qemu" / f"{domain}.log"
+        self.path = core.node_dir(node) / "ovl/var/upper/log/libvirt/qemu" / f"{domain}.log"
         self.offset = self.path.stat().st_size if self.path.exists() else 0
 
     def text(self) -> str:
@@ -153,7 +152,7 @@ def pacemaker_results(rsc: str) -> List[Dict[str, Any]]:
     """Every result of ``rsc``'s operations as each node's controller recorded it (probes and
     recurring monitors included; cancellations, which carry no code, left out)."""
     found = []
-    for nd in sorted((labctl.LAB_DIR / "nodes").iterdir()):
+    for nd in sorted((core.LAB_DIR / "nodes").iterdir()):
         logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
         if not logf.exists():
             continue
@@ -173,7 +172,7 @@ def pacemaker_results(rsc: str) -> List[Dict[str, Any]]:
 def execd_finished(rsc: str) -> List[Dict[str, Any]]:
     """Non-recurring actions of ``rsc`` as execd logged their end: code, exit reason, execution time."""
     found = []
-    for nd in sorted((labctl.LAB_DIR / "nodes").iterdir()):
+    for nd in sorted((core.LAB_DIR / "nodes").iterdir()):
         logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
         if not logf.exists():
             continue
@@ -189,7 +188,7 @@ def execd_finished(rsc: str) -> List[Dict[str, Any]]:
 
 def timed_out_lines(rsc: str) -> List[str]:
     out = []
-    for nd in sorted((labctl.LAB_DIR / "nodes").iterdir()):
+    for nd in sorted((core.LAB_DIR / "nodes").iterdir()):
         logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
         if logf.exists():
             out += [ln for ln in logf.read_text(errors="replace").splitlines()
@@ -227,11 +226,11 @@ def ident_resource(lab: LabSession) -> Iterator[Path]:
     """``lmident``, a second VirtualDomain resource whose domain is ``guest-other-name`` and whose
     config file exists on node1 only (node1's /etc); no disk. Stopped, probed, preferring node1."""
     n1 = lab.names[0]
-    console = labctl.SHARED / "vm" / f"{IDENT}-console.log"
+    console = core.SHARED / "vm" / f"{IDENT}-console.log"
     console.write_bytes(b"")
     xml = guest.domain_xml(IDENT_DOMAIN, guest.ensure_guest_image(), console_log=console,
                            uuid="6c6d6c61-622d-4c6d-766d-0000000000e1")
-    config = labctl.node_path(n1, IDENT_CONFIG)  # through node1's mount namespace
+    config = lab_nodes.node_path(n1, IDENT_CONFIG)  # through node1's mount namespace
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(xml)
     ops = [f"op {name} {'interval=10s ' if name == 'monitor' else ''}timeout={t}s"
@@ -263,18 +262,18 @@ def test_config_on_one_node_only_domain_named_unlike_the_resource(lab: LabSessio
     case = "config on node1 only, domain named unlike the resource"
     n1, n2 = lab.names[:2]
     lab.crm("resource", "start", IDENT)
-    labctl.wait_resource_on(n1, IDENT, n1, timeout=120)
+    lab_cluster.wait_resource_on(n1, IDENT, n1, timeout=120)
     guest.wait_for_console(ident_resource, guest.READY, timeout=60)
     since = len(pacemaker_results(IDENT))
     done = len(execd_finished(IDENT))
     lab.run(n1, "crm_resource", "--move", "-r", IDENT, "-N", n2)
-    labctl.wait_for("migrate_to to finish", lambda: [r for r in pacemaker_results(IDENT)[since:]
-                                                     if r["action"] == "migrate_to"], timeout=150, interval=0.1)
+    core.wait_for("migrate_to to finish", lambda: [r for r in pacemaker_results(IDENT)[since:]
+                                                   if r["action"] == "migrate_to"], timeout=150, interval=0.1)
     # From the end of migrate_to on, one QEMU of the domain at most.
     with QemuCounter(IDENT_DOMAIN) as counter:
         settle(lab)
         after_move = pacemaker_results(IDENT)
-        where_pacemaker = labctl.resource_nodes(n1, IDENT)
+        where_pacemaker = lab_cluster.resource_nodes(n1, IDENT)
         where_qemu = qemu_nodes(IDENT_DOMAIN)
         moved_ok = record_agrees_with_proc(lab, after_move, IDENT_DOMAIN)
         # The agent directly on node2, as Pacemaker calls it; Pacemaker leaves the resource alone meanwhile.
@@ -328,22 +327,20 @@ class HotDrbd:
     its own (the agent is told with ``LIVEMIG_DRBDSIM_STORE``)."""
 
     def __init__(self, lab: LabSession) -> None:
-        sys.path.insert(0, str(labctl.HERE))
-        import drbdsim
 
         self.lab = lab
-        self.store = labctl.SHARED / "drbd" / "integrity.json"
-        self.image = labctl.SHARED / "drbd" / f"{HOT_RES}.img"
+        self.store = core.SHARED / "drbd" / "integrity.json"
+        self.image = core.SHARED / "drbd" / f"{HOT_RES}.img"
         with open(self.image, "wb") as f:
             f.truncate(16 * 1024 * 1024)
-        self.loop = labctl.run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
+        self.loop = core.run(["losetup", "--find", "--show", str(self.image)]).stdout.strip()
         rdev = os.stat(self.loop).st_rdev
         for node in lab.names:  # a node's /dev is a copy made when it started
-            dev = labctl.node_path(node, self.loop)
+            dev = lab_nodes.node_path(node, self.loop)
             if not dev.exists():
                 os.mknod(str(dev), stat.S_IFBLK | 0o660, rdev)
         drbdsim.init_store(str(self.store), HOT_RES, HOT_MINOR, self.loop,
-                           [(n, labctl.node_ip(n)) for n in lab.names], devices=True)
+                           [(n, core.node_ip(n)) for n in lab.names], devices=True)
         for node in lab.names:
             self.adm(node, "up", HOT_RES)
         for node in lab.names:
@@ -362,7 +359,7 @@ class HotDrbd:
     def remove(self) -> None:
         for node in self.lab.names:
             self.adm(node, "down", HOT_RES, check=False)
-        labctl.run(["losetup", "-d", self.loop], check=False)
+        core.run(["losetup", "-d", self.loop], check=False)
         for path in (self.store, Path(f"{self.store}.lock"), self.image):
             path.unlink(missing_ok=True)
 
@@ -386,7 +383,7 @@ def test_hot_plugged_drbd_disk_is_guarded(lab: LabSession, hot_drbd: HotDrbd, di
     n1, n2 = lab.names[:2]
     vm = direct_vm()
     vm.start(n1)
-    disk = labctl.SHARED / "vm" / f"{HOT_RES}-disk.xml"
+    disk = core.SHARED / "vm" / f"{HOT_RES}-disk.xml"
     disk.write_text(HOT_DISK)
     lab.run(n1, "virsh", "attach-device", DIRECT, str(disk), "--live")
     assert f"/dev/drbd/by-res/{HOT_RES}/0" in lab.run(n1, "virsh", "domblklist", DIRECT).stdout
@@ -417,22 +414,22 @@ class FuseDir:
     def __init__(self, lab: LabSession, node: str, name: str) -> None:
         self.lab = lab
         self.node = node
-        self.backing = labctl.node_dir(node) / f"fuse-{name}"
+        self.backing = core.node_dir(node) / f"fuse-{name}"
         self.backing.mkdir()
         self.mount = f"/run/lmfuse-{name}"  # the node's private /run
         self.frozen = False
         lab.run(node, "mkdir", "-p", self.mount)
-        self._log = open(labctl.node_dir(node) / f"fuse-{name}.log", "ab")
+        self._log = open(core.node_dir(node) / f"fuse-{name}.log", "ab")
         self._proc = subprocess.Popen(
-            labctl.nsenter_argv(node) + ["bindfs", "-f", "-o", "attr_timeout=0,entry_timeout=0,negative_timeout=0",
-                                         str(self.backing), self.mount],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=labctl.node_env(node))
-        mounts = labctl.node_path(node, "/proc/1/mounts")
+            lab_nodes.nsenter_argv(node) + ["bindfs", "-f", "-o", "attr_timeout=0,entry_timeout=0,negative_timeout=0",
+                                            str(self.backing), self.mount],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=lab_nodes.node_env(node))
+        mounts = lab_nodes.node_path(node, "/proc/1/mounts")
         try:
-            labctl.wait_for(f"bindfs mounted at {self.mount} on {node}",
-                            lambda: f" {self.mount} fuse" in mounts.read_text() or self._proc.poll() is not None,
-                            timeout=20, interval=0.05)
-        except labctl.LabError as exc:
+            core.wait_for(f"bindfs mounted at {self.mount} on {node}",
+                          lambda: f" {self.mount} fuse" in mounts.read_text() or self._proc.poll() is not None,
+                          timeout=20, interval=0.05)
+        except core.LabError as exc:
             self.close()
             pytest.fail(f"{exc}", pytrace=False)
         if self._proc.poll() is not None:
@@ -524,13 +521,13 @@ def _start_and_save(lab: LabSession, vm: Any, fs: FuseDir, stop_timeout: int, fr
     node = fs.node
     params = {"snapshot": fs.mount}
     started = run_agent(lab, node, "start", vm.config, 60, **params)
-    assert started.returncode == 0, started.stderr
+    assert started.code == 0, started.stderr
     guest.wait_for_console(vm.console, guest.READY, timeout=60)
     qlog = QemuLog(node, DIRECT)
     state = fs.backing / f"{DIRECT}.state"
     job = Background(lambda: run_agent(lab, node, "stop", vm.config, stop_timeout, **params))
-    labctl.wait_for("the save writing the state file", lambda: job.wait(0) or (state.exists() and state.stat().st_size),
-                    timeout=30, interval=0.005)
+    core.wait_for("the save writing the state file", lambda: job.wait(0) or (state.exists() and state.stat().st_size),
+                  timeout=30, interval=0.005)
     assert not job.wait(0), "the save finished before its file system could be frozen"
     at_freeze = state.stat().st_size
     fs.freeze()
@@ -545,12 +542,12 @@ def _start_and_save(lab: LabSession, vm: Any, fs: FuseDir, stop_timeout: int, fr
     else:
         hung = False
     res = job.join(stop_timeout + 60)
-    out = Outcome(case, node, "stop", DIRECT, stop_timeout, res.returncode, job.elapsed, reason(res), qemus, hung)
+    out = Outcome(case, node, "stop", DIRECT, stop_timeout, res.code, job.elapsed, res.exit_reason, qemus, hung)
     print("\n" + out.line())
     # libvirt ends the save (or its failure) once the file system answers again: then nothing holds
     # the state file open any more.
-    labctl.wait_for("libvirt done with the state file", lambda: not open_by(f"{fs.mount}/{DIRECT}.state"),
-                    timeout=60, interval=0.1)
+    core.wait_for("libvirt done with the state file", lambda: not open_by(f"{fs.mount}/{DIRECT}.state"),
+                  timeout=60, interval=0.1)
     return {"stop": out, "qlog": qlog, "state": state, "at_freeze": at_freeze, "params": params}
 
 

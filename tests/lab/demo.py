@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import labctl  # noqa: E402
+from tests.lab import cluster as lab_cluster
+from tests.lab import core, lifecycle, queries
+from tests.lab import lock as lab_lock
+from tests.lab import nodes as lab_nodes
 
 
 def banner(text: str) -> None:
@@ -20,7 +21,7 @@ def banner(text: str) -> None:
 def migration_lines(vm: str) -> list:
     """The agent's "live migration ... completed: ... downtime N ms" lines, oldest first."""
     lines = []
-    for nd in sorted((labctl.LAB_DIR / "nodes").iterdir()):
+    for nd in sorted((core.LAB_DIR / "nodes").iterdir()):
         logf = nd / "ovl/var/upper/log/pacemaker/pacemaker.log"
         if logf.exists():
             for line in logf.read_text(errors="replace").splitlines():
@@ -38,44 +39,44 @@ def main() -> int:
     t = time.monotonic()
     banner("building the lab (2 nodes: corosync, pacemaker, libvirtd; simulated DRBD)")
     try:
-        labctl.acquire_lab_lock()  # held until this process exits
-        state = labctl.up(int(os.environ.get("LAB_NODES", "2")))
-    except labctl.LabError as exc:
+        lab_lock.acquire_lab_lock()  # held until this process exits
+        state = lifecycle.up(int(os.environ.get("LAB_NODES", "2")))
+    except core.LabError as exc:
         print(f"lab up failed: {exc}", file=sys.stderr)
         return 1
     timings.append(("lab up", time.monotonic() - t))
-    first = state["names"][0]
-    vm = labctl.VM_NAME
+    first = state.names[0]
+    vm = core.VM_NAME
     ok = False
     try:
         banner("cluster configuration (as typed by an administrator)")
-        for cmd in state.get("crm_commands", []):
+        for cmd in state.crm_commands:
             print(f"  {first}$ {cmd}")
         banner(f"starting {vm} under Pacemaker")
         t = time.monotonic()
-        labctl.on_node(first, ["crm", "-w", "resource", "start", vm], timeout=180)
-        src = labctl.wait_resource_on(first, vm, None)
+        lab_nodes.on_node(first, ["crm", "-w", "resource", "start", vm], timeout=180)
+        src = lab_cluster.wait_resource_on(first, vm, None)
         timings.append(("start VM", time.monotonic() - t))
-        dst = next(n for n in state["names"] if n != src)
+        dst = next(n for n in state.names if n != src)
         for there in (dst, src):
             seen = len(migration_lines(vm))
             banner(f"crm resource move {vm} {there}")
             t = time.monotonic()
-            labctl.on_node(first, ["crm", "-w", "resource", "move", vm, there], timeout=240)
-            labctl.wait_resource_on(first, vm, there)
+            lab_nodes.on_node(first, ["crm", "-w", "resource", "move", vm, there], timeout=240)
+            lab_cluster.wait_resource_on(first, vm, there)
             timings.append((f"move to {there}", time.monotonic() - t))
-            labctl.on_node(first, ["crm", "resource", "clear", vm], check=False)
+            lab_nodes.on_node(first, ["crm", "resource", "clear", vm], check=False)
             for line in migration_lines(vm)[seen:]:
                 print(f"  {line}")
         banner("crm_mon -1")
-        print(labctl.on_node(first, ["crm_mon", "-1", "-r"], check=False).stdout.rstrip())
+        print(lab_nodes.on_node(first, ["crm_mon", "-1", "-r"], check=False).stdout.rstrip())
         banner("summary")
-        print("  VM agent: {}".format(state.get("vm_agent")))
-        print(f"  {vm} ran on {src}, then on {dst}, then on {src} again (QEMU pid on host: {labctl.qemu_pids()})")
+        print(f"  VM agent: {state.vm_agent}")
+        print(f"  {vm} ran on {src}, then on {dst}, then on {src} again (QEMU pid on host: {queries.qemu_pids()})")
         print(f"  agent actions Pacemaker called for {vm}:")
-        for op in labctl.agent_ops(vm):
+        for op in queries.agent_ops(vm):
             print(f"    {op['time']:<20} {op['node']:<6} {op['action']:<13} rc={op['rc']} {op['ms']:8.0f} ms")
-        ops = labctl.agent_ops(vm)
+        ops = queries.agent_ops(vm)
         migrations = sum(1 for op in ops if op["action"] == "migrate_from" and op["rc"] == 0)
         restarts = sum(1 for op in ops if op["action"] == "start") - 1
         print(f"  moves: {migrations} live migrations (migrate_to + migrate_from), {max(restarts, 0)} restarts")
@@ -85,7 +86,7 @@ def main() -> int:
         for what, secs in timings:
             print(f"  {what:<10} {secs:6.1f} s")
         ok = True
-    except (labctl.LabError, StopIteration) as exc:
+    except (core.LabError, StopIteration) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
     finally:
         if keep:
@@ -95,7 +96,7 @@ def main() -> int:
                   "  logs: /run/livemig-lab/nodes/*/ovl/var/upper/log/\n  tests/lab/lab down   (when done)")
         else:
             banner("tearing the lab down")
-            labctl.down()
+            lifecycle.down()
     return 0 if ok else 1
 
 

@@ -1,6 +1,11 @@
 #!/usr/bin/python3
 """A DRBD simulator for the lab: fake ``drbdadm`` and ``drbdsetup`` sharing one state store.
 
+Purpose: a DRBD resource with state and rules that several nodes change and see, for the lab's
+nodes (their /usr/sbin/drbdadm, drbdsetup, drbdsim) and the lab tests (tests/lab, tests/e2e,
+tests/faults/test_lab_*); tests/lab/test_lab_drbdsim.py checks it against the real samples. Tests
+that need one fixed answer per call, without a lab, use tests/fakes/drbd (see its README.md).
+
 There is no DRBD kernel module on the lab machine.  Each node's /usr/sbin/drbdadm and
 /usr/sbin/drbdsetup run this file (``drbdsim.py drbdadm ARGS``).  All nodes share one JSON
 state store (``LIVEMIG_DRBDSIM_STORE``, default /run/livemig-lab/shared/drbd/state.json),

@@ -1,6 +1,6 @@
 """pytest fixtures for the lab (shared by tests/lab and tests/e2e).
 
-``lab_session`` builds the two-node lab once per session (``labctl.up``) and tears it down at the
+``lab_session`` builds the two-node lab once per session (``lifecycle.up``) and tears it down at the
 end; a component that cannot start makes the fixture *fail* with the lab's error (never a skip).
 ``lab`` hands the same session to a test, bringing the lab back up if a test tore it down.
 """
@@ -8,48 +8,48 @@ end; a component that cannot start makes the fixture *fail* with the lab's error
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import labctl  # noqa: E402
+from tests.lab import core, lifecycle, queries
+from tests.lab import lock as lab_lock
+from tests.lab import nodes as lab_nodes
+from tests.lab.state import LabState
 
 
 class LabSession:
     def __init__(self) -> None:
         self.before: Dict[str, List[str]] = {}
-        self.state: Dict[str, Any] = {}
+        self.state: Optional[LabState] = None
         self.names: List[str] = []
 
     def up(self, nodes: int = 2) -> None:
         if os.geteuid() != 0:
             pytest.fail("the lab needs root (network, mount and PID namespaces)", pytrace=False)
-        if labctl.LAB_DIR.exists():
-            pytest.fail(f"{labctl.LAB_DIR} exists: a lab is already up or was left behind; "
+        if core.LAB_DIR.exists():
+            pytest.fail(f"{core.LAB_DIR} exists: a lab is already up or was left behind; "
                         "run tests/lab/lab down", pytrace=False)
-        self.before = labctl.snapshot()
+        self.before = queries.snapshot()
         try:
-            self.state = labctl.up(nodes)
-        except labctl.LabError as exc:
+            self.state = lifecycle.up(nodes)
+        except core.LabError as exc:
             pytest.fail(f"lab up failed: {exc}", pytrace=False)
-        self.names = list(self.state["names"])
+        self.names = list(self.state.names)
 
     def down(self) -> None:
-        labctl.down()
-        self.state = {}
+        lifecycle.down()
+        self.state = None
 
     @property
     def is_up(self) -> bool:
-        return bool(self.state) and labctl.LAB_DIR.exists()
+        return self.state is not None and core.LAB_DIR.exists()
 
     def run(self, node: str, *argv: str, check: bool = True, timeout: float = 60):
-        return labctl.on_node(node, list(argv), check=check, timeout=timeout)
+        return lab_nodes.on_node(node, list(argv), check=check, timeout=timeout)
 
     def crm(self, *args: str, node: Optional[str] = None, timeout: float = 120) -> str:
-        return labctl.on_node(node or self.names[0], ["crm", "-w"] + list(args), timeout=timeout).stdout
+        return lab_nodes.on_node(node or self.names[0], ["crm", "-w"] + list(args), timeout=timeout).stdout
 
 
 # One per process: tests/lab and tests/e2e both register the fixtures, and must share one lab.
@@ -59,15 +59,15 @@ _SESSION = LabSession()
 @pytest.fixture(scope="session")
 def lab_session() -> Iterator[LabSession]:
     session = _SESSION
-    lock = labctl.acquire_lab_lock()  # another session's lab: wait for it, don't collide
+    lock = lab_lock.acquire_lab_lock()  # another session's lab: wait for it, don't collide
     try:
         yield session
     finally:
         try:
-            if session.is_up or labctl.LAB_DIR.exists():
+            if session.is_up or core.LAB_DIR.exists():
                 session.down()
         finally:
-            labctl.release_lab_lock(lock)
+            lab_lock.release_lab_lock(lock)
 
 
 @pytest.fixture()

@@ -1,15 +1,14 @@
 """Helpers for tests that run VMs in the lab (tests/e2e, tests/faults).
 
-``run_agent`` calls the agent on a node as Pacemaker would; ``DirectVM`` is a domain outside
-Pacemaker (``direct_vm`` fixture) that tests migrate, abort and break freely; ``cluster_vm``
-starts the lab's Pacemaker-managed VM; ``QemuCounter`` catches a VM ever running twice.
+``run_agent`` calls the agent on a node as Pacemaker would (tests/support/agent.py's
+``run_agent``, inside the node); ``DirectVM`` is a domain outside Pacemaker (``direct_vm``
+fixture) that tests migrate, abort and break freely; ``cluster_vm`` starts the lab's
+Pacemaker-managed VM; ``QemuCounter`` catches a VM ever running twice.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,32 +16,35 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import labctl  # noqa: E402
-from labfixtures import LabSession  # noqa: E402
-
-from tests.support import guest  # noqa: E402
+from tests.lab import cluster as lab_cluster
+from tests.lab import core, queries
+from tests.lab import nodes as lab_nodes
+from tests.lab import state as lab_state
+from tests.lab.labfixtures import LabSession
+from tests.support import guest
+from tests.support.agent import AgentResult
+from tests.support.agent import run_agent as run_agent_process
 
 AGENT = "/usr/lib/ocf/resource.d/livemig/VirtualDomain"
 DIRECT = "lmdirect"
 
 
 def run_agent(lab: LabSession, node: str, action: str, config: str, timeout_s: int = 60,
-              **params: str) -> subprocess.CompletedProcess[str]:
-    env = ["OCF_ROOT=/usr/lib/ocf", f"OCF_RESOURCE_INSTANCE={DIRECT}", f"OCF_RESKEY_config={config}",
-           "OCF_RESKEY_hypervisor=qemu:///system", f"OCF_RESKEY_CRM_meta_timeout={timeout_s * 1000}",
-           f"OCF_RESKEY_CRM_meta_on_node={node}", "HA_RSCTMP=/run/resource-agents"]
+              **params: str) -> AgentResult:
+    """The agent on ``node`` of ``lab`` as pacemaker-execd runs it there: tests/support/agent.py's
+    ``run_agent`` through nsenter, with the node's environment and the OCF variables, no
+    PYTHONPATH (the node's /usr/lib/ocf link finds the working tree's package itself), killed 30 s
+    past ``timeout_s``. ``params``: OCF_* and other upper-case names go as they are (e.g.
+    LIVEMIG_DRBDSIM_STORE), the rest are the resource's parameters."""
+    assert node in lab.names, f"{node} is no node of the lab ({lab.names})"
+    env = lab_nodes.node_env(node)
+    env.update({"OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": DIRECT, "OCF_RESKEY_config": config,
+                "OCF_RESKEY_hypervisor": "qemu:///system", "OCF_RESKEY_CRM_meta_timeout": str(timeout_s * 1000),
+                "OCF_RESKEY_CRM_meta_on_node": node, "HA_RSCTMP": "/run/resource-agents"})
     for key, value in params.items():
-        # OCF_* and other upper-case names go as they are (e.g. LIVEMIG_DRBDSIM_STORE), the rest are
-        # parameters.
-        env.append(f"{key}={value}" if key.startswith("OCF_") or key.isupper() else f"OCF_RESKEY_{key}={value}")
-    return lab.run(node, "env", *env, AGENT, action, check=False, timeout=timeout_s + 30)
-
-
-def reason(res: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("ocf-exit-reason:")]
-    return lines[-1][len("ocf-exit-reason:"):] if lines else ""
+        env[key if key.startswith("OCF_") or key.isupper() else f"OCF_RESKEY_{key}"] = value
+    return run_agent_process(action, env, agent=(*lab_nodes.nsenter_argv(node), AGENT), grace=30,
+                             pythonpath=None)
 
 
 def domain_nodes(lab: LabSession, name: str) -> List[str]:
@@ -58,7 +60,7 @@ def domain_nodes(lab: LabSession, name: str) -> List[str]:
 class DirectVM:
     def __init__(self, lab: LabSession, dirty_mib_s: float = 0) -> None:
         self.lab = lab
-        shared = Path(labctl.vm_config_path()).parent
+        shared = Path(core.vm_config_path()).parent
         self.config = str(shared / f"{DIRECT}.xml")
         self.console = shared / f"{DIRECT}.console"
         image = guest.ensure_guest_image()
@@ -69,7 +71,7 @@ class DirectVM:
 
     def start(self, node: str) -> None:
         res = run_agent(self.lab, node, "start", self.config)
-        assert res.returncode == 0, res.stderr
+        assert res.code == 0, res.details()
         guest.wait_for_console(self.console, "LIVEMIG-GUEST-READY", timeout=60)
 
     def stop_everywhere(self) -> None:
@@ -105,14 +107,14 @@ def direct_vm(lab: LabSession) -> Iterator[DirectVM]:
 class Background:
     """Runs ``fn`` in a thread (an agent action), to inject a fault while it runs."""
 
-    def __init__(self, fn: Callable[[], subprocess.CompletedProcess[str]]) -> None:
-        self.result: Optional[subprocess.CompletedProcess[str]] = None
+    def __init__(self, fn: Callable[[], AgentResult]) -> None:
+        self.result: Optional[AgentResult] = None
         self.started = time.monotonic()
         self.elapsed = 0.0
         self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[], subprocess.CompletedProcess[str]]) -> None:
+    def _run(self, fn: Callable[[], AgentResult]) -> None:
         self.result = fn()
         self.elapsed = time.monotonic() - self.started
 
@@ -121,7 +123,7 @@ class Background:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def join(self, timeout: float) -> subprocess.CompletedProcess[str]:
+    def join(self, timeout: float) -> AgentResult:
         self._thread.join(timeout)
         assert self.result is not None, f"the agent did not return within {timeout} s"
         return self.result
@@ -129,7 +131,7 @@ class Background:
 
 def wait_migration_job(lab: LabSession, node: str, name: str = DIRECT, timeout: float = 20) -> None:
     """Until libvirt on ``node`` shows the outgoing migration job of ``name``."""
-    labctl.wait_for(f"migration job of {name} on {node}", lambda: "Unbounded" in lab.run(
+    core.wait_for(f"migration job of {name} on {node}", lambda: "Unbounded" in lab.run(
         node, "virsh", "domjobinfo", name, check=False).stdout, timeout=timeout, interval=0.2)
 
 
@@ -140,10 +142,10 @@ def signal_libvirtd(lab: LabSession, node: str, sig: str) -> None:
 def restart_libvirtd(lab: LabSession, node: str) -> None:
     """A libvirtd on ``node`` again (killing a frozen or living one first), answering."""
     signal_libvirtd(lab, node, "KILL")
-    labctl.wait_for(f"libvirtd gone on {node}", lambda: lab.run(
+    core.wait_for(f"libvirtd gone on {node}", lambda: lab.run(
         node, "pgrep", "-x", "libvirtd", check=False).returncode != 0, timeout=10, interval=0.1)
     lab.run(node, "sh", "-c", "libvirtd -d --listen </dev/null >/dev/null 2>&1", check=False)
-    labctl.wait_for(f"libvirtd back on {node}", lambda: lab.run(
+    core.wait_for(f"libvirtd back on {node}", lambda: lab.run(
         node, "virsh", "-q", "uri", check=False).returncode == 0, timeout=60, interval=0.3)
 
 
@@ -152,25 +154,25 @@ def restart_libvirtd(lab: LabSession, node: str) -> None:
 
 
 def vm_on(lab: LabSession) -> str:
-    return labctl.wait_resource_on(lab.names[0], labctl.VM_NAME, None, timeout=120)
+    return lab_cluster.wait_resource_on(lab.names[0], core.VM_NAME, None, timeout=120)
 
 
 @pytest.fixture
 def cluster_vm(lab: LabSession) -> Iterator[str]:
-    lab.crm("resource", "start", labctl.VM_NAME)
+    lab.crm("resource", "start", core.VM_NAME)
     node = vm_on(lab)
-    guest.wait_for_console(Path(labctl.console_log_path()), "LIVEMIG-GUEST-READY", timeout=60)
+    guest.wait_for_console(Path(core.console_log_path()), "LIVEMIG-GUEST-READY", timeout=60)
     yield node
-    lab.crm("resource", "clear", labctl.VM_NAME)
-    lab.crm("resource", "stop", labctl.VM_NAME)
-    lab.run(lab.names[0], "crm_resource", "--cleanup", "-r", labctl.VM_NAME, check=False)
+    lab.crm("resource", "clear", core.VM_NAME)
+    lab.crm("resource", "stop", core.VM_NAME)
+    lab.run(lab.names[0], "crm_resource", "--cleanup", "-r", core.VM_NAME, check=False)
 
 
 class QemuCounter:
     """Samples how many QEMU processes run the VM (``vm``: the lab's by default), to catch it ever
     running twice."""
 
-    def __init__(self, vm: str = labctl.VM_NAME) -> None:
+    def __init__(self, vm: str = core.VM_NAME) -> None:
         self.vm = vm
         self.max = 0
         self._stop = threading.Event()
@@ -178,7 +180,7 @@ class QemuCounter:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.max = max(self.max, len(labctl.qemu_pids(self.vm)))
+            self.max = max(self.max, len(queries.qemu_pids(self.vm)))
             time.sleep(0.02)
 
     def __enter__(self) -> QemuCounter:
@@ -190,16 +192,17 @@ class QemuCounter:
         self._thread.join(5)
 
 
-def qemu_nodes(vm: str = labctl.VM_NAME) -> Dict[str, int]:
+def qemu_nodes(vm: str = core.VM_NAME) -> Dict[str, int]:
     """How many QEMU processes of ``vm`` run on each node (the host's /proc, told apart by PID namespace)."""
     nodes = {}
-    for node, holder in labctl.load_state().get("holders", {}).items():
+    state = lab_state.load_state()
+    for node, holder in (state.holders if state else {}).items():
         try:
             nodes[os.stat(f"/proc/{holder}/ns/pid").st_ino] = node
         except OSError:
             pass  # the node is down: nothing of it runs
     found: Dict[str, int] = {}
-    for pid in labctl.qemu_pids(vm):
+    for pid in queries.qemu_pids(vm):
         try:
             node = nodes.get(os.stat(f"/proc/{pid}/ns/pid").st_ino, "host")
         except OSError:
@@ -209,21 +212,21 @@ def qemu_nodes(vm: str = labctl.VM_NAME) -> Dict[str, int]:
 
 
 def agent_lines(node: str, needle: str) -> List[str]:
-    logf = labctl.LAB_DIR / "nodes" / node / "ovl/var/upper/log/pacemaker/pacemaker.log"
+    logf = core.LAB_DIR / "nodes" / node / "ovl/var/upper/log/pacemaker/pacemaker.log"
     return [line for line in logf.read_text(errors="replace").splitlines() if needle in line and "execd" in line]
 
 
 def find_failure(lab: LabSession, action: str) -> Optional[Dict[str, str]]:
-    root = labctl.crm_mon_xml(lab.names[0])
+    root = lab_cluster.crm_mon_xml(lab.names[0])
     for failure in root.iter("failure"):
-        if failure.get("op_key", "").startswith(f"{labctl.VM_NAME}_{action}"):
+        if failure.get("op_key", "").startswith(f"{core.VM_NAME}_{action}"):
             return dict(failure.attrib)
     return None
 
 
 def failure_reason(lab: LabSession, action: str) -> Optional[str]:
-    root = labctl.crm_mon_xml(lab.names[0])
+    root = lab_cluster.crm_mon_xml(lab.names[0])
     for failure in root.iter("failure"):
-        if failure.get("op_key", "").startswith(f"{labctl.VM_NAME}_{action}"):
+        if failure.get("op_key", "").startswith(f"{core.VM_NAME}_{action}"):
             return failure.get("exitreason") or ""
     return None

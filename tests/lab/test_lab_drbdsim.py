@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
@@ -17,9 +16,7 @@ from livemig.drbd.guard import evaluate_guard
 from livemig.drbd.tools import DrbdReader
 from livemig.ocf.deadline import Deadline
 from livemig.run import CommandResult, CommandRunner
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import drbdsim  # noqa: E402
+from tests.lab import drbdsim
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "drbd"  # the repo's copies of the real outputs
 

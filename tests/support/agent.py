@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "agents" / "VirtualDomain"
@@ -44,7 +44,7 @@ class AgentResult:
     stdout: str
     stderr: str
     elapsed: float
-    env: Dict[str, str] = field(repr=False)
+    env: Dict[Any, Any] = field(repr=False)  # as passed: str, or bytes for what is no UTF-8
     timed_out: bool = False
 
     @property
@@ -113,20 +113,34 @@ def ocf_env(
 
 def run_agent(
     action: str,
-    env: Mapping[str, str],
+    env: Union[Mapping[str, str], Mapping[bytes, bytes]],
     *,
     agent: Sequence[str] = (SYSTEM_PYTHON, str(AGENT)),
     grace: float = 15.0,
+    timeout: Optional[float] = None,
+    pythonpath: Optional[str] = str(REPO / "lib"),
 ) -> AgentResult:
-    """Run one action. The agent is killed ``grace`` seconds after its own timeout.
+    """Run one action: ``agent`` (the command before the action) with exactly ``env``.
 
-    A killed agent is reported (``timed_out``) rather than raised, so that the
-    caller's assertion says what happened.
+    The agent is killed (its whole process group) ``grace`` seconds after its own timeout,
+    ``OCF_RESKEY_CRM_meta_timeout``, or after ``timeout`` seconds if given (for an environment
+    whose timeout is no number). A killed agent is reported (``timed_out``) rather than raised,
+    so that the caller's assertion says what happened.
+
+    ``env`` may hold bytes (keys and values) to pass what is no UTF-8. ``pythonpath`` goes into
+    the environment unless it has a PYTHONPATH already: the working tree's package, even where a
+    livemig package is installed system-wide; None passes none (the lab's nodes, where the agent
+    finds its package itself). The lab runs the agent in a node with ``agent`` starting with
+    nsenter (tests/lab/labvm.py).
     """
-    timeout = int(env.get("OCF_RESKEY_CRM_meta_timeout", "20000")) / 1000.0
-    full_env = dict(env)
-    # The working tree's package, even where a livemig package is installed system-wide.
-    full_env.setdefault("PYTHONPATH", str(REPO / "lib"))
+    full_env: Dict[Any, Any] = dict(env)
+    if pythonpath is not None and "PYTHONPATH" not in full_env and b"PYTHONPATH" not in full_env:
+        if any(isinstance(key, bytes) for key in full_env):
+            full_env[b"PYTHONPATH"] = os.fsencode(pythonpath)
+        else:
+            full_env["PYTHONPATH"] = pythonpath
+    if timeout is None:
+        timeout = int(full_env.get("OCF_RESKEY_CRM_meta_timeout", "20000")) / 1000.0 + grace
     started = time.monotonic()
     proc = subprocess.Popen(
         [*agent, action], env=full_env, stdin=subprocess.DEVNULL,
@@ -134,7 +148,7 @@ def run_agent(
     )
     timed_out = False
     try:
-        out, err = proc.communicate(timeout=timeout + grace)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
         os.killpg(proc.pid, 9)

@@ -1,8 +1,8 @@
 """Install the working tree's agent where Pacemaker looks (/usr/lib/ocf/resource.d/livemig/), for a while.
 
-The installed file is a small wrapper that puts the working tree's lib/ first
-on sys.path and runs agents/VirtualDomain itself, so crm_resource, pcs and
-Pacemaker run exactly the code under test. Whatever was there before is put
+The installed file is a small shell wrapper that runs agents/VirtualDomain with
+the working tree's lib/ first on PYTHONPATH, so crm_resource, pcs and Pacemaker
+run exactly the code under test. Whatever was there before is put
 back afterwards; a directory we created is removed.
 
 The packaging tests install into the same directory: both hold an exclusive
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -25,14 +26,9 @@ from tests.support.agent import AGENT, REPO, SYSTEM_PYTHON
 PROVIDER_DIR = Path("/usr/lib/ocf/resource.d/livemig")
 LOCK = Path("/run/lock/livemig-ocf-provider.lock")
 
-WRAPPER = """#!{python}
+WRAPPER = """#!/bin/sh
 # Installed by livemig's integration tests (tests/support/ocf_provider.py); removed after them.
-import runpy
-import sys
-
-sys.path.insert(0, {lib!r})
-sys.argv[0] = {agent!r}
-runpy.run_path({agent!r}, run_name="__main__")
+PYTHONPATH={lib}${{PYTHONPATH:+:$PYTHONPATH}} exec {python} {agent} "$@"
 """
 
 
@@ -71,7 +67,8 @@ def installed_agent(name: str = "VirtualDomain") -> Iterator[Path]:
             backup = Path(tempfile.mkdtemp(prefix="livemig-provider-backup-")) / name
             shutil.move(str(target), str(backup))
         try:
-            text = WRAPPER.format(python=SYSTEM_PYTHON, lib=str(REPO / "lib"), agent=str(AGENT))
+            text = WRAPPER.format(python=shlex.quote(SYSTEM_PYTHON), lib=shlex.quote(str(REPO / "lib")),
+                                  agent=shlex.quote(str(AGENT)))
             tmp = target.with_name(f".{name}.tmp")
             tmp.write_text(text)
             os.chmod(tmp, 0o755)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -25,6 +24,7 @@ from livemig.ocf.codes import OCFCode
 from livemig.ocf.environment import OCFEnvironment, is_text, printable, repaired
 from livemig.ocf.logs import setup_logging
 from livemig.ocf.metadata import Action, AgentMetadata, Parameter
+from tests.support.agent import run_agent as run_agent_process
 
 ROOT = Path(__file__).resolve().parents[3]
 AGENT = ROOT / "agents" / "VirtualDomain"
@@ -143,8 +143,9 @@ def run_agent(action: str, tmp_path: Path, **override: bytes) -> Tuple[int, str,
     }
     for key, value in override.items():
         env[key.encode()] = value
-    done = subprocess.run([PYTHON, str(AGENT), action], env=env, capture_output=True, timeout=120, check=False)
-    return done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+    done = run_agent_process(action, env, agent=(PYTHON, str(AGENT)), timeout=120, pythonpath=None)
+    assert not done.timed_out, done.details()
+    return done.code, done.stdout, done.stderr
 
 
 BAD = {  # variable -> a value with a byte that is not UTF-8

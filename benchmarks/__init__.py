@@ -1,0 +1,1 @@
+"""Benchmarks (docs/performance.md), run as modules from the working tree: ``python3 -m benchmarks.bench_local``."""

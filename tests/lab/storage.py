@@ -1,0 +1,69 @@
+"""The lab's shared storage: the image and loop device under the simulated DRBD resource, the
+simulator's state store, and the VM's definition (its disk on that DRBD device)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import List
+
+from tests.lab import drbdsim
+from tests.lab.core import (
+    DRBD_MINOR,
+    DRBD_RES,
+    LAB_DIR,
+    SHARED,
+    VM_NAME,
+    LabError,
+    console_log_path,
+    node_ip,
+    proc_drbd_path,
+    run,
+    vm_config_path,
+    write_file,
+)
+from tests.lab.state import LabState
+
+
+def prepare_shared(names: List[str], state: LabState, vm: bool = True) -> None:
+    (SHARED / "drbd").mkdir(parents=True)
+    (SHARED / "vm").mkdir(parents=True)
+    img = SHARED / "drbd" / (DRBD_RES + ".img")
+    with open(str(img), "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    loop = run(["losetup", "--find", "--show", str(img)]).stdout.strip()
+    state.loop = loop
+    state.save()
+    drbdsim.init_store(str(SHARED / "drbd" / "state.json"), DRBD_RES, DRBD_MINOR, loop,
+                       [(n, node_ip(n)) for n in names], proc_paths={n: proc_drbd_path(n) for n in names})
+    if vm:
+        write_file(Path(vm_config_path()), vm_domain_xml())
+
+
+def vm_domain_xml() -> str:
+    """The lab VM: the shared guest image, disk on the simulated DRBD device."""
+    try:
+        from tests.support import guest
+    except ImportError as exc:
+        raise LabError(f"tests/support/guest.py is not available ({exc})") from exc
+    img = guest.ensure_guest_image()
+    xml = guest.domain_xml(VM_NAME, img, console_log=Path(console_log_path()),
+                           uuid="6c6d6c61-622d-4c6d-766d-000000000001")
+    root = ET.fromstring(xml)
+    devices = root.find("devices")
+    if devices is None:
+        devices = ET.SubElement(root, "devices")
+    for old in devices.findall("disk"):
+        devices.remove(old)
+    disk = ET.SubElement(devices, "disk", type="block", device="disk")
+    ET.SubElement(disk, "driver", name="qemu", type="raw", cache="none", io="native")
+    ET.SubElement(disk, "source", dev=f"/dev/drbd/by-res/{DRBD_RES}/0")
+    ET.SubElement(disk, "target", dev="vda", bus="virtio")
+    return ET.tostring(root, encoding="unicode")
+
+
+def release_loops() -> None:
+    """Detach every loop device backed by a file under the lab directory."""
+    for line in run(["losetup", "-a"], check=False).stdout.splitlines():
+        if str(LAB_DIR) in line:
+            run(["losetup", "-d", line.split(":")[0]], check=False)
