@@ -4,7 +4,7 @@ ocf:livemig:VirtualDomain and ocf:heartbeat:VirtualDomain run against the same l
 domains and the same parameters, interleaved in the same run; figures are medians.
 
     python3 -m benchmarks.bench_local [--reps 21] [--fleet 20] [--fleet-seconds 60] [--stop-reps 3]
-                                      [--only monitor,fleet,stop,start]
+                                      [--only monitor,fleet,stop,start] [--baseline TREE]
 
 Root is required (libvirtd and QEMU). Uses tests/support/libvirtd.py (a private libvirtd in its own
 mount namespace, nothing on the host changes) and the tiny TCG guest of tests/support/guest.py.
@@ -169,15 +169,19 @@ class Bench:
                     say(f"  WARNING: {label}: {agent} returned {codes[agent]}, expected {expect}")
             cpu = {k: median([s.cpu for s in v]) for k, v in samples.items()}
             wall = {k: median([s.wall for s in v]) for k, v in samples.items()}
+            baseline = ([fmt_s(cpu["baseline"]), fmt_s(wall["baseline"]), fmt_ratio(cpu["livemig"] / cpu["baseline"])]
+                        if "baseline" in AGENTS else [])
             rows.append([label, fmt_s(cpu["livemig"]), fmt_s(cpu["heartbeat"]), fmt_s(cpu["floor"]),
                          fmt_s(cpu["virsh domstate"]),
                          fmt_s(wall["livemig"]), fmt_s(wall["heartbeat"]), fmt_s(wall["floor"]),
-                         fmt_ratio(cpu["heartbeat"] / cpu["livemig"]), fmt_ratio(cpu["livemig"] / cpu["floor"])])
+                         fmt_ratio(cpu["heartbeat"] / cpu["livemig"]), fmt_ratio(cpu["livemig"] / cpu["floor"]),
+                         *baseline])
         self.destroy(run_name)
+        baseline_columns = ["baseline CPU", "baseline wall", "livemig/baseline CPU"] if "baseline" in AGENTS else []
         self.emit(table(
             f"Monitor: one action, median of {self.args.reps} (CPU = user+sys of the process and its children)",
             ["case", "livemig CPU", "heartbeat CPU", "floor CPU", "virsh domstate CPU", "livemig wall",
-             "heartbeat wall", "floor wall", "heartbeat/livemig CPU", "livemig/floor CPU"], rows))
+             "heartbeat wall", "floor wall", "heartbeat/livemig CPU", "livemig/floor CPU", *baseline_columns], rows))
 
     # -- fleet ---------------------------------------------------------------------------
 
@@ -326,7 +330,16 @@ def main() -> int:
     parser.add_argument("--stop-reps", type=int, default=3)
     parser.add_argument("--start-reps", type=int, default=5)
     parser.add_argument("--only", default="monitor,fleet,stop,start")
+    parser.add_argument("--baseline", metavar="TREE",
+                        help="another livemig source tree (e.g. a git worktree of an earlier commit) whose agent "
+                             "runs beside this one, interleaved, as 'baseline' (monitor table)")
     args = parser.parse_args()
+    if args.baseline:
+        agent = Path(args.baseline).resolve() / "agents" / "VirtualDomain"
+        if not agent.is_file():
+            say(f"--baseline {args.baseline}: no agents/VirtualDomain there")
+            return 2
+        AGENTS["baseline"] = [SYSTEM_PYTHON, str(agent)]
     if os.geteuid() != 0:
         say("the benchmarks need root (they run libvirtd and QEMU)")
         return 1
