@@ -289,6 +289,8 @@ def prepare_disk(values: Mapping[str, Any], domain_name: str, runner: CommandRun
     if not backing:
         return None
     overlay = overlay_path(str(values["config"]))
+    if deadline.expired():
+        raise GenericError(f"no time left before the start deadline to prepare the overlay {overlay}")
     stateless = bool(values.get("stateless"))
     reusable = _reusable(overlay, deadline)
     if reusable and not stateless:
