@@ -17,8 +17,10 @@ stopped answering (every read and stat of it is bounded).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from livemig.agents.virtualdomain_images import apply_implied  # hook (issue 16.5)
+from livemig.agents.virtualdomain_images import check_parameters as check_image_parameters  # hook (issue 16.5)
 from livemig.agents.virtualdomain_meta import METADATA, NOT_YET_SUPPORTED
 from livemig.files import FileUnreadable, stat_file
 from livemig.ocf.agent import ResourceAgent, run
@@ -31,7 +33,7 @@ from livemig.virt.options import check_uri, shutdown_flags
 
 if TYPE_CHECKING:
     from livemig.agents.virtualdomain_drbd import DrbdPlan
-    from livemig.domain_xml import DomainConfig
+    from livemig.domain_xml import DomainConfig, DomainDisk
 
 #: The most one stat or read of the config file (or another local file) may take: on an NFS,
 #: GFS2, OCFS2 or FUSE mount that stopped answering, the remembered identity answers instead.
@@ -104,9 +106,11 @@ class VirtualDomain(ResourceAgent):
                         self.log.warning("%s; using its default for stop", exc)
                         values[p.name] = p.parse(None) if p.name != "config" else raw.get("config")
                 self._lenient_fallbacks(values)
+                apply_implied(values)  # hook (issue 16.5): sync_config_on_stop implies save_config_on_stop
                 self._params = values
             else:
                 values = self.metadata.parse_params(raw)
+                apply_implied(values)  # hook (issue 16.5): sync_config_on_stop implies save_config_on_stop
                 self._check_combinations(values, raw)
                 self._params = values
         return self._params
@@ -146,6 +150,7 @@ class VirtualDomain(ResourceAgent):
                 f"parameter {name} is not supported yet by ocf:livemig:VirtualDomain "
                 f"(set to {given!r}); remove it or use ocf:heartbeat:VirtualDomain")
         shutdown_flags(values["shutdown_mode"] or "")
+        check_image_parameters(values, self.log)  # hook (issue 16.5): stateless without backingfile, ...
         from livemig.agents.virtualdomain_drbd import parse_peer_names, parse_resource_list
         if self.env.action not in ("monitor", "status"):
             # Everything migrate_to would build, checked now with a placeholder target. Not on
@@ -317,8 +322,8 @@ class VirtualDomain(ResourceAgent):
 
     def action_validate_all(self) -> OCFCode:
         values = self.params()
-        self.domain_name(strict=True)
-        self.check_local_files(values)
+        cfg, _ = self.load_config()  # hook (issue 16.5): was self.domain_name(strict=True); the disks are checked
+        self.check_local_files(values, cfg.disks)
         if self.env.check_level >= 10:
             from livemig.virt.connection import Hypervisor, HypervisorUnreachable
 
@@ -336,7 +341,7 @@ class VirtualDomain(ResourceAgent):
 
         values = self.params()
         cfg, xml_text = self.load_config()
-        self.check_local_files(values)
+        self.check_local_files(values, cfg.disks)  # hook (issue 16.5): cfg.disks
         self.refuse_if_other_domain_runs(cfg.name, values, "start")
         self.drbd_plan(xml_text).check_start()
         start_domain(self, cfg, xml_text, values)
@@ -344,13 +349,29 @@ class VirtualDomain(ResourceAgent):
         self.state.update(running_here=True)
         return OCFCode.SUCCESS
 
-    def check_local_files(self, values: Dict[str, Any]) -> None:
+    def check_local_files(self, values: Dict[str, Any], disks: Optional[Sequence[DomainDisk]] = None) -> None:
         """What this node must have for the resource (code 5 otherwise)."""
+        from livemig.agents.virtualdomain_images import check_node  # hook (issue 16.5)
+
+        check_node(values, self.runner, self.deadline, disks, self.log)  # hook (issue 16.5): tools, backing file
         for script in self.monitor_scripts(values):
             if not self._exists(script, "exec"):
                 raise NotInstalledError(f"monitor script {script} is missing or not executable")
         if values["snapshot"] and not self._exists(values["snapshot"], "dir"):
             raise NotInstalledError(f"snapshot directory {values['snapshot']} does not exist")
+
+    # hooks (issue 16.5) that lifecycle.start_domain and lifecycle._save_config call on their ctx
+    def prepare_disk(self, name: str, values: Mapping[str, Any]) -> None:
+        """Before the domain is created: backingfile's overlay, copyindirs (virtualdomain_images)."""
+        from livemig.agents.virtualdomain_images import prepare_disk
+
+        prepare_disk(values, name, self.runner, self.deadline, self.log)
+
+    def config_saved(self, values: Mapping[str, Any]) -> None:
+        """The config file was just saved (save_config_on_stop): sync_config_on_stop's csync2 -x."""
+        from livemig.agents.virtualdomain_images import sync_config
+
+        sync_config(values, self.runner, self.deadline, self.log)
 
     def action_stop(self) -> OCFCode:
         """Success means that no domain of this resource runs on this node any more."""

@@ -109,13 +109,16 @@ def start_domain(ctx: AgentContext, cfg: DomainConfig, xml_text: str, values: Ma
                     if hv.start_pool(pool):
                         ctx.log.info("started libvirt storage pool %s", pool)
             state_file = _snapshot_path(values, name)
-            job_time = max(0.0, ctx.deadline.remaining() - JOB_RESERVE)
             if state_file and _saved_state_exists(ctx, state_file):
                 ctx.log.info("restoring %s from its saved state %s", name, state_file)
-                hv.restore(state_file, job_time)
+                hv.restore(state_file, max(0.0, ctx.deadline.remaining() - JOB_RESERVE))
                 _remove_saved_state(ctx, state_file)
                 _ensure_tagged(ctx, hv, name)
             else:
+                prepare_disk = getattr(ctx, "prepare_disk", None)  # hook (issue 16.5): backingfile's overlay
+                if prepare_disk is not None:  # hook (issue 16.5)
+                    prepare_disk(name, values)  # hook (issue 16.5)
+                job_time = max(0.0, ctx.deadline.remaining() - JOB_RESERVE)
                 hv.create(identity.tag_domain_xml(xml_text, ctx.owner) if ctx.owner else xml_text, job_time)
             if not _wait_until(ctx, hv, name, True, ctx.deadline):
                 raise GenericError(f"domain {name} was created but is not running before the start deadline")
@@ -464,6 +467,9 @@ def _save_config(ctx: AgentContext, hv: Hypervisor, dom: Any, name: str, values:
         ctx.log.warning("could not save the configuration of %s to %s: %s", name, values["config"], exc)
         return
     ctx.log.info("saved the configuration of %s to %s", name, values["config"])
+    config_saved = getattr(ctx, "config_saved", None)  # hook (issue 16.5): sync_config_on_stop's csync2 -x
+    if config_saved is not None:  # hook (issue 16.5)
+        config_saved(values)  # hook (issue 16.5)
 
 
 def save_config(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> None:
