@@ -12,7 +12,7 @@ DISTRO_TESTS := tests/tools/distro-tests
 # Debian packages the tests and the demo need (docs/testing.md, "What the integration tests need on the machine").
 APT_PACKAGES = \
 	python3 python3-venv python3-dev python3-libvirt python3-lxml \
-	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
+	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils \
 	libvirt-dev pkg-config gcc libc6-dev \
 	pacemaker pacemaker-cli-utils corosync crmsh pcs resource-agents \
 	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod bindfs \

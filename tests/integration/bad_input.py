@@ -107,13 +107,14 @@ TABLE = [
              "/nonexistent/livemig-snapshots"),
     BadInput("snapshot-with-force_stop", {"snapshot": "/tmp", "force_stop": "true"}, NOT_CONFIGURED, "force_stop",
              note="heartbeat refuses this combination too"),
-    # --- heartbeat parameters not implemented yet: 6, never silently ignored -----------------
-    BadInput("stateless-unsupported", {"stateless": "true"}, NOT_CONFIGURED, "not supported", guess=False),
-    BadInput("backingfile-unsupported", {"backingfile": "/var/lib/libvirt/images/base.qcow2"}, NOT_CONFIGURED,
-             "not supported", guess=False),
-    BadInput("copyindirs-unsupported", {"copyindirs": "/etc/livemig"}, NOT_CONFIGURED, "not supported", guess=False),
-    BadInput("sync_config_on_stop-unsupported", {"sync_config_on_stop": "true"}, NOT_CONFIGURED, "not supported",
-             guess=False),
+    # --- heartbeat's copy-on-write parameters (agents/virtualdomain/images.py) -------------------
+    BadInput("stateless-without-backingfile", {"stateless": "true"}, NOT_CONFIGURED, "needs backingfile",
+             guess=False, note="heartbeat refuses this combination too"),
+    BadInput("backingfile-missing", {"backingfile": "/nonexistent/livemig-base.qcow2"}, NOT_INSTALLED,
+             "/nonexistent/livemig-base.qcow2", note="this node lacks the image; another node may have it"),
+    BadInput("copyindirs-relative", {"backingfile": "/nonexistent/livemig-base.qcow2", "copyindirs": "etc/livemig"},
+             NOT_CONFIGURED, "absolute path",
+             note="heartbeat's would be looked up in the directory Pacemaker runs agents in"),
     # --- the hypervisor --------------------------------------------------------------------------
     BadInput("hypervisor-not-a-uri", {"hypervisor": "not a uri"}, NOT_CONFIGURED, "hypervisor"),
     BadInput("hypervisor-unreachable-start", {"hypervisor": "{dead_uri}"}, GENERIC, "",

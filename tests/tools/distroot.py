@@ -65,14 +65,15 @@ SPECS: Dict[str, Dict[str, object]] = {
     # predates the `version` attribute; docs/testing.md.)
     "debian11": {"suite": "bullseye", "packages": [
         "python3", "python3-libvirt", "python3-lxml", "python3-pytest", "python3-pytest-timeout",
-        "python3-hypothesis", "python3-setuptools", "python3-wheel"]},
+        "python3-hypothesis", "python3-setuptools", "python3-wheel",
+        "qemu-utils"]},  # qemu-img, qemu-io: the unit tests of agents/virtualdomain/images.py
     # Debian 13: Python 3.13, lxml 5.4, libvirt 11.3, Pacemaker 3.0, crmsh 5, pcs 0.12, QEMU 10.
     # Also the lower layer of the lab's nodes (tests/lab, LIVEMIG_LAB_ROOT).
     "debian13": {"suite": "trixie", "packages": [
         "python3", "python3-libvirt", "python3-lxml", "python3-pytest", "python3-pytest-timeout",
         "python3-hypothesis",
         "pacemaker", "pacemaker-cli-utils", "corosync", "crmsh", "pcs", "resource-agents", "cluster-glue",
-        "libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "qemu-system-x86",
+        "libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "qemu-system-x86", "qemu-utils",
         "libxml2-utils", "iproute2", "procps", "util-linux", "kmod", "strace",
         "drbd-utils"]},  # ocf:linbit:drbd, which `livemig config` names
 }

@@ -274,7 +274,7 @@ def test_no_utilization_outside_pacemaker(agent, fake_libvirt: FakeLibvirt, runn
     ({"migration_transport": "tcp; reboot"}, 6, "not a libvirt transport"),
     ({"migration_convergence": "postcopy-after", "migrate_options": "--tunnelled"}, 6, "tunnelled"),
     ({"migration_speed": "-1"}, 6, "below the minimum"),
-    ({"stateless": "true"}, 6, "not supported yet"),
+    ({"stateless": "true"}, 6, "needs backingfile"),
     ({"snapshot": "/tmp", "force_stop": "1"}, 6, "cannot be used together"),
     ({"migrateport": "abc"}, 6, "not an integer"),
     ({"monitor_scripts": "/nonexistent/check"}, 5, "missing or not executable"),

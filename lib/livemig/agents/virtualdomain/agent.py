@@ -105,8 +105,8 @@ class VirtualDomain(ResourceAgent):
 
     def action_validate_all(self) -> OCFCode:
         values = self.params()
-        self.identity.domain_name(strict=True)
-        check_local_files(self, values)
+        cfg, _ = self.identity.load_config()  # the disks are checked too (backingfile's overlay)
+        check_local_files(self, values, cfg.disks)
         if self.env.check_level >= 10:
             from livemig.virt.connection import Hypervisor, HypervisorUnreachable
 
@@ -124,7 +124,7 @@ class VirtualDomain(ResourceAgent):
 
         values = self.params()
         cfg, xml_text = self.identity.load_config()
-        check_local_files(self, values)
+        check_local_files(self, values, cfg.disks)
         self.refuse_if_other_domain_runs(cfg.name, values, "start")
         self.drbd_policy(xml_text).check_start()
         start_domain(self, cfg, xml_text, values)

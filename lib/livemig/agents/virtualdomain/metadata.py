@@ -11,18 +11,6 @@ from livemig.ocf.metadata import Action, AgentMetadata, Parameter
 
 SHUTDOWN_MODES = ("acpi", "agent", "initctl", "signal", "paravirt")
 
-#: heartbeat parameters accepted but not implemented yet: a non-default value is
-#: a configuration error (code 6), never silently ignored. Maps name -> default.
-NOT_YET_SUPPORTED = {
-    "sync_config_on_stop": "false",
-    "backingfile": "",
-    "stateless": "false",
-    "copyindirs": "",
-}
-
-_NOT_YET = " Not supported by this version of ocf:livemig:VirtualDomain: leave it unset."
-
-
 def _p(name: str, short: str, long: str, **kw: object) -> Parameter:
     return Parameter(name=name, shortdesc=short, longdesc=long, **kw)  # type: ignore[arg-type]
 
@@ -71,20 +59,30 @@ PARAMETERS = [
     _p("save_config_on_stop", "Save the running domain's configuration on stop",
        "Before stopping, write the domain's current (inactive) definition back to the config "
        "file, so changes made while it ran are kept.", type="boolean", default="false"),
-    _p("sync_config_on_stop", "Synchronize the config file with csync2 on stop",
-       "Implies save_config_on_stop and then runs csync2 -x." + _NOT_YET,
-       type="boolean", default="false"),
+    _p("sync_config_on_stop", "Save the config file on stop and synchronize it with csync2",
+       "Implies save_config_on_stop. After the configuration has been saved to the config file, run "
+       "csync2 -x <config> to push it to the other nodes (csync2 must be set up for that file). A "
+       "failed sync is logged as a warning and never fails the stop; csync2 missing on the node is "
+       "code 5 for validate-all and start.", type="boolean", default="false"),
     _p("snapshot", "Directory for the domain's saved RAM state",
        "When set, stop saves the domain's memory state to <snapshot>/<domain name>.state "
        "instead of shutting it down, and start restores from that file when it exists "
        "(then removes it). Incompatible with force_stop.", default=""),
-    _p("backingfile", "Backing file for copy-on-write mode", "Backing file for a stateless "
-       "copy-on-write domain." + _NOT_YET, default=""),
-    _p("stateless", "Recreate the disk from the backing file on each start",
-       "Recreate the domain's qcow2 disk from backingfile on every start." + _NOT_YET,
+    _p("backingfile", "Backing file for copy-on-write mode",
+       "Absolute path of the image the domain's disk is a copy-on-write overlay of; it is only read. "
+       "The overlay is the config path cut at its first dot plus .qcow2 (config /etc/libvirt/qemu/vm1.xml: "
+       "/etc/libvirt/qemu/vm1.qcow2), and a disk of the domain XML must name it. start creates it with "
+       "qemu-img create -f qcow2 -F <backing format> -b <backingfile> when it is missing or empty, or on "
+       "every start with stateless=true.", default=""),
+    _p("stateless", "Recreate the qcow2 overlay from backingfile on each start",
+       "true: every start creates a new overlay (<config without extension>.qcow2) on backingfile, so the "
+       "domain starts from the backing image each time. false: an existing overlay is used as it is, and "
+       "only the first start creates it. Needs backingfile (code 6 without it).",
        type="boolean", default="false"),
-    _p("copyindirs", "Directories to copy into a stateless domain",
-       "Directories to copy into the domain's disk before a stateless start." + _NOT_YET, default=""),
+    _p("copyindirs", "Paths to copy into the guest when its overlay is created",
+       "Blank-separated absolute paths (file name patterns are expanded) copied into the guest's / with "
+       "virt-copy-in (libguestfs) each time start creates the overlay, before the domain starts. Used "
+       "only with backingfile.", default=""),
     _p("start_resources", "Start the storage pools and networks the domain uses",
        "Before starting the domain, start the libvirt networks (<interface type='network'>) and "
        "storage pools (<disk type='volume'>) named in its configuration, if they are inactive.",

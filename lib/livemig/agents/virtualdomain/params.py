@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
+from livemig.agents.virtualdomain import images
 from livemig.agents.virtualdomain.context import AgentContext
-from livemig.agents.virtualdomain.metadata import NOT_YET_SUPPORTED
 from livemig.files import FileUnreadable, stat_file
 from livemig.ocf.errors import ConfigurationError, NotInstalledError
 from livemig.virt.errors import InvalidSetting
 from livemig.virt.options import check_uri, shutdown_flags
+
+if TYPE_CHECKING:
+    from livemig.domain_xml import DomainDisk
 
 
 def read_params(agent: AgentContext, lenient: bool) -> Dict[str, Any]:
@@ -21,7 +24,8 @@ def read_params(agent: AgentContext, lenient: bool) -> Dict[str, Any]:
     raw = agent.env.params
     if not lenient:
         values = agent.metadata.parse_params(raw)
-        check_combinations(agent, values, raw)
+        images.apply_implied(values)  # sync_config_on_stop implies save_config_on_stop
+        check_combinations(agent, values)
         return values
     values = {}
     for p in agent.metadata.parameters:
@@ -31,6 +35,7 @@ def read_params(agent: AgentContext, lenient: bool) -> Dict[str, Any]:
             agent.log.warning("%s; using its default for stop", exc)
             values[p.name] = p.parse(None) if p.name != "config" else raw.get("config")
     lenient_fallbacks(agent, values)
+    images.apply_implied(values)
     return values
 
 
@@ -55,21 +60,12 @@ def lenient_fallbacks(agent: AgentContext, values: Dict[str, Any]) -> None:
         values["snapshot"] = ""
 
 
-def check_combinations(agent: AgentContext, values: Dict[str, Any], raw: Dict[str, str]) -> None:
+def check_combinations(agent: AgentContext, values: Dict[str, Any]) -> None:
     config = values["config"]
     if not os.path.isabs(config):
         raise ConfigurationError(f"config={config!r} must be an absolute path")
-    for name, default in NOT_YET_SUPPORTED.items():
-        given = raw.get(name)
-        if given is None or given.strip() == "" or given.strip() == default:
-            continue
-        param = agent.metadata.parameter(name)
-        if param.type == "boolean" and param.parse(given) == param.parse(default):
-            continue
-        raise ConfigurationError(
-            f"parameter {name} is not supported yet by ocf:livemig:AgentContext "
-            f"(set to {given!r}); remove it or use ocf:heartbeat:AgentContext")
     shutdown_flags(values["shutdown_mode"] or "")
+    images.check_parameters(values, agent.log)  # stateless without backingfile, ...
     from livemig.agents.virtualdomain.drbd import parse_peer_names, parse_resource_list
     if agent.env.action not in ("monitor", "status"):
         # Everything migrate_to would build, checked now with a placeholder target. Not on
@@ -93,8 +89,10 @@ def monitor_scripts(values: Dict[str, Any]) -> List[str]:
     return (values.get("monitor_scripts") or "").split()
 
 
-def check_local_files(agent: AgentContext, values: Dict[str, Any]) -> None:
-    """What this node must have for the resource (code 5 otherwise)."""
+def check_local_files(agent: AgentContext, values: Dict[str, Any],
+                      disks: Optional[Sequence[DomainDisk]] = None) -> None:
+    """What this node must have for the resource (code 5 otherwise); ``disks``: the config's."""
+    images.check_node(values, agent.runner, agent.deadline, disks, agent.log)  # tools, backing file
     for script in monitor_scripts(values):
         if not exists(agent, script, "exec"):
             raise NotInstalledError(f"monitor script {script} is missing or not executable")

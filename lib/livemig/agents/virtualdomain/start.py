@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
+from livemig.agents.virtualdomain import images
 from livemig.agents.virtualdomain.context import FS_BOUND, AgentContext
 from livemig.agents.virtualdomain.monitor import await_monitor_scripts
 from livemig.ocf.errors import GenericError
@@ -41,14 +42,16 @@ def start_domain(ctx: AgentContext, cfg: DomainConfig, xml_text: str, values: Ma
                     if hv.start_pool(pool):
                         ctx.log.info("started libvirt storage pool %s", pool)
             state_file = snapshot_path(values, name)
-            job_time = max(0.0, ctx.deadline.remaining() - JOB_RESERVE)
             if state_file and _saved_state_exists(ctx, state_file):
                 ctx.log.info("restoring %s from its saved state %s", name, state_file)
-                hv.restore(state_file, job_time)
+                hv.restore(state_file, max(0.0, ctx.deadline.remaining() - JOB_RESERVE))
                 _remove_saved_state(ctx, state_file)
                 _ensure_tagged(ctx, hv, name)
             else:
-                hv.create(identity.tag_domain_xml(xml_text, ctx.owner) if ctx.owner else xml_text, job_time)
+                # heartbeat's copy-on-write mode: backingfile's overlay (re)created, copyindirs copied in
+                images.prepare_disk(values, name, ctx.runner, ctx.deadline, ctx.log)
+                hv.create(identity.tag_domain_xml(xml_text, ctx.owner) if ctx.owner else xml_text,
+                          max(0.0, ctx.deadline.remaining() - JOB_RESERVE))
             if not wait_until(hv, name, True, ctx.deadline, ctx.deadline):
                 raise GenericError(f"domain {name} was created but is not running before the start deadline")
         except JobTimeout as exc:

@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any, Mapping, Optional
 
+from livemig.agents.virtualdomain import images
 from livemig.agents.virtualdomain.context import FS_BOUND, AgentContext
 from livemig.agents.virtualdomain.start import snapshot_path
 from livemig.ocf.deadline import Deadline
@@ -205,6 +206,7 @@ def _save_config(ctx: AgentContext, hv: Hypervisor, dom: Any, name: str, values:
         ctx.log.warning("could not save the configuration of %s to %s: %s", name, values["config"], exc)
         return
     ctx.log.info("saved the configuration of %s to %s", name, values["config"])
+    images.sync_config(values, ctx.runner, ctx.deadline, ctx.log)  # sync_config_on_stop: csync2 -x
 
 
 def save_config(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> None:
