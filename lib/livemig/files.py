@@ -184,3 +184,27 @@ def stat_file(path: str, seconds: float) -> Optional[os.stat_result]:
     except CallTimeout:
         raise FileUnreadable(f"{path}: its file system did not answer within {max(seconds, 0):.1f}s",
                              timed_out=True) from None
+
+
+def replace_file(path: str, text: str, mode: Optional[int] = None, prefix: str = ".livemig-") -> None:
+    """Replace ``path`` with ``text`` atomically: a temporary file beside it, then rename.
+
+    ``mode``: the new file's permissions (None: mkstemp's 0600). The temporary
+    file never survives a failure. Not bounded: callers on a mount that may hang
+    run it through :func:`livemig.bounded.bounded_call`.
+    """
+    import tempfile  # here: a steady-state monitor only reads (tempfile pulls in shutil, random)
+
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -58,19 +58,9 @@ class StateFile:
             os.makedirs(directory, mode=0o755, exist_ok=True)
             if not self._trusted_directory():
                 return False
-            import tempfile  # here: a steady-state monitor only reads (tempfile pulls in shutil, random)
+            from livemig.files import replace_file
 
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(dict(data), fh, sort_keys=True)
-                os.replace(tmp, self.path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            replace_file(self.path, json.dumps(dict(data), sort_keys=True), prefix=".tmp-")
         except OSError:
             return False
         return True

@@ -224,26 +224,14 @@ def save_config(ctx: AgentContext, name: str, values: Mapping[str, Any]) -> None
 
 def _write_config(path: str, xml: str) -> None:
     """Replace the config file atomically, keeping its permissions."""
-    directory = os.path.dirname(path)
+    from livemig.files import replace_file
+
     mode = 0o644
     try:
         mode = os.stat(path).st_mode & 0o7777
     except OSError:
         pass
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=".livemig-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(xml)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_file(path, xml, mode)
 
 
 def _stop_without_libvirt(ctx: AgentContext, name: str, uri: Optional[str], problem: str) -> None:
