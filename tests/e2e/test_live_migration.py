@@ -147,19 +147,6 @@ def test_virsh_timeout_suspends_a_busy_guest_which_then_runs_on_the_target(lab: 
     assert vm.boots() == 1
 
 
-def test_virsh_postcopy_after_precopy_switches_after_the_first_pass(lab: LabSession, direct_vm) -> None:
-    n1, n2 = lab.names[:2]
-    vm = direct_vm(dirty_mib_s=40)
-    vm.start(n1)
-    res = vm.migrate(n1, n2, timeout_s=40, migration_speed="20",
-                     migrate_options="--postcopy --postcopy-after-precopy")
-    assert res.code == 0, res.stderr
-    assert "first pass over memory is done: switched to post-copy" in res.stderr
-    assert vm.arrive(n1, n2).code == 0
-    assert domain_nodes(lab, DIRECT) == [n2]
-    assert vm.boots() == 1
-
-
 def test_target_libvirtd_killed_mid_migration(lab: LabSession, direct_vm) -> None:
     n1, n2 = lab.names[:2]
     vm = direct_vm(dirty_mib_s=20)

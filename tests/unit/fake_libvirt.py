@@ -109,6 +109,7 @@ class FakeDomain:
         return [self.state_[0], self.max_kib, self.max_kib, self.vcpus, 0]
 
     def isPersistent(self) -> int:  # noqa: N802
+        self._gone()  # as libvirt: a destroyed transient domain is no domain
         return int(self.persistent)
 
     def undefineFlags(self, flags: int) -> int:  # noqa: N802

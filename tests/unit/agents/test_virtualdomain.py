@@ -312,3 +312,12 @@ def test_probe_with_missing_config_uses_remembered_name(agent, fake_libvirt: Fak
     assert agent("start").code == 0
     config_file.unlink()
     assert agent("monitor").code == 0
+
+
+def test_start_after_a_failed_postcopy_destroys_the_transient_leftover_and_starts(agent, fake_libvirt) -> None:
+    """Found in the lab: the destroyed transient domain is gone, and asking whether it is persistent failed start."""
+    fake_libvirt.add("vm1", state=(3, 13))  # paused: post-copy failed (VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+    res = agent("start")
+    assert res.code == 0, res.stderr
+    assert [c[0] for c in fake_libvirt.calls if c[0] in ("destroy", "create")] == ["destroy", "create"]
+    assert fake_libvirt.domains["vm1"].state_[0] == 1

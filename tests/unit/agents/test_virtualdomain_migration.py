@@ -232,28 +232,17 @@ def test_timeout_postcopy_switches_at_n_seconds(agent, fake_libvirt: FakeLibvirt
     assert ("postcopy", "vm1") in fake_libvirt.calls and ("suspend", "vm1") not in fake_libvirt.calls
 
 
-def test_postcopy_after_precopy_waits_for_the_second_pass(agent, fake_libvirt: FakeLibvirt) -> None:
+def test_postcopy_after_precopy_is_refused_with_what_to_use_instead(agent, fake_libvirt: FakeLibvirt) -> None:
     fake_libvirt.add("vm1")
-    begun = time.monotonic()
-    fake_libvirt.migration.update(duration=60, iteration=lambda: 1 if time.monotonic() - begun < 1.5 else 2)
-    res = migrate(agent, timeout_ms=30000, migrate_options="--postcopy --postcopy-after-precopy")
-    assert res.code == 0, res.stderr
-    assert time.monotonic() - begun >= 1.5  # not during the first pass
-    assert "first pass over memory is done: switched to post-copy" in res.stderr
-
-
-def test_postcopy_after_precopy_without_a_second_pass_is_aborted_at_the_deadline(
-        agent, fake_libvirt: FakeLibvirt) -> None:
-    fake_libvirt.add("vm1")
-    fake_libvirt.migration.update(duration=60, iteration=1)
-    res = migrate(agent, timeout_ms=10000, migrate_options="--postcopy --postcopy-after-precopy")
-    assert res.code == 1, res.stderr
-    assert ("postcopy", "vm1") not in fake_libvirt.calls and ("abortJob", "vm1") in fake_libvirt.calls
+    res = migrate(agent, migrate_options="--postcopy --postcopy-after-precopy")
+    assert res.code == 6, res.stderr
+    assert "--postcopy-after-precopy is not supported" in res.reason
+    assert "--timeout-postcopy or migration_convergence=postcopy-after" in res.stderr
+    assert not [c for c in fake_libvirt.calls if c[0] == "migrate"]
 
 
 @pytest.mark.parametrize("options, convergence, match", [
     ("--timeout 5 --timeout-postcopy", "none", "needs --postcopy"),
-    ("--postcopy-after-precopy", "none", "needs --postcopy"),
     ("--timeout-suspend", "none", "needs --timeout N"),
     ("--timeout 5 --timeout-suspend --timeout-postcopy --postcopy", "none", "mutually exclusive"),
     ("--timeout 0", "none", "at least 1"),

@@ -156,9 +156,6 @@ class LiveMigration:
             if until.elapsed() >= next_report:
                 self._report(hv, dom, until.elapsed())
                 next_report = until.elapsed() + plan.progress_interval
-            if plan.postcopy_after_pass and not postcopy and self._first_pass_done(hv, dom):
-                postcopy = self._start_postcopy(hv, dom, "its first pass over memory is done")
-                escalated = postcopy or escalated
             if not escalated and until.elapsed() >= self._escalation_point(plan, until):
                 escalated = True
                 postcopy = self._escalate(hv, dom, plan)
@@ -249,16 +246,6 @@ class LiveMigration:
         self.log.warning("migration of %s %s: switched to post-copy (the VM now runs on %s)", self.name, why,
                          self.target)
         return True
-
-    def _first_pass_done(self, hv: Hypervisor, dom: Any) -> bool:
-        """migrate_options --postcopy-after-precopy: whether the second pass over memory has begun (libvirt's
-        memory_iteration counts the passes, the first one being 1), as virsh's iteration event tells it."""
-        try:
-            iteration = hv.job_stats(dom, cap=2.0).get("memory_iteration")
-        except HypervisorError as exc:
-            self.log.debug("no job statistics: %s", exc)
-            return False
-        return isinstance(iteration, int) and iteration >= 2
 
     def _resume_if_suspended(self, hv: Hypervisor, dom: Any) -> None:
         """The migration did not happen: a guest suspended for it (--timeout) runs on here."""

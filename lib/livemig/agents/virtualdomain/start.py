@@ -86,6 +86,9 @@ def _start_existing(ctx: AgentContext, hv: Hypervisor, name: str, values: Mappin
     if health is not None and health.failed:
         ctx.log.warning("domain %s is %s; destroying it before starting again", name, health.detail)
         hv.destroy(dom)
+        dom = hv.lookup(name)  # a transient domain is gone once destroyed: nothing left to undefine
+        if dom is None:
+            return False
     if status is not None and hv.is_persistent(dom):
         # heartbeat semantics: the agent runs transient domains from its config file. A
         # definition that holds state of its own is not thrown away with it.
