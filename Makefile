@@ -16,7 +16,7 @@ APT_PACKAGES = \
 	libvirt-dev pkg-config gcc libc6-dev \
 	pacemaker pacemaker-cli-utils corosync crmsh pcs resource-agents \
 	drbd-utils libxml2-utils cpio busybox-static iproute2 util-linux procps kmod bindfs \
-	strace mmdebstrap \
+	strace mmdebstrap systemd \
 	$(EXTRA_APT_PACKAGES)
 
 PIP_PACKAGES := pytest pytest-timeout hypothesis ruff mypy lxml-stubs types-setuptools bandit
