@@ -202,6 +202,8 @@ class ShowConnection:
     name: Optional[str]
     cstate: Optional[str]
     allow_two_primaries: Optional[bool]
+    #: the wire protocol (A, B or C); None when not shown (plain ``show`` omits C, the default)
+    protocol: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,7 @@ def parse_show_json(text: str) -> Tuple[ShowResource, ...]:
                 name=json_str(conn.get("_name")) or json_str(net.get("_name")),
                 cstate=json_str(conn.get("_cstate")),
                 allow_two_primaries=json_bool(net.get("allow-two-primaries")),
+                protocol=json_str(net.get("protocol")),
             ))
         _no_repeats((c.peer_node_id for c in connections), f"{what}: connections (_peer_node_id)")
         resources.append(ShowResource(
