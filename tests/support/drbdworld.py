@@ -19,6 +19,7 @@ from livemig.run import CommandResult, CommandRunner
 from tests.lab import drbdsim
 
 RESOURCE = "r0"
+EMPTY_CIB = (Path(__file__).resolve().parents[1] / "fixtures" / "drbd" / "cib-synthetic-empty.xml").read_text()
 #: a domain whose one disk is the resource's volume 0 (the hook and the guard trace it by name)
 DOMAIN_XML = f"""<domain type='qemu'><name>vm1</name><devices>
 <disk type='block' device='disk'><source dev='/dev/drbd/by-res/{RESOURCE}/0'/><target dev='vda'/></disk>
@@ -28,6 +29,7 @@ DOMAIN_XML = f"""<domain type='qemu'><name>vm1</name><devices>
 class DrbdWorld:
     def __init__(self, root: Path, nodes: Sequence[str], two_primaries_in_config: bool = False) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.names = list(nodes)
         self.store = str(root / "state.json")
         self.procs = {n: str(root / f"proc-drbd-{n}") for n in nodes}
@@ -83,6 +85,8 @@ class SimNode(CommandRunner):
             env: Optional[Mapping[str, str]] = None) -> CommandResult:
         assert timeout > 0
         self.calls.append(list(argv))
+        if os.path.basename(argv[0]) == "cibadmin":  # the guard's look for fence constraints: none
+            return CommandResult(list(argv), 0, EMPTY_CIB, "")
         if os.path.basename(argv[0]) not in ("drbdsetup", "drbdadm"):
             return CommandResult(list(argv), 127, "", f"{argv[0]}: not found")
         return self.tool(argv)

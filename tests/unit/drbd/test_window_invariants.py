@@ -184,3 +184,20 @@ def test_two_primaries_only_inside_a_migration(tmp_path_factory: Any, nodes: int
         else:
             cluster.monitor(cluster.vm or source)
         assert_quiet(cluster)
+
+
+def test_a_clean_migration_opens_and_closes_the_window(tmp_path: Path) -> None:
+    """The generated test's baseline: the guard allows, the window opens and closes, the VM moves."""
+    cluster = Cluster(tmp_path, ["alpha", "beta"])
+    cluster.start("alpha")
+    assert primaries(cluster.world) == ["alpha"]
+    policy = cluster.policy("alpha")
+    cluster.on("alpha", policy.guard, "beta")
+    cluster.on("alpha", policy.open_window, "beta")
+    assert allowances(cluster.world) == {("alpha", 1), ("beta", 0)}  # DRBD copied it to beta's side
+    cluster.on("beta", cluster.hook("beta").incoming, "vm1", DOMAIN_XML)
+    assert primaries(cluster.world) == ["alpha", "beta"]
+    cluster.vm = "beta"
+    cluster.on("alpha", policy.close_window, True, Deadline(5))
+    assert_quiet(cluster)
+    assert not (tmp_path / "window-alpha.json").exists()
