@@ -165,7 +165,10 @@ class FakeDomain:
     def migrateToURI3(self, uri: str, params: Dict[str, Any], flags: int) -> int:  # noqa: N802
         m = self.world.migration
         self.world.calls.append(("migrate", self.dname, uri, dict(params), flags))
+        if callable(m.get("prepare")):
+            m["prepare"]()  # the target's libvirt hook, "migrate begin" (it may raise libvirtError)
         self.job = 2  # VIR_DOMAIN_JOB_UNBOUNDED
+        moved_ok = False
         try:
             deadline = time.monotonic() + m.get("duration", 0.0)
             while time.monotonic() < deadline:
@@ -177,8 +180,11 @@ class FakeDomain:
                     break  # a suspended guest dirties no memory: the migration converges
             if m.get("error"):
                 raise libvirtError(m["error"], VIR_ERR_OPERATION_FAILED)
+            moved_ok = True
         finally:
             self.job = 0
+            if not moved_ok and callable(m.get("release")):
+                m["release"]()  # the target's incoming QEMU ended: its hook, "release end"
         host = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1].split(":")[0]
         peer = self.world.peers.get(host)
         if peer is not None and (host in self.world.unreachable_hosts or peer.open_error is not None):
