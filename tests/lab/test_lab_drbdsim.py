@@ -46,7 +46,10 @@ def both_up(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_second_primary_refused_without_allow_two_primaries(store, capsys, monkeypatch) -> None:
     both_up(capsys, monkeypatch)
+    # The configuration file says no; adjust on one node puts it in force on the connection (the
+    # peer takes it over the connection, P_PROTOCOL_UPDATE).
     assert sim(capsys, monkeypatch, "alpha", "drbdsim", "config", "r0", "--allow-two-primaries=no")[0] == 0
+    assert sim(capsys, monkeypatch, "alpha", "drbdadm", "adjust", "r0")[0] == 0
     assert sim(capsys, monkeypatch, "alpha", "drbdadm", "primary", "r0")[0] == 0
     rc, _, err = sim(capsys, monkeypatch, "beta", "drbdadm", "primary", "r0")
     assert rc == 11
@@ -67,6 +70,7 @@ def test_dual_primary_needs_protocol_c(store, capsys, monkeypatch) -> None:
     assert rc == 10 and err.startswith("r0: Failure: (139) Protocol C required")
     assert sim(capsys, monkeypatch, "alpha", "drbdsim", "config", "r0", "--protocol=A",
                "--allow-two-primaries=no")[0] == 0
+    both_up(capsys, monkeypatch)  # up: every connection starts with the file's protocol A
     rc, _, err = sim(capsys, monkeypatch, "alpha", "drbdadm", "net-options", "--allow-two-primaries=yes", "r0")
     assert rc == 10 and "Protocol C required" in err
 
