@@ -75,9 +75,15 @@ class Cluster:
         return DrbdPolicy(VALUES, DOMAIN_XML, self.world.nodes[node], Deadline(20), LOG,
                           marker_path=str(self.tmp / f"window-{node}.json"))
 
-    def hook(self, node: str) -> Hook:
-        hook = Hook(self.world.nodes[node], Deadline(15), str(self.tmp / f"hook-{node}"))
-        return hook
+    def hook_run(self, node: str, operation: str) -> None:
+        """The libvirt hook on ``node`` ("migrate begin" or "release end"), in that node's environment."""
+        def run() -> None:
+            hook = Hook(self.world.nodes[node], Deadline(15), str(self.tmp / f"hook-{node}"))
+            if operation == "migrate":
+                hook.incoming("vm1", DOMAIN_XML)
+            else:
+                hook.released("vm1")
+        self.on(node, run)
 
     def on(self, node: str, fn: Any, *args: Any) -> Any:
         with self.world.as_node(node):
@@ -96,14 +102,14 @@ class Cluster:
         self.on(node, self.policy(node).check_monitor)
 
     def migrate(self, target: str, fault: str, at: str, succeed: bool) -> str:
-        """One migrate_to; returns "done" (it ran to its end) or "cut" (the agent was killed)."""
+        """One migrate_to: "ok" (the VM moved), "failed" (code 1) or "cut" (the agent was killed)."""
         source = self.vm
         assert source is not None
         policy = self.policy(source)
         try:
             self.on(source, policy.guard, target)
         except GenericError:
-            return "done"  # refused: nothing was touched
+            return "failed"  # refused: nothing was touched
         for step in STEPS:
             if step == at and fault == "kill":
                 return "cut"
@@ -115,7 +121,7 @@ class Cluster:
                 if step == "open":
                     self.on(source, policy.open_window, target)
                 elif step == "hook":
-                    self.on(target, self.hook(target).incoming, "vm1", DOMAIN_XML)
+                    self.hook_run(target, "migrate")
                 elif step == "job":
                     if not succeed or self.link_down(source, target):
                         # (the watch aborts the job when the connection to the target drops)
@@ -125,15 +131,15 @@ class Cluster:
                     self.on(source, policy.close_window, True, Deadline(5))
             except (GenericError, HookRefusal):
                 if step == "close":
-                    break  # the VM moved: migrate_to logs it and succeeds; the next action closes it
+                    return "ok"  # the VM moved: migrate_to logs it and succeeds; the next action closes it
                 if step in ("hook", "job"):
-                    self.on(target, self.hook(target).released, "vm1")  # the target's QEMU ended
+                    self.hook_run(target, "release")  # the target's QEMU ended
                 try:
                     self.on(source, policy.close_window, False, Deadline(5))
                 except GenericError:
                     pass
-                break
-        return "done"
+                return "failed"
+        return "ok"
 
     def link_down(self, a: str, b: str) -> bool:
         doc = json.loads(self.world.nodes[a].tool(["drbdsetup", "status", "--json"]).stdout or "[]")
@@ -147,6 +153,14 @@ class Cluster:
                     self.world.sim(["link", "r0", a, b, "up"])
         for n in self.world.names:
             self.world.sim(["fail-net-options", n, "off"])
+
+    def standalone(self) -> bool:
+        for node in self.world.nodes.values():
+            doc = json.loads(node.tool(["drbdsetup", "status", "--json"]).stdout or "[]")
+            conns = [c for c in doc[0].get("connections", []) if c.get("connection-state") == "Connected"]
+            if len(conns) != len(self.world.names) - 1:
+                return True
+        return False
 
 
 def assert_quiet(cluster: Cluster) -> None:
@@ -174,16 +188,25 @@ def test_two_primaries_only_inside_a_migration(tmp_path_factory: Any, nodes: int
         if len(primaries(cluster.world)) > 1:
             assert set(primaries(cluster.world)) == {source, target}
         cluster.heal()
-        if outcome == "cut":
-            # migrate_to killed (its timeout): Pacemaker stops the resource on the target and on
-            # the source, then starts it again. The target's hook ran when its QEMU ended.
-            cluster.on(target, cluster.hook(target).released, "vm1")
+        if outcome != "ok":
+            # A failed (or killed) migrate_to: Pacemaker stops the resource on the target (a
+            # partial migration may be there) and on the source, then starts it again. The
+            # target's hook ran when its QEMU ended.
+            cluster.hook_run(target, "release")
             cluster.stop(target)
             cluster.stop(source)
             cluster.start(source)
         else:
-            cluster.monitor(cluster.vm or source)
+            cluster.monitor(target)
         assert_quiet(cluster)
+        if cluster.standalone():
+            # Only a connection lost inside the window can come back StandAlone (its two sides'
+            # allowances differed at the handshake): the documented fix, then everything connects.
+            assert fault == "link-down", fault
+            for name in names:
+                assert cluster.world.nodes[name].tool(["drbdadm", "adjust", "r0"]).ok
+            assert not cluster.standalone()
+            assert_quiet(cluster)
 
 
 def test_a_clean_migration_opens_and_closes_the_window(tmp_path: Path) -> None:
@@ -195,7 +218,7 @@ def test_a_clean_migration_opens_and_closes_the_window(tmp_path: Path) -> None:
     cluster.on("alpha", policy.guard, "beta")
     cluster.on("alpha", policy.open_window, "beta")
     assert allowances(cluster.world) == {("alpha", 1), ("beta", 0)}  # DRBD copied it to beta's side
-    cluster.on("beta", cluster.hook("beta").incoming, "vm1", DOMAIN_XML)
+    cluster.hook_run("beta", "migrate")
     assert primaries(cluster.world) == ["alpha", "beta"]
     cluster.vm = "beta"
     cluster.on("alpha", policy.close_window, True, Deadline(5))
