@@ -406,7 +406,7 @@ def _check_quorum(findings: _Findings, name: str, entry: DrbdResourceState, peer
     if not result.decided:
         findings.unreadable(name, "quorum-survival", result.detail)
     elif not result.ok and result.two_node and ask.two_node_quorum:
-        findings.add(name, "quorum-survival", True, f"{result.detail.split(': the resource')[0]}: a two-node "
+        findings.add(name, "quorum-survival", True, f"{result.count}: a two-node "
                                                     "resource, allowed by allow_two_node_quorum")
     else:
         findings.add(name, "quorum-survival", result.ok, result.detail)

@@ -51,6 +51,8 @@ class Survival:
     decided: bool = True
     #: The resource has no node besides this one and the target (only a tiebreaker would save it).
     two_node: bool = False
+    #: The count alone ("volume 0: without beta this node would have 1 of 2 votes ..."), when it fails.
+    count: str = ""
 
 
 def quorum_needed(setting: str, voters: int) -> int:
@@ -164,9 +166,9 @@ def survives_without(entry: DrbdResourceState, target: PeerState, show: ShowReso
                 return Survival(False, f"{seen}: the resource has no node besides this one and {who}, so if the "
                                        f"link to {who} breaks during the migration this node loses quorum; needs "
                                        "a third node as tiebreaker (a diskless node is enough), or the operator's "
-                                       "allow_two_node_quorum", two_node=True)
+                                       "allow_two_node_quorum", two_node=True, count=seen)
             return Survival(False, f"{seen}, so if the link to {who} breaks during the migration this node loses "
-                                   "quorum; needs the other peers connected")
+                                   "quorum; needs the other peers connected", count=seen)
     return Survival(True, f"quorum {setting} kept without {who} on every volume", two_node=two_node)
 
 

@@ -205,6 +205,8 @@ def test_allow_two_node_quorum_does_not_cover_three_nodes() -> None:
 @pytest.mark.parametrize("local, allowed", [
     (Local((BETA, TIEBREAKER), quorum="majority"), True),                           # the diskless tiebreaker
     (Local((BETA, replace(TIEBREAKER, connected=False)), quorum="majority"), False),
+    (Local((BETA, TIEBREAKER, Peer("delta", 3, client=True)), quorum="majority"), True),   # 2 of 2 tiebreakers
+    (Local((BETA, TIEBREAKER, Peer("delta", 3, client=True, connected=False)), quorum="majority"), False),  # 1 of 2
     (Local((BETA, TIEBREAKER), quorum="majority", quorum_flag=False), False),       # the tiebreaker keeps, never gives
     (Local((BETA, GAMMA), quorum="all"), False),
     (Local((BETA, GAMMA), quorum="2"), True),
@@ -217,6 +219,7 @@ def test_allow_two_node_quorum_does_not_cover_three_nodes() -> None:
     (Local((BETA, replace(GAMMA, disk="Outdated")), quorum="majority", redundancy="2"), False),
     (Local((BETA, GAMMA), quorum="majority", redundancy="2"), True),
     (Local((BETA, replace(GAMMA, allow_remote_read=False)), quorum="majority"), False),  # DRBD leaves it out
+    (Local((BETA, replace(GAMMA, replication="Off")), quorum="majority"), False),  # Connected, volume not replicated
     (Local((BETA, replace(GAMMA, client=True, connected=True)), quorum="majority"), True),
 ])
 def test_quorum_majority_rule(local: Local, allowed: bool) -> None:
