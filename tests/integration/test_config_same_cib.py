@@ -18,12 +18,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import List, Tuple
 
-from tests.integration.test_check_roundtrip import FENCING, config_output, crmsh_env, need
+from tests.integration.test_check_roundtrip import DOMAIN, FENCING, config_output, crmsh_env, empty_cib, livemig, need
 from tests.integration.test_config_simulated import (
     NODES,
     assert_dual_primary_and_vm,
     cib_with_nodes,
     simulate_promotion,
+    tool,
 )
 
 OWN_IDS = {"primitive", "clone", "rsc_colocation", "rsc_order"}  # elements whose id `livemig config` chooses
@@ -107,3 +108,106 @@ def test_crmsh_output_keeps_no_comment_in_the_cib(tmp_path: Path) -> None:
     assert timeouts == {("start", None): "240s", ("stop", None): "100s", ("promote", None): "90s",
                         ("demote", None): "90s", ("notify", None): "90s", ("monitor", "Promoted"): "20s",
                         ("monitor", "Unpromoted"): "20s"}
+
+
+# --two-primaries migration (DRBD 9): no DRBD clone, the VM with drbd_two_primaries=migration and kept off
+# the diskless tiebreaker by a location constraint; both outputs must give the same CIB here too.
+WINDOW_NODES = ("alpha", "beta", "tb")
+WINDOW_MADE = ("vm1", "location-vm1-tb--INFINITY")
+
+
+def window_output(pcs: bool = False) -> str:
+    code, text = livemig(["config", "vm1", "--domain-xml", str(DOMAIN), "--drbd-resource", "r0",
+                          "--config-path", "/etc/libvirt/qemu/vm1.xml", "--two-primaries", "migration",
+                          "--diskless", "tb"] + (["--pcs"] if pcs else []))
+    assert code == 0, text
+    return text
+
+
+def three_node_cib(tmp_path: Path) -> Path:
+    cib = empty_cib(tmp_path)
+    for i, name in enumerate(WINDOW_NODES, 1):
+        tool(["cibadmin", "--create", "-o", "nodes", "-X", f'<node id="{i}" uname="{name}"/>'],
+             {"CIB_file": str(cib)})
+    return cib
+
+
+def window_made(cib: Path) -> List[Tuple[object, ...]]:
+    root = ET.parse(cib).getroot()
+    found = {}
+    for section in ("resources", "constraints"):
+        container = root.find(f"configuration/{section}")
+        assert container is not None
+        for element in container:
+            if element.get("id") in WINDOW_MADE or element.get("id", "").startswith(("drbd_", "ms_drbd_")):
+                found[element.get("id")] = canonical(element)
+    assert set(found) == set(WINDOW_MADE), found  # no DRBD primitive or clone in this mode
+    return [found[key] for key in sorted(found)]
+
+
+def apply_window_pcs(tmp_path: Path) -> Tuple[Path, List[str]]:
+    cib = three_node_cib(tmp_path)
+    said: List[str] = []
+    commands = [["pcs", "stonith", "create", f"fence-{n}", "external/ssh", f"hostlist={n}", "--force"]
+                for n in WINDOW_NODES]
+    for line in window_output(pcs=True).splitlines():
+        if line.startswith("pcs "):
+            argv = shlex.split(line)
+            if "ocf:livemig:VirtualDomain" in argv:
+                argv.append("--force")  # the agent is not installed on a test host
+            commands.append(argv)
+    for argv in commands:
+        full = [argv[0], "-f", str(cib), *argv[1:]]
+        done = subprocess.run(full, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"{shlex.join(full)} -> {done.returncode}\n{done.stdout}{done.stderr}"
+        if argv[1:3] != ["stonith", "create"]:
+            said.append(f"$ {shlex.join(full)}\n{done.stdout}{done.stderr}")
+    return cib, said
+
+
+def apply_window_crmsh(tmp_path: Path) -> Path:
+    cib = three_node_cib(tmp_path)
+    script = tmp_path / "vm1.crm"
+    fencing = "".join(f"primitive fence-{n} stonith:external/ssh params hostlist={n}\n" for n in WINDOW_NODES)
+    script.write_text(fencing + window_output(), encoding="utf-8")
+    done = subprocess.run(["crm", "configure", "load", "update", str(script)],
+                          env=dict(os.environ, **crmsh_env(tmp_path, cib)),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return cib
+
+
+def vm_nodes(tmp_path: Path, cib: Path, standby: Tuple[str, ...] = ()) -> List[str]:
+    """Where the scheduler runs vm1 with every node up and ``standby`` in standby (crm_verify on the outcome)."""
+    online = tmp_path / "online.xml"
+    tool(["crm_simulate", "--xml-file", str(cib), "--quorum", "true", "--save-output", str(online)]
+         + [arg for n in WINDOW_NODES for arg in ("--node-up", n)])
+    for name in standby:
+        tool(["crm_attribute", "--node", name, "--name", "standby", "--update", "on"], {"CIB_file": str(online)})
+    final = tmp_path / "final.xml"
+    tool(["crm_simulate", "--xml-file", str(online), "--simulate", "--save-output", str(final)])
+    tool(["crm_verify", "-x", str(final)])
+    view = ET.fromstring(tool(["crm_mon", "--one-shot", "--output-as=xml"], {"CIB_file": str(final)}).stdout)
+    return sorted(node.get("name", "") for res in view.iter("resource")
+                  if res.get("id") == "vm1" and res.get("active") == "true" for node in res.findall("node"))
+
+
+def test_window_outputs_give_the_same_cib_and_keep_the_vm_off_the_tiebreaker(tmp_path: Path) -> None:
+    need("pcs", "crm", "cibadmin", "crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
+    (tmp_path / "pcs").mkdir()
+    pcs_cib, said = apply_window_pcs(tmp_path / "pcs")
+    text = "\n".join(said)
+    assert "deprecat" not in text.lower(), text
+    (tmp_path / "crmsh").mkdir()
+    crmsh_cib = apply_window_crmsh(tmp_path / "crmsh")
+    assert window_made(pcs_cib) == window_made(crmsh_cib)
+    vm = ET.parse(crmsh_cib).getroot().find(".//primitive[@id='vm1']")
+    assert vm is not None
+    params = {p.get("name"): p.get("value") for p in vm.iterfind("instance_attributes/nvpair")}
+    assert params["drbd_two_primaries"] == "migration"
+    for cib in (pcs_cib, crmsh_cib):
+        (cib.parent / "up").mkdir()
+        assert len(vm_nodes(cib.parent / "up", cib)) == 1
+        assert vm_nodes(cib.parent / "up", cib)[0] in ("alpha", "beta")
+        (cib.parent / "standby").mkdir()  # both diskful nodes in standby: the VM stops, never on tb
+        assert vm_nodes(cib.parent / "standby", cib, standby=("alpha", "beta")) == []
