@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from livemig.check.model import LAYER_DRBD_CONFIG, CheckResult, Fix, fail, ok, warn
 from livemig.drbd.config import DrbdResourceConfig, parse_dump_xml
@@ -75,8 +75,13 @@ def _adjust(res: str) -> str:
     return f"then run `drbdadm adjust {res}` on both nodes"
 
 
-def check_drbd_config(text: str, resources: Sequence[str]) -> List[CheckResult]:
-    """The configuration checks for each of ``resources`` in the dump ``text``."""
+def check_drbd_config(text: str, resources: Sequence[str],
+                      rows: Optional[Callable[[DrbdResourceView], List[CheckResult]]] = None) -> List[CheckResult]:
+    """The configuration checks for each of ``resources`` in the dump ``text``.
+
+    ``rows``: the checks of one resource (default :func:`check_resource`, for both nodes
+    Primary; ``drbd_two_primaries=migration`` has its own, :mod:`livemig.check.window`).
+    """
     try:
         views = parse_views(text)
     except DrbdStateError as exc:
@@ -89,17 +94,17 @@ def check_drbd_config(text: str, resources: Sequence[str]) -> List[CheckResult]:
             results.append(fail(LAYER_DRBD_CONFIG, "drbd-config", f"{res} is not in the DRBD configuration",
                                 Fix(f"define resource {res} in /etc/drbd.d/{res}.res on both nodes"), res))
             continue
-        results += check_resource(view)
+        results += (rows or check_resource)(view)
     return results
 
 
 def check_resource(view: DrbdResourceView) -> List[CheckResult]:
     results: List[CheckResult] = []
     results += _check_two_primaries(view)
-    results += _check_protocol(view)
+    results += check_protocol_rows(view)
     results += _check_fencing(view)
     results += _check_handlers(view)
-    results += _check_after_sb(view)
+    results += check_after_sb(view)
     return results
 
 
@@ -144,7 +149,8 @@ def _check_two_primaries(view: DrbdResourceView) -> List[CheckResult]:
     return results
 
 
-def _check_protocol(view: DrbdResourceView) -> List[CheckResult]:
+def check_protocol_rows(view: DrbdResourceView, window: bool = False) -> List[CheckResult]:
+    """``protocol`` per scope: C, else FAIL (``window``: WARN, the agent runs C for the migration only)."""
     res = view.name
     results: List[CheckResult] = []
     for label, peer in view.scopes():
@@ -154,6 +160,13 @@ def _check_protocol(view: DrbdResourceView) -> List[CheckResult]:
             results.append(ok(LAYER_DRBD_CONFIG, "protocol", f"protocol C{_scoped(label)}", res))
             continue
         option = "protocol C; (at resource level)" if view.generation == "8.3" else "net { protocol C; }"
+        if window:
+            results.append(warn(LAYER_DRBD_CONFIG, "protocol",
+                                f"protocol {value or 'not set'}{_scoped(label)}: the agent runs protocol C on the "
+                                "connection to the target for the migration only; outside it the peers' data "
+                                "may lag, and a failover can lose the last writes",
+                                Fix(f"{view.where()}, resource {res}: {option}; {_adjust(res)}"), res))
+            continue
         results.append(fail(LAYER_DRBD_CONFIG, "protocol",
                             f"protocol {value or 'not set'}{_scoped(label)}: writes are not synchronous on "
                             "both nodes, so the target can read stale blocks",
@@ -214,7 +227,7 @@ def _check_handlers(view: DrbdResourceView) -> List[CheckResult]:
     return results
 
 
-def _check_after_sb(view: DrbdResourceView) -> List[CheckResult]:
+def check_after_sb(view: DrbdResourceView) -> List[CheckResult]:
     res = view.name
     results: List[CheckResult] = []
     for label, peer in view.scopes():
