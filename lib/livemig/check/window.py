@@ -104,8 +104,8 @@ def check_window_config(view: DrbdResourceView) -> List[CheckResult]:
 def _two_primaries_off(view: DrbdResourceView) -> List[CheckResult]:
     res = view.name
     results: List[CheckResult] = []
-    for label, peer in view.scopes():
-        value = view.config.option("net", "allow-two-primaries", peer)
+    for label, conn in view.scopes():
+        value = view.option("net", "allow-two-primaries", conn)
         if value == "" or (value or "").strip().lower() in ("yes", "true"):
             shown = "allow-two-primaries" + (f" {value}" if value else " (8.3 flag)")
             results.append(fail(LAYER_DRBD_CONFIG, "allow-two-primaries",
