@@ -52,7 +52,7 @@ def _options(name: str, options: Dict[str, Optional[str]]) -> str:
 
 
 def _host(name: str, diskless: bool) -> str:
-    disk = "none" if diskless else "/dev/vg/vm1"
+    disk = "" if diskless else "/dev/vg/vm1"  # drbdadm 9 dumps `disk none;` as <disk></disk>
     return (f'<host name="{name}"><volume vnr="0"><device minor="0">/dev/drbd0</device><disk>{disk}</disk>'
             f'<meta-disk>internal</meta-disk></volume><address family="ipv4" port="7788">10.0.0.{len(name)}'
             '</address></host>')

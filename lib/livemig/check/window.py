@@ -63,11 +63,14 @@ def _q(value: str) -> str:
 
 
 def diskless_hosts(view: DrbdResourceView) -> List[str]:
-    """The hosts of the resource whose every volume is ``disk none`` (diskless: tiebreakers)."""
+    """The hosts of the resource whose every volume is ``disk none`` (diskless: tiebreakers).
+
+    drbdadm 9 dumps ``disk none;`` as an empty ``<disk></disk>``; ``none`` is taken as well.
+    """
     found: List[str] = []
     for host in view.config.hosts:
         disks = [(vol.disk or "").strip() for vol in host.volumes]
-        if disks and all(disk == "none" for disk in disks):
+        if disks and all(disk in ("", "none") for disk in disks):
             found.append(host.name)
     return found
 

@@ -6,6 +6,7 @@ import itertools
 import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
+from unittest import mock
 
 import pytest
 from lxml import etree
@@ -15,14 +16,14 @@ from livemig.check.host import HostPaths
 from livemig.check.model import CheckReport, CheckResult
 from livemig.check.readiness import CheckOptions, check_vm
 from livemig.check.window import check_window_runtime, window_mode
+from livemig.drbd import modes
 from livemig.drbd.state import DrbdResourceState, DrbdStateError, DrbdStatus, PeerState
 from livemig.drbd.status9 import ShowConnection, ShowResource
 from livemig.ocf.deadline import Deadline
-from tests.support.window_table import Case, dump_xml
-from tests.unit.check.helpers import CIB, DOMAIN
+from tests.unit.check.helpers import CIB, DOMAIN, DRBD
 from tests.unit.drbd.scripted import ScriptedRunner
 
-THREE = dump_xml(Case("9", "no", "C", "yes", "majority", "io-error", 3, False))
+THREE = (DRBD / "check-9-window-3nodes.dump-xml.txt").read_text(encoding="utf-8")  # drbdadm 9's dump
 
 
 def cib_text(window: bool = True, clone: bool = True, location: Optional[str] = None) -> str:
@@ -227,3 +228,28 @@ def test_running_daemons(tmp_path: Path) -> None:
     paths = host_tree(tmp_path, None, [(42, "virtqemud", BOOT + 50), (7, "libvirtd", BOOT + 2.5)])
     found = running_daemons(paths.path("proc"), HZ)
     assert [(d.name, d.pid, d.started) for d in found] == [("virtqemud", 42, BOOT + 50), ("libvirtd", 7, BOOT + 2.5)]
+
+
+def test_a_good_window_setup_has_no_failure(tmp_path: Path) -> None:
+    report = check(tmp_path, cib_text(clone=False, location="tb"))
+    assert report.failed() == [] and report.exit_code == 0, report.failed()
+
+
+def test_check_vm_runtime_in_this_mode(tmp_path: Path) -> None:
+    """With runtime on: the mode's rows from the reader; until the guard has the mode, one warning says so."""
+    cib = cib_text(clone=False, location="tb")
+    path = tmp_path / "cib.xml"
+    path.write_text(cib, encoding="utf-8")
+    options = CheckOptions(cib_file=str(path), drbd_xml=THREE, domain_xml=DOMAIN.read_text(encoding="utf-8"),
+                           runtime=True, libvirt=False, peer="beta")
+    state = DrbdResourceState("r0", "Primary", False, peers=(PeerState("beta", 1, "Connected", "Secondary"),))
+    reader = FakeReader(DrbdStatus("9.2.12", 9, (state,)),
+                        [ShowResource("r0", True, (ShowConnection(1, "beta", None, True),))])
+    with mock.patch.dict(modes.__dict__):
+        modes.__dict__.pop("MODE_WINDOW", None)  # a guard without the mode (this branch's)
+        report = check_vm("vm1", options, runner=ScriptedRunner({"cibadmin": (0, cib)}), deadline=Deadline(30),
+                          reader=reader)  # type: ignore[arg-type]
+    runtime = [(r.name, r.status) for r in report.results if r.layer == "drbd-runtime"]
+    assert runtime == [("drbd-9", "ok"), ("runtime-allowance", "fail"), ("drbd-state", "warn")]
+    assert "guard of drbd_two_primaries=migration is not in this livemig" in report.by_name("drbd-state")[0].found
+    assert report.exit_code == 1
