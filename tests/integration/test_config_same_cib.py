@@ -211,3 +211,15 @@ def test_window_outputs_give_the_same_cib_and_keep_the_vm_off_the_tiebreaker(tmp
         assert vm_nodes(cib.parent / "up", cib)[0] in ("alpha", "beta")
         (cib.parent / "standby").mkdir()  # both diskful nodes in standby: the VM stops, never on tb
         assert vm_nodes(cib.parent / "standby", cib, standby=("alpha", "beta")) == []
+
+
+def test_window_output_passes_livemig_check(tmp_path: Path) -> None:
+    """The crmsh output of --two-primaries migration, loaded, passes `livemig check` with drbdadm 9's own dump
+    of the DRBD file it describes (tests/fixtures/drbd/check/check-9-window-3nodes.res: three nodes, tb diskless)."""
+    need("crm", "cibadmin")
+    cib = apply_window_crmsh(tmp_path)  # (crm_verify runs on the simulated cluster in the test above)
+    drbd = Path(__file__).resolve().parents[1] / "fixtures" / "drbd" / "check" / "check-9-window-3nodes.dump-xml.txt"
+    code, text = livemig(["check", "vm1", "--cib", str(cib), "--drbd-xml", str(drbd), "--domain-xml", str(DOMAIN),
+                          "--peer", "beta", "--skip-runtime", "--skip-libvirt", "--skip-host"])
+    assert code == 0 and " 0 fail" in text, text
+    assert "r0 is not managed by Pacemaker" in text and "never runs on tb (diskless)" in text
