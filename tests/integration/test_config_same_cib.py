@@ -11,12 +11,13 @@ attributes, nvpairs and operations.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from tests.integration.test_check_roundtrip import DOMAIN, FENCING, config_output, crmsh_env, empty_cib, livemig, need
 from tests.integration.test_config_simulated import (
@@ -218,8 +219,47 @@ def test_window_output_passes_livemig_check(tmp_path: Path) -> None:
     of the DRBD file it describes (tests/fixtures/drbd/check/check-9-window-3nodes.res: three nodes, tb diskless)."""
     need("crm", "cibadmin")
     cib = apply_window_crmsh(tmp_path)  # (crm_verify runs on the simulated cluster in the test above)
-    drbd = Path(__file__).resolve().parents[1] / "fixtures" / "drbd" / "check" / "check-9-window-3nodes.dump-xml.txt"
-    code, text = livemig(["check", "vm1", "--cib", str(cib), "--drbd-xml", str(drbd), "--domain-xml", str(DOMAIN),
-                          "--peer", "beta", "--skip-runtime", "--skip-libvirt", "--skip-host"])
+    code, text = livemig(["check", "vm1", "--cib", str(cib), "--drbd-xml", str(THREE_NODES),
+                          "--domain-xml", str(DOMAIN), "--peer", "beta", "--skip-runtime", "--skip-libvirt",
+                          "--skip-host"])
     assert code == 0 and " 0 fail" in text, text
     assert "r0 is not managed by Pacemaker" in text and "never runs on tb (diskless)" in text
+
+
+THREE_NODES = Path(__file__).resolve().parents[1] / "fixtures" / "drbd" / "check" / "check-9-window-3nodes.dump-xml.txt"
+
+
+def _check_json(cib: Path) -> Dict[str, Any]:
+    code, text = livemig(["check", "vm1", "--cib", str(cib), "--drbd-xml", str(THREE_NODES), "--domain-xml",
+                          str(DOMAIN), "--peer", "beta", "--skip-runtime", "--skip-libvirt", "--skip-host", "--json"])
+    document = json.loads(text)
+    assert document["exit_code"] == code
+    return document
+
+
+
+def test_switching_a_clone_setup_to_the_window_mode_with_the_printed_fix(tmp_path: Path) -> None:
+    """An always-mode setup given drbd_two_primaries=migration fails drbd-clone; the printed crm (pcs) fix, run
+    as printed, removes the clone, its primitive and constraints, and the row then passes."""
+    need("pcs", "crm", "cibadmin")
+    for tool_name in ("crm", "pcs"):
+        (tmp_path / tool_name).mkdir()
+        if tool_name == "crm":
+            cib = apply_crmsh(tmp_path / tool_name)
+        else:
+            cib, _said = apply_pcs(tmp_path / tool_name)
+        env = dict(crmsh_env(tmp_path / tool_name, cib))
+        tool(["crm_resource", "--resource", "vm1", "--set-parameter", "drbd_two_primaries", "--parameter-value",
+              "migration"], {"CIB_file": str(cib)})
+        document = _check_json(cib)
+        (row,) = [c for c in document["checks"] if c["name"] == "drbd-clone"]
+        assert row["status"] == "fail" and "two owners of the role" in row["found"]
+        for command in row["fix_detail"][tool_name].split("; "):
+            argv = shlex.split(command)
+            if argv[0] == "pcs":
+                argv = ["pcs", "-f", str(cib), *argv[1:]]
+            tool(argv, env)
+        root = ET.parse(cib).getroot()
+        assert [e.get("id") for e in root.iter() if "drbd_r0" in (e.get("id") or "")] == []
+        (row,) = [c for c in _check_json(cib)["checks"] if c["name"] == "drbd-clone"]
+        assert row["status"] == "ok", row

@@ -202,9 +202,12 @@ def check_window_pacemaker(cib: etree._Element, vm_id: str, res: str) -> List[Ch
     if owner is None:
         return [ok(LAYER_PACEMAKER, "drbd-clone",
                    f"{res} is not managed by Pacemaker: the agent promotes it where {vm_id} runs", res)]
-    crm = f"crm resource unmanage {_q(owner)}; crm configure delete {_q(owner)}"
+    # crmsh's delete of a clone keeps its primitive (and moves the constraints to it): both go, in one
+    # commit; pcs deletes the primitive and the constraints with the clone. --force: no stop first.
+    parts = [owner] + ([promotable[0].primitive_id] if promotable else [])
+    crm = f"crm resource unmanage {_q(owner)}; crm configure delete {' '.join(_q(p) for p in parts)}"
     pcs = f"pcs resource unmanage {_q(owner)}; pcs resource delete {_q(owner)} --force"
-    text = (f"unmanaged first, so that deleting it leaves {res} up; then systemctl enable drbd@{res}.service on "
+    text = (f"unmanaged first, so that deleting it leaves {res} up; then systemctl enable --now drbd@{res}.target on "
             "every node (drbd-utils' unit brings it up at boot)")
     if promotable:
         form = "legacy ms (master)" if promotable[0].legacy else "promotable clone"
@@ -272,7 +275,7 @@ def check_window_runtime(resources: Sequence[str], reader: DrbdReader) -> List[C
 def _allowance(res: str, states: Sequence[DrbdResourceState], show: Optional[ShowResource]) -> List[CheckResult]:
     if show is None:
         return [unknown(LAYER_DRBD_RUNTIME, "runtime-allowance", f"{res} is not up on this node (drbdsetup show)",
-                        Fix(f"systemctl start drbd@{res}.service (or drbdadm up {res})"), res)]
+                        Fix(f"systemctl start drbd@{res}.target (or drbdadm up {res})"), res)]
     state = states[0] if states else None
     local = state.role if state is not None else None
     results: List[CheckResult] = []

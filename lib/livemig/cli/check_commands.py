@@ -74,7 +74,7 @@ primitive or clone (the agent promotes DRBD where the VM runs and allows two pri
 during a live migration), the VM with drbd_two_primaries=migration, a -INFINITY location per
 --diskless node, and, as comments, the DRBD resource file's settings (net { protocol C;
 allow-two-primaries no; } options { auto-promote yes; quorum majority; on-no-quorum io-error; }),
-drbd@RES.service to bring DRBD up at boot, and the libvirt hook every node needs.
+drbd@RES.target to bring DRBD up at boot, and the libvirt hook every node needs.
 """
 
 Seconds = Callable[[str], float]

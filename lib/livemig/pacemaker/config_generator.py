@@ -9,7 +9,7 @@ Promoted role and ordered after its promote.
 With ``two_primaries="migration"`` (the agent's ``drbd_two_primaries=migration``, DRBD 9):
 no DRBD primitive or clone at all (the agent promotes the DRBD resources where the VM runs and
 allows two primaries only for a live migration; DRBD is brought up at boot by drbd-utils'
-``drbd@RES.service``), the VM primitive with ``drbd_two_primaries=migration``, a location
+``drbd@RES.target``), the VM primitive with ``drbd_two_primaries=migration``, a location
 constraint (-INFINITY) per diskless node, and the DRBD resource file's settings as comments.
 
 Fencing is never turned off here: dual-primary DRBD needs it. The commands keep
@@ -190,12 +190,11 @@ def _window_notes(setup: VmSetup) -> List[str]:
         "# Pacemaker manages no DRBD resource in this mode (no ocf:linbit:drbd, no promotable clone):",
         f"# the agent promotes {names} where {setup.vm_id} runs, allows two primaries only while a live",
         "# migration runs, and demotes when the VM stops. DRBD 9 only.",
-        "# Bring DRBD up at boot on every node with drbd-utils' unit (drbd@.service(7)), before Pacemaker:",
+        "# Bring DRBD up at boot on every node with drbd-utils' units: drbd@RES.target starts drbd@RES.service",
+        "# (drbdadm adjust RES, ordered before pacemaker.service; drbd@.target(7), drbd@.service(7)):",
     ]
-    lines += [f"#   systemctl enable drbd@{res}.service" for res in setup.drbd_resources]
+    lines += [f"#   systemctl enable drbd@{res}.target" for res in setup.drbd_resources]
     lines += [
-        "#   systemctl edit resource-agents-deps.target, adding: [Unit] "
-        + " ".join(f"Wants=drbd@{res}.service After=drbd@{res}.service" for res in setup.drbd_resources),
         "# In each DRBD resource's file, on every node (then drbdadm adjust RES on every node):",
         f"#   {MIGRATION_NET}",
         f"#   {MIGRATION_OPTIONS}",

@@ -32,7 +32,7 @@ def test_crmsh_window_statements() -> None:
     assert f"#   {MIGRATION_NET}" in notes and f"#   {MIGRATION_OPTIONS}" in notes
     assert MIGRATION_NET == "net { protocol C; allow-two-primaries no; }"
     assert MIGRATION_OPTIONS == "options { auto-promote yes; quorum majority; on-no-quorum io-error; }"
-    assert "#   systemctl enable drbd@r0.service" in notes and "#   systemctl enable drbd@r1.service" in notes
+    assert "#   systemctl enable drbd@r0.target" in notes and "#   systemctl enable drbd@r1.target" in notes
     assert any("/etc/libvirt/hooks/qemu.d/livemig" in line for line in notes)
     assert any("tiebreaker" in line for line in notes)
     assert any("no promotable clone" in line for line in notes)

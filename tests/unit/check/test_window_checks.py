@@ -69,9 +69,9 @@ def test_a_promotable_clone_fails_with_two_owners(tmp_path: Path) -> None:
     clone = rows(report, "drbd-clone")
     assert [r.status for r in clone] == ["fail"]
     assert "two owners of the role" in clone[0].found and "promotable clone ms_drbd_r0" in clone[0].found
-    assert clone[0].fix.crm == "crm resource unmanage ms_drbd_r0; crm configure delete ms_drbd_r0"
+    assert clone[0].fix.crm == "crm resource unmanage ms_drbd_r0; crm configure delete ms_drbd_r0 drbd_r0"
     assert clone[0].fix.pcs == "pcs resource unmanage ms_drbd_r0; pcs resource delete ms_drbd_r0 --force"
-    assert "systemctl enable drbd@r0.service" in clone[0].fix.text
+    assert "systemctl enable --now drbd@r0.target" in clone[0].fix.text
     # the dual-primary rows are not this mode's
     for name in ("promoted-max", "clone-limits", "notify", "colocation", "order"):
         assert rows(report, name) == [], name
