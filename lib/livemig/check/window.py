@@ -28,7 +28,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from lxml import etree
 
-from livemig.check.drbd_config import DrbdResourceView, _adjust, _scoped, check_after_sb, check_protocol_rows
+from livemig.check.drbd_config import DrbdResourceView, _scoped, check_after_sb, check_protocol_rows
 from livemig.check.model import (
     LAYER_DRBD_CONFIG,
     LAYER_DRBD_RUNTIME,
@@ -51,6 +51,10 @@ MODE_MIGRATION = "migration"
 #: quorum values that mean "on" (DRBD 9: off, majority, all, or a number of nodes)
 QUORUM_OFF = ("off", "none", "")
 NEGATIVE_INFINITY = ("-INFINITY", "-inf", "-infinity")
+
+
+def _adjust(res: str) -> str:
+    return f"then run `drbdadm adjust {res}` on every node"
 
 
 def window_mode(params: Mapping[str, str]) -> bool:

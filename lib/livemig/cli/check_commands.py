@@ -54,6 +54,14 @@ layers checked:
                 libvirt-guests and the guests' scopes at node shutdown; libvirt-guests
                 enabled with ON_BOOT=start or an ON_SHUTDOWN action (skip: --skip-host)
 
+with drbd_two_primaries=migration on the VM (DRBD 9, two primaries only while a migration runs):
+  drbd-config   DRBD 9, allow-two-primaries no (yes fails), become-primary-on unset, auto-promote,
+                quorum (majority with 3+ nodes; 2 nodes warn), on-no-quorum io-error, protocol C (warn)
+  pacemaker     no promotable clone of the DRBD resource (two owners of the role), the VM kept off
+                every diskless node by a -INFINITY location
+  drbd-runtime  DRBD 9 loaded, no runtime allow-two-primaries while no migration runs
+  host          /etc/libvirt/hooks/qemu.d/livemig installed, executable, older than libvirtd/virtqemud
+
 exit status:
   0  nothing fails (warnings may remain)
   1  something fails: each FAIL line shows its fix
