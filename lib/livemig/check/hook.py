@@ -2,10 +2,13 @@
 
 In that mode the target of a live migration is promoted by livemig's libvirt hook,
 ``/etc/libvirt/hooks/qemu.d/livemig``, which libvirt runs with ``migrate begin`` before
-the incoming QEMU opens the disks. libvirt looks for hooks when its daemon (libvirtd, or
-virtqemud with the modular daemons) starts: a hook installed after that may not run until
-the daemon restarts. So the row wants the hook present, executable, and older than the
-start of every running libvirt daemon.
+the incoming QEMU opens the disks. libvirt's daemon (libvirtd, or virtqemud with the modular
+daemons) notes when it starts, and again on SIGHUP (reload), whether any executable qemu hook
+exists (``virHookInitialize`` in libvirt's src/util/virhook.c); if none did, it runs none
+until then, while the ``qemu.d`` entries themselves are listed at each call. So the row wants
+the hook present, executable, and older than the start of every running libvirt daemon. That
+is conservative: another qemu hook present at the start would have made it run, and a package
+upgrade that rewrites the hook makes it newer (a reload clears the row).
 
 Everything is read from files under :class:`~livemig.check.host.HostPaths`' root: the hook
 (``lstat``, so a symlink's own time counts, and ``stat`` through it), and ``/proc``: each
@@ -126,9 +129,9 @@ def check_hook(paths: HostPaths, ticks_per_second: Optional[int] = None) -> List
     if late:
         names = ", ".join(f"{d.name} (pid {d.pid}, started {_when(d.started)})" for d in late)
         return [fail(LAYER_HOST, "libvirt-hook",
-                     f"{HOOK} installed {_when(installed)}, after {names}: libvirt looks for hooks when it starts, "
-                     "so the hook may not run and the target's DRBD is not promoted",
-                     Fix(" ; ".join(f"systemctl restart {d.name}" for d in late)
-                         + " (running VMs keep running)"))]
+                     f"{HOOK} installed {_when(installed)}, after {names}: libvirt looks for hooks when it starts "
+                     "(or reloads), so the hook may not run and the target's DRBD is not promoted",
+                     Fix("; ".join(f"systemctl restart {d.name}" for d in late)
+                         + " (or reload; running VMs keep running)"))]
     names = ", ".join(f"{d.name} (pid {d.pid})" for d in daemons)
     return [ok(LAYER_HOST, "libvirt-hook", f"{HOOK} installed {_when(installed)}, executable, older than {names}")]

@@ -212,7 +212,7 @@ def test_hook_rows(tmp_path: Path, hook: Optional[float], daemons: list, status:
     assert row.name == "libvirt-hook" and row.layer == "host"
     assert row.status == status and words in row.found, row
     if status == "fail" and hook is not None:  # only the daemon that started before the hook is restarted
-        assert row.fix.text == "systemctl restart virtqemud (running VMs keep running)"
+        assert row.fix.text == "systemctl restart virtqemud (or reload; running VMs keep running)"
 
 
 def test_hook_not_executable_and_a_late_symlink(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_hook_not_executable_and_a_late_symlink(tmp_path: Path) -> None:
     assert row.status == "fail" and "is not executable" in row.found and row.fix.text == f"chmod 0755 {HOOK}"
     (row,) = check_hook(host_tree(tmp_path / "b", BOOT + 60, [(42, "virtqemud", BOOT + 50)], symlink=True),
                         ticks_per_second=HZ)
-    assert row.status == "fail" and row.fix.text == "systemctl restart virtqemud (running VMs keep running)"
+    assert row.status == "fail" and row.fix.text == "systemctl restart virtqemud (or reload; running VMs keep running)"
 
 
 def test_running_daemons(tmp_path: Path) -> None:
