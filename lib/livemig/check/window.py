@@ -299,7 +299,8 @@ def _allowance(res: str, states: Sequence[DrbdResourceState], show: Optional[Sho
         results.append(fail(LAYER_DRBD_RUNTIME, "runtime-allowance",
                             f"{res}: allow-two-primaries on at runtime towards {who} while no migration runs "
                             f"(this node {local or '?'}, peer {(peer.role if peer else None) or 'not connected'}): "
-                            "a window left open",
+                            "a window left open (a migration that runs right now opens it too, for moments "
+                            "with one Primary: check again after it)",
                             Fix(f"the agent's next action closes it; by hand: drbdsetup net-options {_q(res)} "
                                 f"{conn.peer_node_id} --allow-two-primaries=no"), res))
     if not results:
