@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from livemig.check.model import LAYER_DRBD_CONFIG, CheckResult, Fix, fail, ok, warn
-from livemig.drbd.config import DrbdResourceConfig, parse_dump_xml
+from livemig.drbd.config import ConnectionConfig, DrbdResourceConfig, parse_dump_xml
 from livemig.drbd.state import DrbdStateError
 
 #: Split-brain policies that resolve on their own by throwing one side's changes away.
@@ -50,15 +50,34 @@ class DrbdResourceView:
     def name(self) -> str:
         return self.config.name
 
-    def scopes(self) -> List[Tuple[str, Optional[str]]]:
-        """(label, peer) pairs where net options apply: each connection (9), or the resource."""
+    def scopes(self) -> List[Tuple[str, Optional[ConnectionConfig]]]:
+        """(label, connection) pairs where net options apply: each connection (9), or the resource (None).
+
+        A connection is labelled by its peer when the resource has one connection ("connection to
+        beta"), by both hosts when it has more (a mesh of three: "connection beta-tb").
+        """
         if self.generation == "9" and self.config.connections:
-            scopes: List[Tuple[str, Optional[str]]] = []
+            scopes: List[Tuple[str, Optional[ConnectionConfig]]] = []
+            mesh = len(self.config.connections) > 1
             for conn in self.config.connections:
-                peer = conn.name or (conn.hosts[-1] if conn.hosts else None)
-                scopes.append((f"connection to {peer or '?'}", peer))
+                if mesh and len(conn.hosts) == 2:
+                    label = f"connection {conn.hosts[0]}-{conn.hosts[1]}"
+                else:
+                    peer = conn.name or (conn.hosts[-1] if conn.hosts else None)
+                    label = f"connection to {peer or '?'}"
+                scopes.append((label, conn))
             return scopes
         return [("", None)]
+
+    def option(self, section: str, name: str, conn: Optional[ConnectionConfig] = None) -> Optional[str]:
+        """An option's value in ``conn``'s own section, else the resource's (-v folds common in)."""
+        if conn is not None and name in conn.sections.get(section, {}):
+            return conn.sections[section][name]
+        return self.config.sections.get(section, {}).get(name)
+
+    def fencing(self, conn: Optional[ConnectionConfig] = None) -> Optional[str]:
+        """The fencing policy: a net option in DRBD 9, a disk option in 8.x."""
+        return self.option("net", "fencing", conn) or self.option("disk", "fencing", conn)
 
     def where(self) -> str:
         return f"in {self.conf_file}" if self.conf_file else "in the DRBD configuration"
@@ -75,8 +94,13 @@ def _adjust(res: str) -> str:
     return f"then run `drbdadm adjust {res}` on both nodes"
 
 
-def check_drbd_config(text: str, resources: Sequence[str]) -> List[CheckResult]:
-    """The configuration checks for each of ``resources`` in the dump ``text``."""
+def check_drbd_config(text: str, resources: Sequence[str],
+                      rows: Optional[Callable[[DrbdResourceView], List[CheckResult]]] = None) -> List[CheckResult]:
+    """The configuration checks for each of ``resources`` in the dump ``text``.
+
+    ``rows``: the checks of one resource (default :func:`check_resource`, for both nodes
+    Primary; ``drbd_two_primaries=migration`` has its own, :mod:`livemig.check.window`).
+    """
     try:
         views = parse_views(text)
     except DrbdStateError as exc:
@@ -89,17 +113,17 @@ def check_drbd_config(text: str, resources: Sequence[str]) -> List[CheckResult]:
             results.append(fail(LAYER_DRBD_CONFIG, "drbd-config", f"{res} is not in the DRBD configuration",
                                 Fix(f"define resource {res} in /etc/drbd.d/{res}.res on both nodes"), res))
             continue
-        results += check_resource(view)
+        results += (rows or check_resource)(view)
     return results
 
 
 def check_resource(view: DrbdResourceView) -> List[CheckResult]:
     results: List[CheckResult] = []
     results += _check_two_primaries(view)
-    results += _check_protocol(view)
+    results += check_protocol_rows(view)
     results += _check_fencing(view)
     results += _check_handlers(view)
-    results += _check_after_sb(view)
+    results += check_after_sb(view)
     return results
 
 
@@ -107,8 +131,8 @@ def _scoped(label: str) -> str:
     return f" ({label})" if label else ""
 
 
-def _two_primaries(view: DrbdResourceView, peer: Optional[str]) -> Optional[str]:
-    value = view.config.option("net", "allow-two-primaries", peer)
+def _two_primaries(view: DrbdResourceView, conn: Optional[ConnectionConfig]) -> Optional[str]:
+    value = view.option("net", "allow-two-primaries", conn)
     if value == "":  # 8.3's bare flag
         return "yes"
     return value
@@ -118,8 +142,8 @@ def _check_two_primaries(view: DrbdResourceView) -> List[CheckResult]:
     res = view.name
     results: List[CheckResult] = []
     allowed_everywhere = True
-    for label, peer in view.scopes():
-        value = _two_primaries(view, peer)
+    for label, conn in view.scopes():
+        value = _two_primaries(view, conn)
         if (value or "").strip().lower() in ("yes", "true"):
             results.append(ok(LAYER_DRBD_CONFIG, "allow-two-primaries",
                               f"allow-two-primaries {value}{_scoped(label)}", res))
@@ -144,16 +168,24 @@ def _check_two_primaries(view: DrbdResourceView) -> List[CheckResult]:
     return results
 
 
-def _check_protocol(view: DrbdResourceView) -> List[CheckResult]:
+def check_protocol_rows(view: DrbdResourceView, window: bool = False) -> List[CheckResult]:
+    """``protocol`` per scope: C, else FAIL (``window``: WARN, the agent runs C for the migration only)."""
     res = view.name
     results: List[CheckResult] = []
-    for label, peer in view.scopes():
-        value = view.config.option("net", "protocol", peer) or view.protocol_attribute or \
+    for label, conn in view.scopes():
+        value = view.option("net", "protocol", conn) or view.protocol_attribute or \
             view.config.protocol_element
         if value == "C":
             results.append(ok(LAYER_DRBD_CONFIG, "protocol", f"protocol C{_scoped(label)}", res))
             continue
         option = "protocol C; (at resource level)" if view.generation == "8.3" else "net { protocol C; }"
+        if window:
+            results.append(warn(LAYER_DRBD_CONFIG, "protocol",
+                                f"protocol {value or 'not set'}{_scoped(label)}: the agent runs protocol C on the "
+                                "connection to the target for the migration only; outside it the peers' data "
+                                "may lag, and a failover can lose the last writes",
+                                Fix(f"{view.where()}, resource {res}: {option}; {_adjust(res)}"), res))
+            continue
         results.append(fail(LAYER_DRBD_CONFIG, "protocol",
                             f"protocol {value or 'not set'}{_scoped(label)}: writes are not synchronous on "
                             "both nodes, so the target can read stale blocks",
@@ -165,8 +197,8 @@ def _check_fencing(view: DrbdResourceView) -> List[CheckResult]:
     res = view.name
     results: List[CheckResult] = []
     section = "net" if view.generation == "9" else "disk"
-    for label, peer in view.scopes():
-        value = view.config.fencing(peer)
+    for label, conn in view.scopes():
+        value = view.fencing(conn)
         if value == "resource-and-stonith":
             results.append(ok(LAYER_DRBD_CONFIG, "fencing", f"fencing resource-and-stonith{_scoped(label)}", res))
             continue
@@ -214,13 +246,13 @@ def _check_handlers(view: DrbdResourceView) -> List[CheckResult]:
     return results
 
 
-def _check_after_sb(view: DrbdResourceView) -> List[CheckResult]:
+def check_after_sb(view: DrbdResourceView) -> List[CheckResult]:
     res = view.name
     results: List[CheckResult] = []
-    for label, peer in view.scopes():
+    for label, conn in view.scopes():
         risky: List[str] = []
         for option, safe in SAFE_AFTER_SB.items():
-            value = view.config.option("net", option, peer) or "disconnect"
+            value = view.option("net", option, conn) or "disconnect"
             if value not in safe:
                 risky.append(f"{option} {value}")
         if not risky:

@@ -22,6 +22,7 @@ from lxml import etree
 
 from livemig.check.model import LAYER_PACEMAKER, CheckResult, Fix, fail, ok, warn
 from livemig.check.promotable import check_promotion, check_syntax
+from livemig.check.window import check_diskless_locations, check_window_pacemaker
 from livemig.pacemaker.cib import (
     INFINITY_SCORES,
     PROMOTED_ROLES,
@@ -46,8 +47,13 @@ from livemig.pacemaker.config_generator import (
 MIGRATION_AGENTS = {("ocf", "livemig", "VirtualDomain"), ("ocf", "heartbeat", "VirtualDomain")}
 
 
-def check_pacemaker(cib: etree._Element, vm_id: str, drbd_resources: Sequence[str]) -> List[CheckResult]:
-    """Every Pacemaker check for resource ``vm_id`` on ``drbd_resources``."""
+def check_pacemaker(cib: etree._Element, vm_id: str, drbd_resources: Sequence[str], *, window: bool = False,
+                    diskless: Sequence[str] = ()) -> List[CheckResult]:
+    """Every Pacemaker check for resource ``vm_id`` on ``drbd_resources``.
+
+    ``window``: the VM has ``drbd_two_primaries=migration``: no promotable clone may manage
+    the resources (:mod:`livemig.check.window`), and the VM must avoid the ``diskless`` nodes.
+    """
     results: List[CheckResult] = []
     vm = find_resource(cib, vm_id)
     if vm is None or vm.tag != "primitive":
@@ -57,7 +63,9 @@ def check_pacemaker(cib: etree._Element, vm_id: str, drbd_resources: Sequence[st
     results += _check_vm(cib, vm)
     results += _check_cluster(cib)
     for name in drbd_resources:
-        results += _check_drbd_resource(cib, vm, name)
+        results += check_window_pacemaker(cib, vm_id, name) if window else _check_drbd_resource(cib, vm, name)
+    if window:
+        results += check_diskless_locations(cib, vm_id, diskless)
     return results
 
 

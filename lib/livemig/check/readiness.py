@@ -23,6 +23,7 @@ from lxml import etree
 
 from livemig.check.domain import StatFunction, check_domain, check_guard_resources
 from livemig.check.drbd_config import check_drbd_config, parse_views
+from livemig.check.hook import check_hook
 from livemig.check.host import HostPaths, check_host
 from livemig.check.libvirt import Connector, LocalUri, TargetUri, check_libvirt, target_uri
 from livemig.check.model import (
@@ -39,6 +40,13 @@ from livemig.check.model import (
 )
 from livemig.check.pacemaker import check_pacemaker
 from livemig.check.runtime import check_runtime
+from livemig.check.window import (
+    check_window_config,
+    check_window_runtime,
+    diskless_hosts,
+    pacemaker_node,
+    window_mode,
+)
 from livemig.domain_xml import domain_name
 from livemig.drbd.guard import MODE_AUTO_PROMOTE, MODE_DUAL_PRIMARY
 from livemig.drbd.state import DrbdStateError
@@ -134,10 +142,12 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
         resources = [w for w in params["drbd_resources"].replace(",", " ").split() if w]
     if vm_id is not None:
         results += check_guard_resources(vm_id, params.get("drbd_resources"), resources)
+    window = window_mode(params)
     if drbd_text is not None and resources:
-        results += check_drbd_config(drbd_text, resources)
+        results += check_drbd_config(drbd_text, resources, check_window_config if window else None)
     if vm_id is not None:
-        results += check_pacemaker(cib, vm_id, resources)
+        results += check_pacemaker(cib, vm_id, resources, window=window,
+                                   diskless=_diskless_nodes(drbd_text, resources, options.peer_names))
 
     peer, why = _peer(cib, options)
     clones: Dict[str, str] = {}
@@ -150,6 +160,9 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
                             Fix("livemig guard --peer NODE --domain-xml FILE")))
     elif peer is None:
         results.append(unknown(LAYER_DRBD_RUNTIME, "drbd-state", why, Fix("name the target with --peer NODE")))
+    elif resources and window:
+        results += _window_runtime(resources, peer, runner=runner, deadline=deadline, cib_xml=cib_xml,
+                                   options=options, reader=reader)
     elif resources:
         mode = MODE_AUTO_PROMOTE if params.get("drbd_guard") == MODE_AUTO_PROMOTE else MODE_DUAL_PRIMARY
         results += check_runtime(resources, peer, runner=runner, deadline=deadline, cib_xml=cib_xml,
@@ -162,7 +175,38 @@ def check_vm(vm: str, options: CheckOptions, *, runner: CommandRunner, deadline:
                              skip_connect=not options.libvirt, target=target)
     if options.host is not None:
         results += check_host(options.host)
+        if window:
+            results += check_hook(options.host)
     return CheckReport(vm=vm_id or vm, results=results, domain=name, drbd_resources=resources, peer=peer)
+
+
+def _diskless_nodes(drbd_text: Optional[str], resources: List[str], peer_names: Mapping[str, str]) -> List[str]:
+    """The Pacemaker names of the nodes the DRBD configuration makes diskless for any of ``resources``."""
+    if drbd_text is None:
+        return []
+    try:
+        views = parse_views(drbd_text)
+    except DrbdStateError:
+        return []
+    hosts = [host for res in resources if res in views for host in diskless_hosts(views[res])]
+    return list(dict.fromkeys(pacemaker_node(host, peer_names) for host in hosts))
+
+
+def _window_runtime(resources: List[str], peer: str, *, runner: CommandRunner, deadline: Deadline, cib_xml: str,
+                    options: CheckOptions, reader: DrbdReader) -> List[CheckResult]:
+    """drbd_two_primaries=migration: DRBD 9 loaded, no window left open, and the guard of the mode, if known."""
+    from livemig.drbd import modes
+
+    results = check_window_runtime(resources, reader)
+    mode = getattr(modes, "MODE_WINDOW", None)  # the guard's mode for this one (drbd/modes.py), once it has it
+    if mode is None:
+        results.append(warn(LAYER_DRBD_RUNTIME, "drbd-state",
+                            "the migration guard of drbd_two_primaries=migration is not in this livemig: the "
+                            "target's role, disks and quorum are not checked here",
+                            Fix(f"livemig guard --peer {peer} --domain-xml FILE, once it has the mode")))
+        return results
+    return results + check_runtime(resources, peer, runner=runner, deadline=deadline, cib_xml=cib_xml,
+                                   clones={}, mode=str(mode), peer_names=options.peer_names, reader=reader)
 
 
 def _find_vm(cib: etree._Element, vm: str, options: CheckOptions, deadline: Deadline) -> Optional[etree._Element]:

@@ -54,6 +54,14 @@ layers checked:
                 libvirt-guests and the guests' scopes at node shutdown; libvirt-guests
                 enabled with ON_BOOT=start or an ON_SHUTDOWN action (skip: --skip-host)
 
+with drbd_two_primaries=migration on the VM (DRBD 9, two primaries only while a migration runs):
+  drbd-config   DRBD 9, allow-two-primaries no (yes fails), become-primary-on unset, auto-promote,
+                quorum (majority with 3+ nodes; 2 nodes warn), on-no-quorum io-error, protocol C (warn)
+  pacemaker     no promotable clone of the DRBD resource (two owners of the role), the VM kept off
+                every diskless node by a -INFINITY location
+  drbd-runtime  DRBD 9 loaded, no runtime allow-two-primaries while no migration runs
+  host          /etc/libvirt/hooks/qemu.d/livemig installed, executable, older than libvirtd/virtqemud
+
 exit status:
   0  nothing fails (warnings may remain)
   1  something fails: each FAIL line shows its fix
@@ -68,6 +76,13 @@ promotable clone ms_drbd_<RES> (promoted-max=2, notify=true), the VM as ocf:live
 with allow-migrate=true and the operation timeouts from the agent's meta-data, a colocation
 with the Promoted role and an order promote-then-start. Fencing stays enabled: a fencing
 device for every node must exist (it is site-specific and not printed).
+
+With --two-primaries migration (DRBD 9; the agent's drbd_two_primaries=migration): no DRBD
+primitive or clone (the agent promotes DRBD where the VM runs and allows two primaries only
+during a live migration), the VM with drbd_two_primaries=migration, a -INFINITY location per
+--diskless node, and, as comments, the DRBD resource file's settings (net { protocol C;
+allow-two-primaries no; } options { auto-promote yes; quorum majority; on-no-quorum io-error; }),
+drbd@RES.target to bring DRBD up at boot, and the libvirt hook every node needs.
 """
 
 Seconds = Callable[[str], float]
@@ -117,6 +132,12 @@ def add_parsers(commands: Any, seconds: Seconds) -> None:
                              "absolute path)")
     config.add_argument("--hypervisor", default="qemu:///system", metavar="URI",
                         help="the hypervisor parameter (default: qemu:///system)")
+    config.add_argument("--two-primaries", choices=("always", "migration"), default="always",
+                        help="always (default): both nodes Primary, in a promotable clone; migration (DRBD 9): "
+                             "two primaries only while a live migration runs, no clone")
+    config.add_argument("--diskless", action="append", default=[], metavar="NODE",
+                        help="a diskless DRBD node (quorum tiebreaker) the VM must never run on "
+                             "(repeatable; with --two-primaries migration)")
     config.add_argument("--pcs", action="store_true", help="print pcs commands instead of crmsh")
     config.set_defaults(handler=cmd_config)
 
@@ -178,7 +199,8 @@ def cmd_config(args: argparse.Namespace, runner: CommandRunner, out: TextIO, err
     resources = list(dict.fromkeys(args.drbd_resources))
     _warn_unnamed_resources(text, resources, err)
     setup = VmSetup(vm_id=args.vm, config_path=args.config_path or os.path.abspath(args.domain_xml),
-                    drbd_resources=resources, actions=vm_actions(), hypervisor=args.hypervisor)
+                    drbd_resources=resources, actions=vm_actions(), hypervisor=args.hypervisor,
+                    two_primaries=args.two_primaries, diskless=list(dict.fromkeys(args.diskless)))
     try:
         out.write(pcs_commands(setup) if args.pcs else crmsh_commands(setup))
     except ConfigError as exc:

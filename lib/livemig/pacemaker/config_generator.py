@@ -6,6 +6,12 @@ For each DRBD resource: an ``ocf:linbit:drbd`` primitive in a promotable clone
 timeouts the agent's meta-data advises; the VM colocated with each clone's
 Promoted role and ordered after its promote.
 
+With ``two_primaries="migration"`` (the agent's ``drbd_two_primaries=migration``, DRBD 9):
+no DRBD primitive or clone at all (the agent promotes the DRBD resources where the VM runs and
+allows two primaries only for a live migration; DRBD is brought up at boot by drbd-utils'
+``drbd@RES.target``), the VM primitive with ``drbd_two_primaries=migration``, a location
+constraint (-INFINITY) per diskless node, and the DRBD resource file's settings as comments.
+
 Fencing is never turned off here: dual-primary DRBD needs it. The commands keep
 ``stonith-enabled=true`` and say that a fencing device must exist, since which
 device a site has cannot be known from the VM.
@@ -29,7 +35,13 @@ from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 from livemig.ocf.metadata import Action
-from livemig.pacemaker.naming import colocation_id, drbd_clone_id, drbd_primitive_id, order_id
+from livemig.pacemaker.naming import (
+    avoid_location_id,
+    colocation_id,
+    drbd_clone_id,
+    drbd_primitive_id,
+    order_id,
+)
 
 #: Operations whose timeouts come from the agent's meta-data, in the order they are written.
 VM_OPERATIONS = ("start", "stop", "monitor", "migrate_to", "migrate_from")
@@ -42,7 +54,16 @@ DRBD_MONITOR_TIMEOUT = "20s"
 CLONE_META = ("promotable=true promoted-max=2 promoted-node-max=1 clone-max=2 clone-node-max=1 "
               "notify=true interleave=true")
 
+#: ``drbd_two_primaries``: today's both-Primary (``always``) or a window per migration (``migration``).
+TWO_PRIMARIES_ALWAYS = "always"
+TWO_PRIMARIES_MIGRATION = "migration"
+TWO_PRIMARIES_MODES = (TWO_PRIMARIES_ALWAYS, TWO_PRIMARIES_MIGRATION)
+#: What the DRBD resource file needs in ``migration`` mode (DRBD 9), printed as comments.
+MIGRATION_NET = "net { protocol C; allow-two-primaries no; }"
+MIGRATION_OPTIONS = "options { auto-promote yes; quorum majority; on-no-quorum io-error; }"
+
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_NODE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _DRBD_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
@@ -88,12 +109,20 @@ class VmSetup:
     drbd_resources: Sequence[str]
     actions: Sequence[Action]
     hypervisor: str = "qemu:///system"
+    two_primaries: str = TWO_PRIMARIES_ALWAYS
+    #: diskless DRBD nodes (tiebreakers) the VM must never run on (``migration`` mode)
+    diskless: Sequence[str] = ()
+
+    @property
+    def window(self) -> bool:
+        return self.two_primaries == TWO_PRIMARIES_MIGRATION
 
     def values(self) -> List[Tuple[str, str]]:
         """(what, value) for every value the commands contain."""
         return ([("the VM id", self.vm_id), ("the config path", self.config_path),
                  ("the hypervisor URI", self.hypervisor)]
-                + [("the DRBD resource", res) for res in self.drbd_resources])
+                + [("the DRBD resource", res) for res in self.drbd_resources]
+                + [("the diskless node", node) for node in self.diskless])
 
     def validate(self, crmsh: bool = False) -> None:
         for what, value in self.values():
@@ -114,6 +143,14 @@ class VmSetup:
         for res in self.drbd_resources:
             if not _DRBD_NAME.fullmatch(res):
                 raise ConfigError(f"{res!r} is not a DRBD resource name")
+        if self.two_primaries not in TWO_PRIMARIES_MODES:
+            raise ConfigError(f"two primaries {self.two_primaries!r}: one of {', '.join(TWO_PRIMARIES_MODES)}")
+        if self.diskless and not self.window:
+            raise ConfigError("--diskless is for --two-primaries migration (with always, the promotable clone "
+                              "would have to be kept off the diskless node too: not written by livemig config)")
+        for node in self.diskless:
+            if not _NODE.fullmatch(node):
+                raise ConfigError(f"{node!r} is not a node name (letters, digits, _ . -)")
 
 
 def _ops(actions: Sequence[Action]) -> List[Action]:
@@ -127,15 +164,48 @@ def _missing_migrate_ops(actions: Sequence[Action]) -> List[str]:
 
 
 def _notes(setup: VmSetup, tool: str) -> List[str]:
-    lines = [
-        f"# livemig config: {setup.vm_id} on DRBD {', '.join(setup.drbd_resources)} ({tool})",
-        "# Dual-primary DRBD needs fencing: a fencing (stonith) device for every node must exist",
-        "# before these resources run; stonith-enabled stays true.",
-    ]
+    if setup.window:
+        lines = [f"# livemig config: {setup.vm_id} on DRBD {', '.join(setup.drbd_resources)} ({tool}), "
+                 "drbd_two_primaries=migration"]
+        lines += _window_notes(setup)
+        lines += ["# Fencing: a fencing (stonith) device for every node must exist before these resources",
+                  "# run; stonith-enabled stays true."]
+    else:
+        lines = [
+            f"# livemig config: {setup.vm_id} on DRBD {', '.join(setup.drbd_resources)} ({tool})",
+            "# Dual-primary DRBD needs fencing: a fencing (stonith) device for every node must exist",
+            "# before these resources run; stonith-enabled stays true.",
+        ]
     missing = _missing_migrate_ops(setup.actions)
     if missing:
         lines.append(f"# The agent's meta-data declares no {' or '.join(missing)} timeout: Pacemaker's "
                      "default operation timeout applies.")
+    return lines
+
+
+def _window_notes(setup: VmSetup) -> List[str]:
+    """What ``migration`` mode needs outside Pacemaker: DRBD's file, its start at boot, the hook."""
+    names = " ".join(setup.drbd_resources)
+    lines = [
+        "# Pacemaker manages no DRBD resource in this mode (no ocf:linbit:drbd, no promotable clone):",
+        f"# the agent promotes {names} where {setup.vm_id} runs, allows two primaries only while a live",
+        "# migration runs, and demotes when the VM stops. DRBD 9 only.",
+        "# Bring DRBD up at boot on every node with drbd-utils' units: drbd@RES.target starts drbd@RES.service",
+        "# (drbdadm adjust RES, ordered before pacemaker.service; drbd@.target(7), drbd@.service(7)):",
+    ]
+    lines += [f"#   systemctl enable drbd@{res}.target" for res in setup.drbd_resources]
+    lines += [
+        "# In each DRBD resource's file, on every node (then drbdadm adjust RES on every node):",
+        f"#   {MIGRATION_NET}",
+        f"#   {MIGRATION_OPTIONS}",
+        "# quorum majority needs three or more nodes: with two, add a diskless tiebreaker (DRBD 9: disk none;",
+        "# in its on section) and name it with --diskless NODE; the guard refuses a migration that could",
+        "# leave either node without quorum.",
+        "# Every node needs the libvirt hook /etc/libvirt/hooks/qemu.d/livemig (the livemig package installs",
+        "# it); libvirtd (or virtqemud) reads hooks when it starts: restart it after installing.",
+    ]
+    for node in setup.diskless:
+        lines.append(f"# {setup.vm_id} never runs on {node} (diskless): {avoid_location_id(setup.vm_id, node)}.")
     return lines
 
 
@@ -184,6 +254,23 @@ def pcs_order(vm_id: str, clone_id: str) -> str:
             f"id={_word(order_id(clone_id, vm_id))}")
 
 
+def crm_avoid(vm_id: str, node: str) -> str:
+    return f"location {_word(avoid_location_id(vm_id, node))} {_word(vm_id)} -inf: {_word(node)}"
+
+
+def pcs_avoid(vm_id: str, node: str) -> str:
+    # Not `location add ID VM NODE -INFINITY`: pcs 0.11.5 deprecates the bare negative score (wants `--`),
+    # 0.12 a standalone score, and 0.11.5 refuses score=-INFINITY there. `avoids` names it avoid_location_id.
+    return f"pcs constraint location {_word(vm_id)} avoids {_word(node)}"
+
+
+def _vm_params(setup: VmSetup) -> str:
+    text = f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)}"
+    if setup.window:
+        text += f" drbd_two_primaries={TWO_PRIMARIES_MIGRATION}"
+    return text
+
+
 def crmsh_commands(setup: VmSetup) -> str:
     """crm configure syntax: paste into ``crm configure`` (then ``commit``), or ``crm configure load update FILE``.
 
@@ -193,15 +280,16 @@ def crmsh_commands(setup: VmSetup) -> str:
     """
     setup.validate(crmsh=True)
     lines: List[str] = []
-    for res in setup.drbd_resources:
+    clones = [] if setup.window else list(setup.drbd_resources)
+    for res in clones:
         lines += crm_drbd_statements(res)
     ops = " ".join(_crm_op(a) for a in _ops(setup.actions))
     vm = _word(setup.vm_id)
-    lines.append(f"primitive {vm} ocf:livemig:VirtualDomain params "
-                 f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)} "
+    lines.append(f"primitive {vm} ocf:livemig:VirtualDomain params {_vm_params(setup)} "
                  f"meta allow-migrate=true {ops}".rstrip())
-    for res in setup.drbd_resources:
+    for res in clones:
         lines += [crm_colocation(setup.vm_id, drbd_clone_id(res)), crm_order(setup.vm_id, drbd_clone_id(res))]
+    lines += [crm_avoid(setup.vm_id, node) for node in setup.diskless]
     lines.append("property stonith-enabled=true")
     lines += _notes(setup, "crmsh")
     lines.append("# Paste into `crm configure` and commit, or save to FILE and run: crm configure load update FILE")
@@ -227,15 +315,16 @@ def pcs_commands(setup: VmSetup) -> str:
     lines = _notes(setup, "pcs")
     lines.append("# To apply them together: pcs cluster cib FILE; run each command as pcs -f FILE ...; "
                  "pcs cluster cib-push FILE --config")
-    for res in setup.drbd_resources:
+    clones = [] if setup.window else list(setup.drbd_resources)
+    for res in clones:
         lines += pcs_drbd_commands(res)
     ops = " ".join(_pcs_op(a) for a in _ops(setup.actions))
     vm = _word(setup.vm_id)
-    lines.append(f"pcs resource create {vm} ocf:livemig:VirtualDomain "
-                 f"config={_word(setup.config_path)} hypervisor={_word(setup.hypervisor)} "
+    lines.append(f"pcs resource create {vm} ocf:livemig:VirtualDomain {_vm_params(setup)} "
                  f"meta allow-migrate=true" + (f" op {ops}" if ops else "") + " --no-default-ops")
-    for res in setup.drbd_resources:
+    for res in clones:
         lines += [pcs_colocation(setup.vm_id, drbd_clone_id(res)), pcs_order(setup.vm_id, drbd_clone_id(res))]
+    lines += [pcs_avoid(setup.vm_id, node) for node in setup.diskless]
     lines.append("pcs property set stonith-enabled=true")
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,11 @@ For DRBD resource ``RES`` the ``ocf:linbit:drbd`` primitive is
 character of ``RES`` that a Pacemaker id cannot hold (anything but ASCII
 letters, digits, ``_``, ``.`` and ``-``: a DRBD name may have ``+``) becomes
 ``_``. The VM's colocation with the clone's Promoted role is
-``col_<VM>_on_<CLONE>``, the order promote-then-start ``ord_<CLONE>_before_<VM>``.
+``col_<VM>_on_<CLONE>``, the order promote-then-start ``ord_<CLONE>_before_<VM>``, and
+the location keeping the VM off node ``NODE`` (a diskless DRBD tiebreaker)
+``location-<VM>-<NODE>--INFINITY``: the id ``pcs constraint location VM avoids NODE`` gives it
+(pcs 0.11 and 0.12; the only form of a -INFINITY location both read without a deprecation, and
+it takes no id).
 """
 
 from __future__ import annotations
@@ -34,3 +38,7 @@ def colocation_id(vm_id: str, clone_id: str) -> str:
 
 def order_id(clone_id: str, vm_id: str) -> str:
     return f"ord_{clone_id}_before_{vm_id}"
+
+
+def avoid_location_id(vm_id: str, node: str) -> str:
+    return f"location-{vm_id}-{id_part(node)}--INFINITY"
