@@ -154,6 +154,8 @@ class Hook:
 def _to_promote(resources: Sequence[str], entries: Sequence[DrbdResourceState],
                 shown: Dict[str, ShowResource]) -> List[str]:
     """The resources to make Primary here for the incoming domain; HookRefusal where its QEMU could not open them."""
+    from livemig.drbd.quorum import survives_without
+
     wanted = []
     by_name = {e.name: e for e in entries}
     for name in resources:
@@ -172,6 +174,13 @@ def _to_promote(resources: Sequence[str], entries: Sequence[DrbdResourceState],
                 raise HookRefusal(f"{name}: {peer.name or 'a peer'} is Primary and the connection does not allow two "
                                   "primaries: this node's QEMU could not open the device (is the source's "
                                   "drbd_two_primaries=migration window open?)")
+            # This node must keep quorum if the link to the source breaks inside the window. A
+            # two-node resource never can: the source's guard refused that already unless the
+            # operator allowed it (drbd_allow_two_node_quorum), which the hook cannot see.
+            survival = survives_without(entry, peer, show) if show is not None else None
+            if survival is None or not survival.decided or (not survival.ok and not survival.two_node):
+                detail = survival.detail if survival is not None else "no settings from drbdsetup show"
+                raise HookRefusal(f"{name}: quorum on this node without {peer.name or 'the source'}: {detail}")
         for vol in entry.volumes:
             if vol.quorum is False:
                 raise HookRefusal(f"{name}: no quorum on this node")

@@ -274,8 +274,11 @@ def test_guard_checks_a_detected_resource_the_explicit_list_leaves_out(monkeypat
     from tests.unit.drbd.builders import status9_doc
 
     xml = PLAN_DOMAIN.format(a="/dev/drbd/by-res/r9/0", b="/dev/drbd/by-res/r0/0")
-    plan = _plan(monkeypatch, _status9(status9_doc(name="r9"), status9_doc(name="r0", peer_disk="Inconsistent")),
-                 xml, drbd_resources="r9")
+    show = [{"resource": n, "options": {"quorum": "off"}, "connections": [{"_peer_node_id": 1, "net": {}}]}
+            for n in ("r9", "r0")]
+    answers = dict(_status9(status9_doc(name="r9"), status9_doc(name="r0", peer_disk="Inconsistent")))
+    answers["drbdsetup show"] = (0, json.dumps(show))
+    plan = _plan(monkeypatch, answers, xml, drbd_resources="r9")
     with pytest.raises(GenericError, match="^DRBD guard refused migration to beta: r0: volume 0: beta disk is "
                                            "Inconsistent; needs UpToDate"):
         plan.guard("beta")

@@ -94,8 +94,12 @@ def test_migration_opens_the_window_for_the_move_only(agent, fake_libvirt: FakeL
     beta = two_nodes(fake_libvirt, world, tmp_path)
     assert agent("start", **WINDOW).code == 0
     seen = []
-    fake_libvirt.migration["duration"] = 0.3
-    fake_libvirt.hooks["jobStats"] = lambda: seen.append(state(world)) if not seen else None
+
+    def prepare() -> None:
+        beta_hook(world, tmp_path, "migrate")
+        seen.append(state(world))  # the incoming QEMU starts here
+
+    fake_libvirt.migration["prepare"] = prepare
     res = agent("migrate_to", OCF_RESKEY_CRM_meta_migrate_target="beta", **WINDOW)
     assert res.code == 0, res.stderr
     assert "vm1" in beta.domains
@@ -130,7 +134,7 @@ def test_a_leftover_allowance_is_cleared_by_the_next_monitor(agent, fake_libvirt
     assert agent("start", **WINDOW).code == 0
     assert world.nodes["alpha"].tool(["drbdsetup", "net-options", "r0", "1", "--allow-two-primaries=yes"]).ok
     assert state(world)["allowed"] == ["alpha", "beta"]
-    assert agent("monitor", OCF_CHECK_LEVEL="10", **WINDOW).code == 0
+    assert agent("monitor", interval_ms=10000, OCF_CHECK_LEVEL="10", **WINDOW).code == 0
     assert state(world) == {"roles": {"alpha": "Primary", "beta": "Secondary"}, "allowed": []}
 
 

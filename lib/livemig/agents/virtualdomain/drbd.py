@@ -226,6 +226,9 @@ class DrbdPolicy:
         # Only what differs from the guard's defaults (today's behaviour) is passed.
         options: Dict[str, Any] = {name: True for name in ("allow_diskless_target", "allow_two_node_quorum")
                                    if self.values.get("drbd_" + name)}
+        # Quorum survival in every mode (DRBD 9, where quorum is configured): the source must keep
+        # quorum if the link to the target breaks while both run the VM's disks.
+        options["check_quorum"] = True
         if self.window_mode:
             options["phase"] = phase
         return options
