@@ -96,3 +96,20 @@ def test_main_reports_a_refusal_on_stderr_with_exit_1(tmp_path: Path, monkeypatc
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("livemig: r0: alpha is Primary") and err.count("\n") == 1
+
+
+def test_incoming_refuses_a_target_that_would_lose_quorum_without_the_source(tmp_path: Path) -> None:
+    world = DrbdWorld(tmp_path, ["alpha", "beta", "gamma"], two_primaries_in_config=True)
+    assert world.sim(["config", "r0", "--quorum=majority"]).ok
+    for node in world.names:
+        assert world.nodes[node].tool(["drbdadm", "adjust", "r0"]).ok
+    assert world.nodes["alpha"].tool(["drbdsetup", "primary", "r0"]).ok
+    assert world.sim(["link", "r0", "beta", "gamma", "down"]).ok  # beta's only other vote
+    with world.as_node("beta"), pytest.raises(HookRefusal) as refused:
+        hook(world, "beta", tmp_path).incoming("vm1", DOMAIN_XML)
+    assert str(refused.value).startswith("r0: quorum on this node without alpha: ")
+    assert role(world, "beta") == "Secondary"
+    assert world.sim(["link", "r0", "beta", "gamma", "up"]).ok
+    with world.as_node("beta"):
+        hook(world, "beta", tmp_path).incoming("vm1", DOMAIN_XML)
+    assert role(world, "beta") == "Primary"
