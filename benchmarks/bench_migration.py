@@ -68,8 +68,8 @@ def virsh_migrate(source: str, target: str) -> Tuple[int, float]:
     return res.returncode, wall
 
 
-def job_stats(node: str) -> Dict[str, str]:
-    res = lab_nodes.on_node(node, ["virsh", "domjobinfo", "--completed", "--keep-completed", NAME], check=False)
+def job_stats(node: str, name: str = NAME) -> Dict[str, str]:
+    res = lab_nodes.on_node(node, ["virsh", "domjobinfo", "--completed", "--keep-completed", name], check=False)
     stats = {}
     for line in res.stdout.splitlines():
         if ":" in line:
