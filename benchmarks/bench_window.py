@@ -108,7 +108,7 @@ def run(reps: int, warmup: int, seed: int) -> List[List[str]]:
     results: Dict[str, List[Tuple[float, float, float, float]]] = {m: [] for m in MODES}
     order = [MODES if i % 2 == 0 else MODES[::-1] for i in range(reps)]
     random.Random(seed).shuffle(order)
-    for i in range(warmup):
+    for _ in range(warmup):
         for mode in MODES:
             migrate(mode, nodes[where], nodes[1 - where], config)
             where = 1 - where
