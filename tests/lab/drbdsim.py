@@ -42,6 +42,14 @@ DRBD 9's model, as far as issue 17 needs it (docs/two-primaries.md findings 1-6)
 * every role change, net-option change, connection change, refusal and open is appended to the
   record (``drbdsim record``; :func:`read_records`, :func:`primaries_intervals`).
 
+Not modelled: the waits of ``auto-promote-timeout`` (a refusal is immediate: the store is locked
+while a command runs, so no peer could change meanwhile), after-sb policies, fencing,
+data-integrity-alg, quorum-minimum-redundancy, more than one volume. ``drbdadm net-options RES``
+changes every connection of the node; ``drbdadm adjust`` is :func:`adjust`. ``drbdsim kernel``
+must run inside the node whose opens it models (each lab node has its own PID namespace and
+/proc, so /proc/*/fd shows that node's processes only; from the host every node's processes
+would look alike): ``nsenter ... env LIVEMIG_LAB_NODE=NODE drbdsim kernel --for=S``.
+
 DRBD's rules are enforced with its messages and exit codes (drbdsetup: ``<obj>: State change
 failed: (<SS code>) <text>`` exit 11, or 17 for SS_NO_UP_TO_DATE_DISK; ``<obj>: Failure:
 (<ERR code>) <text>`` exit 10; drbdadm adds ``Command 'drbdsetup ...' terminated with exit
@@ -866,9 +874,16 @@ def do_up(data: Dict[str, Any], name: str, me: str) -> None:
         create_device(name, res)
 
 
-def held_for_writing(data: Dict[str, Any], name: str, me: str) -> bool:
+def held_open(data: Dict[str, Any], name: str, me: str, writers_only: bool) -> bool:
+    """Held open on ``me``: the model's openers, and (with devices) the processes of this node
+    (a demotion needs no writer, DRBD's open_rw_cnt; down needs no opener at all)."""
     res = data["resources"][name]
-    return rw_opens(res, me) > 0 or bool(data.get("devices") and device_open(name, res))
+    if rw_opens(res, me) or (not writers_only and ro_opens(res, me)):
+        return True
+    if not data.get("devices"):
+        return False
+    modes = scan_opens(name, res).values()
+    return "rw" in modes if writers_only else bool(modes)
 
 
 def do_down(data: Dict[str, Any], name: str, me: str) -> None:
@@ -876,7 +891,7 @@ def do_down(data: Dict[str, Any], name: str, me: str) -> None:
     n = res["nodes"][me]
     if not n["up"]:
         return
-    if n["role"] == "Primary" and held_for_writing(data, name, me):
+    if n["role"] == "Primary" and held_open(data, name, me, writers_only=False):
         raise refused(data, name, me, "down", fail_state(objname(data, name), SS_DEVICE_IN_USE))
     set_role(data, name, me, "Secondary", "down")
     n["up"] = False
@@ -933,7 +948,7 @@ def do_secondary(data: Dict[str, Any], name: str, me: str) -> None:
     if n["role"] == "Secondary":
         n["explicit_primary"] = False
         return
-    if held_for_writing(data, name, me):
+    if held_open(data, name, me, writers_only=True):
         raise refused(data, name, me, "secondary", fail_state(objname(data, name), SS_DEVICE_IN_USE))
     set_role(data, name, me, "Secondary", "explicit")
 

@@ -8,12 +8,15 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from livemig.drbd.config import parse_dump_xml
 from livemig.drbd.guard import evaluate_guard
@@ -588,3 +591,90 @@ def test_scan_opens_reads_the_mode_of_another_process(tmp_path: Path, monkeypatc
         finally:
             holder.communicate("", timeout=10)
     assert drbdsim.scan_opens("r0", {}) == {}
+
+
+# --------------------------------------------------------------------------- DRBD's invariant over random sequences
+
+NAMES = [n for n, _ in NODES3]
+NODE = st.sampled_from(NAMES)
+OPS = st.one_of(
+    st.tuples(st.just("primary"), NODE),
+    st.tuples(st.just("secondary"), NODE),
+    st.tuples(st.just("net"), NODE, NODE, st.booleans(), st.sampled_from(["C", "C", "A"])),
+    st.tuples(st.just("link"), NODE, NODE, st.booleans()),
+    st.tuples(st.just("open"), NODE, st.sampled_from(["ro", "rw"])),
+    st.tuples(st.just("close"), NODE, st.sampled_from(["ro", "rw"])),
+    st.tuples(st.just("adjust"), NODE),
+    st.tuples(st.just("connect"), NODE),
+)
+
+
+def op_argv(op: Tuple[Any, ...]) -> Tuple[str, List[str]]:
+    kind, node = op[0], op[1]
+    if kind in ("primary", "secondary"):
+        return node, ["drbdsetup", kind, "r0"]
+    if kind == "net":
+        peer_id = str(NAMES.index(op[2]))
+        return node, ["drbdsetup", "net-options", "r0", peer_id, f"--allow-two-primaries={'yes' if op[3] else 'no'}",
+                      f"--protocol={op[4]}"]
+    if kind == "link":
+        return node, ["drbdsim", "link", "r0", node, op[2], "up" if op[3] else "down"]
+    if kind in ("open", "close"):
+        return node, ["drbdsim", kind, node, "r0", op[2]]
+    if kind == "adjust":
+        return node, ["drbdsim", "adjust", node, "r0"]
+    return node, ["drbdadm", "connect", "r0"]
+
+
+class Snapshot:
+    """The oracle's view, from the tools' JSON only: roles, Connected pairs, each side's allowance."""
+
+    def __init__(self, w: World) -> None:
+        self.roles = {n: w.role(n) for n in NAMES}
+        self.connected: Set[Tuple[str, str]] = set()
+        self.allowed: Dict[Tuple[str, str], bool] = {}
+        for n in NAMES:
+            for conn in w.status(n).get("connections", []):
+                if conn["connection-state"] == "Connected":
+                    self.connected.add((n, conn["name"]))
+            for conn in w.show(n, "--show-defaults").get("connections", []):
+                self.allowed[(n, conn["net"]["_name"])] = conn["net"]["allow-two-primaries"]
+
+    def dual(self) -> Set[Tuple[str, str]]:
+        """Pairs Connected (seen so from both sides) with both nodes Primary."""
+        return {(a, b) for a in NAMES for b in NAMES if a < b and (a, b) in self.connected
+                and self.roles[a] == self.roles[b] == "Primary"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(OPS, min_size=1, max_size=25))
+def test_never_two_primaries_unless_both_sides_allowed_it(ops: List[Tuple[Any, ...]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        w = World(Path(tmp), config=["--allow-two-primaries=no"])
+        before = Snapshot(w)
+        for op in ops:
+            node, argv = op_argv(op)
+            rc, out, err = w.run(node, *argv)
+            after = Snapshot(w)
+            # connections are seen alike from both ends
+            assert all((b, a) in after.connected for a, b in after.connected), op
+            for a, b in after.dual() - before.dual():
+                # a new pair of Primaries on a Connected connection: only by a promotion of one of
+                # them, and only where both sides' settings allowed it at that moment
+                assert op[0] in ("primary", "open") and node in (a, b), (op, a, b)
+                assert after.allowed[(a, b)] and after.allowed[(b, a)], (op, a, b, after.allowed)
+            for a, b in after.dual():
+                # DRBD keeps it allowed while both are Primary (164 for net-options and adjust)
+                assert after.allowed[(a, b)] and after.allowed[(b, a)], (op, a, b)
+            if rc != 0 and op[0] in ("primary", "secondary"):
+                assert after.roles == before.roles, (op, err)
+            if op[0] == "net" and rc == 0:
+                assert out == err == ""
+            before = after
+        records = w.records()
+        replayed = drbdsim.roles_from_records(records)
+        assert {n: replayed.get(("r0", n), "Secondary") for n in NAMES} == before.roles
+        primaries = sorted(n for n in NAMES if before.roles[n] == "Primary")
+        still_open = [i for i in drbdsim.primaries_intervals(records) if i["end"] is None]
+        assert [i["nodes"] for i in still_open] == ([primaries] if len(primaries) > 1 else [])
+        assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
