@@ -264,6 +264,33 @@ def primaries_intervals(records: Iterable[Dict[str, Any]], res: Optional[str] = 
     return out
 
 
+
+def allowance_intervals(records: Iterable[Dict[str, Any]], res: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The periods in which a connection allowed two primaries on at least one side, from the
+    record's net changes: ``{"res", "nodes" (the pair, sorted), "start", "end" (None: still
+    open), "start_seq", "end_seq"}``. A store made with allow-two-primaries in its configuration
+    has it from ``up`` on (the ``up`` events' connections are not in the record: use this with
+    a configuration that says no, as ``drbd_two_primaries=migration`` has it)."""
+    sides: Dict[Tuple[str, str, str], bool] = {}
+    current: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+    out: List[Dict[str, Any]] = []
+    for r in records:
+        if r["event"] != "net" or (res is not None and r.get("res") != res):
+            continue
+        a, b = sorted((r["node"], r["peer"]))
+        key = (r["res"], a, b)
+        sides[(r["res"], r["node"], r["peer"])] = bool(r["options"]["allow-two-primaries"])
+        on = sides.get((r["res"], a, b), False) or sides.get((r["res"], b, a), False)
+        if on and key not in current:
+            current[key] = {"res": r["res"], "nodes": [a, b], "start": r["t"], "start_seq": r["seq"],
+                            "end": None, "end_seq": None}
+            out.append(current[key])
+        elif not on and key in current:
+            done = current.pop(key)
+            done["end"], done["end_seq"] = r["t"], r["seq"]
+    return out
+
+
 # --------------------------------------------------------------------------- configuration
 
 

@@ -501,6 +501,20 @@ def test_record_gives_the_two_primaries_window(world: World) -> None:
     closed = next(r for r in net if r["seq"] > window["end_seq"] and not r["options"]["allow-two-primaries"])
     assert opened["seq"] < window["start_seq"] < window["end_seq"] < closed["seq"]
     assert drbdsim.roles_from_records(lines) == {("r0", "alpha"): "Secondary", ("r0", "beta"): "Primary"}
+    (allowed,) = drbdsim.allowance_intervals(lines, "r0")
+    assert allowed["nodes"] == ["alpha", "beta"]
+    assert (allowed["start_seq"], allowed["end_seq"]) == (opened["seq"], closed["seq"] + 1)  # + beta's copy
+    assert allowed["start"] <= window["start"] <= window["end"] <= allowed["end"]
+
+
+def test_connect_and_disconnect_one_peer(world: World) -> None:
+    assert world.run("alpha", "drbdsetup", "disconnect", "r0", "2") == (0, "", "")
+    assert (world.cstate("alpha", "gamma"), world.cstate("gamma", "alpha")) == ("StandAlone", "Connecting")
+    assert world.cstate("alpha", "beta") == "Connected"
+    assert world.run("alpha", "drbdsetup", "connect", "r0", "2") == (0, "", "")
+    assert world.cstate("alpha", "gamma") == "Connected"
+    rc, _, err = world.run("alpha", "drbdsetup", "connect", "r0", "9")
+    assert rc == 10 and err.startswith("r0: Failure: (162) Invalid configuration request\n")
 
 
 def test_opens_auto_promote_refusals_and_auto_demote(world: World) -> None:
