@@ -692,3 +692,52 @@ def test_never_two_primaries_unless_both_sides_allowed_it(ops: List[Tuple[Any, .
         still_open = [i for i in drbdsim.primaries_intervals(records) if i["end"] is None]
         assert [i["nodes"] for i in still_open] == ([primaries] if len(primaries) > 1 else [])
         assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+
+
+def test_kernel_loop_sees_a_process_open_and_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``drbdsim kernel --once`` end to end: a process of "this node" opens the device for writing
+    (auto-promote), its peer's read-only open while it is Primary is EMEDIUMTYPE, the writer exits
+    (auto-demote)."""
+    dev = tmp_path / "drbd1"
+    dev.write_bytes(b"\0" * 512)
+    monkeypatch.setattr(drbdsim, "dev_paths", lambda name, res: (str(dev), str(tmp_path / "link")))
+    monkeypatch.setattr(drbdsim, "create_device", lambda name, res: None)
+    monkeypatch.setattr(drbdsim, "remove_device", lambda name, res: None)
+    w = World(tmp_path, config=["--allow-two-primaries=no"], up=False)
+    doc = w.dump()
+    doc["devices"] = True
+    with open(w.store, "w") as f:
+        json.dump(doc, f)
+    for node in ("alpha", "beta"):
+        assert w.run(node, "drbdadm", "up", "r0")[0] == 0
+
+    def holder(mode: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"import sys; f = open({str(dev)!r}, {mode!r}); print('open', flush=True); "
+                                   "sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "open\n"
+        return proc
+
+    writer = holder("r+b")
+    try:
+        assert w.run("alpha", "drbdsim", "kernel", "--once") == (0, "", "")
+        assert w.role("alpha") == "Primary"
+        assert w.run("alpha", "drbdsetup", "secondary", "r0")[0] == 11  # held open for writing
+        # The same /proc seen as beta's (in the lab each node has its own): a read-only open
+        # there while alpha is Primary.
+        reader = holder("rb")
+        try:
+            assert w.run("beta", "drbdsim", "kernel", "--once")[0] == 0
+        finally:
+            reader.communicate("", timeout=10)
+    finally:
+        writer.communicate("", timeout=10)
+    assert w.run("alpha", "drbdsim", "kernel", "--once")[0] == 0
+    assert w.role("alpha") == "Secondary"
+    assert [(r["node"], r["to"], r["how"]) for r in w.records("role")] == [
+        ("alpha", "Primary", "auto"), ("alpha", "Secondary", "auto")]
+    refused = w.records("open-refused")
+    # beta saw both descriptors; the writer's is refused too (EROFS: alpha is Primary, no allowance)
+    assert sorted((r["node"], r["mode"], r["errno"]) for r in refused) == [
+        ("beta", "ro", "EMEDIUMTYPE"), ("beta", "rw", "EROFS")]
