@@ -108,7 +108,7 @@ NET_CHOICES = {"protocol": ("A", "B", "C"), "on-congestion": ("block", "pull-ahe
 RES_DEFAULTS: Dict[str, Any] = {"auto-promote": True, "quorum": "off", "auto-promote-timeout": 20}
 #: errno names of a refused open, with strerror's text
 ERRNO_TEXT = {"EROFS": "Read-only file system", "EMEDIUMTYPE": "Wrong medium type", "ENODATA": "No data available"}
-LOG_KEEP = 1000  # lines of each node's log kept in the store
+LOG_KEEP = 400  # lines of each node's log kept in the store
 
 
 class DrbdFailure(Exception):

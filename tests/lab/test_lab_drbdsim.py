@@ -741,3 +741,24 @@ def test_kernel_loop_sees_a_process_open_and_close(tmp_path: Path, monkeypatch: 
     # beta saw both descriptors; the writer's is refused too (EROFS: alpha is Primary, no allowance)
     assert sorted((r["node"], r["mode"], r["errno"]) for r in refused) == [
         ("beta", "ro", "EMEDIUMTYPE"), ("beta", "rw", "EROFS")]
+
+
+def test_a_rebooted_peer_meets_a_leftover_allowance(world: World) -> None:
+    """docs/two-primaries.md "Target lost midway": the survivor keeps a runtime yes, the peer comes
+    back with the file's no: StandAlone until the survivor clears it and connects again."""
+    w = world
+    assert w.run("alpha", "drbdsetup", "primary", "r0")[0] == 0
+    assert w.run("alpha", "drbdsetup", "net-options", "r0", "1", "--allow-two-primaries=yes")[0] == 0
+    assert w.run("beta", "drbdsetup", "primary", "r0")[0] == 0
+    assert w.run("alpha", "drbdsim", "crash", "beta")[0] == 0
+    assert w.role("beta") == "down" and w.cstate("alpha", "beta") == "Connecting"
+    assert w.run("beta", "drbdadm", "up", "r0")[0] == 0  # rebooted: Secondary, the file's settings
+    assert "allow-two-primaries" not in w.net("beta", 0)
+    assert (w.cstate("alpha", "beta"), w.cstate("beta", "alpha")) == ("StandAlone", "StandAlone")
+    # The survivor may clear it: the peer is not Connected, so not Primary as alpha sees it.
+    assert w.run("alpha", "drbdsetup", "net-options", "r0", "1", "--allow-two-primaries=no") == (0, "", "")
+    assert w.run("alpha", "drbdadm", "connect", "r0")[0] == 0
+    assert w.run("beta", "drbdadm", "connect", "r0")[0] == 0
+    assert w.cstate("alpha", "beta") == "Connected"
+    assert [(r["node"], r["to"], r["how"]) for r in w.records("role")] == [
+        ("alpha", "Primary", "explicit"), ("beta", "Primary", "explicit"), ("beta", "Secondary", "crash")]
