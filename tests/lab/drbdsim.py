@@ -707,7 +707,8 @@ def status_text(data: Dict[str, Any], me: str, names: Sequence[str]) -> str:
                 continue
             lines.append(f"  {p} role:{peer_role(res, me, p)}")
             repl = replication(res, me, p)
-            extra = f" done:{done_pct(res):.2f}" if repl in ("SyncSource", "SyncTarget") else ""
+            extra = " peer-client:yes" if is_client(res, p) else ""
+            extra += f" done:{done_pct(res):.2f}" if repl in ("SyncSource", "SyncTarget") else ""
             lines.append(f"    replication:{repl} peer-disk:{peer_disk(res, me, p)}{extra}")
         lines.append("")
     return "\n".join(lines) + ("\n" if lines else "")

@@ -308,6 +308,9 @@ def test_three_nodes_diskless_tiebreaker_keeps_quorum(tmp_path: Path) -> None:
     seen_from_alpha = {c["name"]: c["peer_devices"][0] for c in w.status("alpha")["connections"]}
     assert seen_from_alpha["gamma"]["peer-client"] is True and seen_from_alpha["beta"]["peer-client"] is False
     assert w.show("alpha")["options"]["quorum"] == "majority"
+    assert "  disk:Diskless client:yes" in w.run("gamma", "drbdsetup", "status", "r0")[1].splitlines()
+    assert "    replication:Established peer-disk:Diskless peer-client:yes" in w.run(
+        "alpha", "drbdsetup", "status", "r0")[1].splitlines()
     # The diskful pair loses its link: two voters, one vote each short, but the diskless
     # tiebreaker is Connected to both: both keep quorum (calc_quorum's tiebreaker).
     assert w.run("alpha", "drbdsim", "link", "r0", "alpha", "beta", "down")[0] == 0
