@@ -42,6 +42,14 @@ DRBD 9's model, as far as issue 17 needs it (docs/two-primaries.md findings 1-6)
 * every role change, net-option change, connection change, refusal and open is appended to the
   record (``drbdsim record``; :func:`read_records`, :func:`primaries_intervals`).
 
+Not modelled: the waits of ``auto-promote-timeout`` (a refusal is immediate: the store is locked
+while a command runs, so no peer could change meanwhile), after-sb policies, fencing,
+data-integrity-alg, quorum-minimum-redundancy, more than one volume. ``drbdadm net-options RES``
+changes every connection of the node; ``drbdadm adjust`` is :func:`adjust`. ``drbdsim kernel``
+must run inside the node whose opens it models (each lab node has its own PID namespace and
+/proc, so /proc/*/fd shows that node's processes only; from the host every node's processes
+would look alike): ``nsenter ... env LIVEMIG_LAB_NODE=NODE drbdsim kernel --for=S``.
+
 DRBD's rules are enforced with its messages and exit codes (drbdsetup: ``<obj>: State change
 failed: (<SS code>) <text>`` exit 11, or 17 for SS_NO_UP_TO_DATE_DISK; ``<obj>: Failure:
 (<ERR code>) <text>`` exit 10; drbdadm adds ``Command 'drbdsetup ...' terminated with exit
@@ -100,7 +108,7 @@ NET_CHOICES = {"protocol": ("A", "B", "C"), "on-congestion": ("block", "pull-ahe
 RES_DEFAULTS: Dict[str, Any] = {"auto-promote": True, "quorum": "off", "auto-promote-timeout": 20}
 #: errno names of a refused open, with strerror's text
 ERRNO_TEXT = {"EROFS": "Read-only file system", "EMEDIUMTYPE": "Wrong medium type", "ENODATA": "No data available"}
-LOG_KEEP = 1000  # lines of each node's log kept in the store
+LOG_KEEP = 400  # lines of each node's log kept in the store
 
 
 class DrbdFailure(Exception):
@@ -253,6 +261,33 @@ def primaries_intervals(records: Iterable[Dict[str, Any]], res: Optional[str] = 
             current[name] = {"res": name, "nodes": sorted(now), "start": r["t"], "start_seq": r["seq"],
                              "end": None, "end_seq": None}
             out.append(current[name])
+    return out
+
+
+
+def allowance_intervals(records: Iterable[Dict[str, Any]], res: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The periods in which a connection allowed two primaries on at least one side, from the
+    record's net changes: ``{"res", "nodes" (the pair, sorted), "start", "end" (None: still
+    open), "start_seq", "end_seq"}``. A store made with allow-two-primaries in its configuration
+    has it from ``up`` on (the ``up`` events' connections are not in the record: use this with
+    a configuration that says no, as ``drbd_two_primaries=migration`` has it)."""
+    sides: Dict[Tuple[str, str, str], bool] = {}
+    current: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+    out: List[Dict[str, Any]] = []
+    for r in records:
+        if r["event"] != "net" or (res is not None and r.get("res") != res):
+            continue
+        a, b = sorted((r["node"], r["peer"]))
+        key = (r["res"], a, b)
+        sides[(r["res"], r["node"], r["peer"])] = bool(r["options"]["allow-two-primaries"])
+        on = sides.get((r["res"], a, b), False) or sides.get((r["res"], b, a), False)
+        if on and key not in current:
+            current[key] = {"res": r["res"], "nodes": [a, b], "start": r["t"], "start_seq": r["seq"],
+                            "end": None, "end_seq": None}
+            out.append(current[key])
+        elif not on and key in current:
+            done = current.pop(key)
+            done["end"], done["end_seq"] = r["t"], r["seq"]
     return out
 
 
@@ -672,7 +707,8 @@ def status_text(data: Dict[str, Any], me: str, names: Sequence[str]) -> str:
                 continue
             lines.append(f"  {p} role:{peer_role(res, me, p)}")
             repl = replication(res, me, p)
-            extra = f" done:{done_pct(res):.2f}" if repl in ("SyncSource", "SyncTarget") else ""
+            extra = " peer-client:yes" if is_client(res, p) else ""
+            extra += f" done:{done_pct(res):.2f}" if repl in ("SyncSource", "SyncTarget") else ""
             lines.append(f"    replication:{repl} peer-disk:{peer_disk(res, me, p)}{extra}")
         lines.append("")
     return "\n".join(lines) + ("\n" if lines else "")
@@ -866,9 +902,16 @@ def do_up(data: Dict[str, Any], name: str, me: str) -> None:
         create_device(name, res)
 
 
-def held_for_writing(data: Dict[str, Any], name: str, me: str) -> bool:
+def held_open(data: Dict[str, Any], name: str, me: str, writers_only: bool) -> bool:
+    """Held open on ``me``: the model's openers, and (with devices) the processes of this node
+    (a demotion needs no writer, DRBD's open_rw_cnt; down needs no opener at all)."""
     res = data["resources"][name]
-    return rw_opens(res, me) > 0 or bool(data.get("devices") and device_open(name, res))
+    if rw_opens(res, me) or (not writers_only and ro_opens(res, me)):
+        return True
+    if not data.get("devices"):
+        return False
+    modes = scan_opens(name, res).values()
+    return "rw" in modes if writers_only else bool(modes)
 
 
 def do_down(data: Dict[str, Any], name: str, me: str) -> None:
@@ -876,7 +919,7 @@ def do_down(data: Dict[str, Any], name: str, me: str) -> None:
     n = res["nodes"][me]
     if not n["up"]:
         return
-    if n["role"] == "Primary" and held_for_writing(data, name, me):
+    if n["role"] == "Primary" and held_open(data, name, me, writers_only=False):
         raise refused(data, name, me, "down", fail_state(objname(data, name), SS_DEVICE_IN_USE))
     set_role(data, name, me, "Secondary", "down")
     n["up"] = False
@@ -933,7 +976,7 @@ def do_secondary(data: Dict[str, Any], name: str, me: str) -> None:
     if n["role"] == "Secondary":
         n["explicit_primary"] = False
         return
-    if held_for_writing(data, name, me):
+    if held_open(data, name, me, writers_only=True):
         raise refused(data, name, me, "secondary", fail_state(objname(data, name), SS_DEVICE_IN_USE))
     set_role(data, name, me, "Secondary", "explicit")
 
