@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from tests.lab.core import (
     CLUSTER_NAME,
@@ -52,8 +52,20 @@ def vm_agent() -> str:
     return "ocf:heartbeat:VirtualDomain"
 
 
-def configure_cluster(names: List[str], state: LabState, vm: bool = True) -> List[str]:
-    """The configuration an administrator would type, one crm command per line."""
+PROMOTED_MAX = 2
+
+
+def vm_avoids_id(node: str) -> str:
+    return f"{VM_NAME}-avoids-{node}"
+
+
+def configure_cluster(names: List[str], state: LabState, vm: bool = True, diskless: Sequence[str] = ()) -> List[str]:
+    """The configuration an administrator would type, one crm command per line.
+
+    Three nodes keep promoted-max=2 (two Primaries at most: a live migration's source and target);
+    a ``diskless`` node (a DRBD tiebreaker) is kept from running the VM by a -inf location, as
+    ``livemig config`` writes it for a node without the data.
+    """
     first = names[0]
     fence_hosts = ",".join(names)
     agent = vm_agent()
@@ -71,7 +83,7 @@ def configure_cluster(names: List[str], state: LabState, vm: bool = True) -> Lis
         "crm configure rsc_defaults resource-stickiness=100",
         f"crm configure primitive drbd-{DRBD_RES} ocf:livemiglab:drbd params drbd_resource={DRBD_RES} "
         "op monitor interval=15s role=Promoted op monitor interval=17s role=Unpromoted",
-        f"crm configure clone drbd-{DRBD_RES}-clone drbd-{DRBD_RES} meta promotable=true promoted-max=2 "
+        f"crm configure clone drbd-{DRBD_RES}-clone drbd-{DRBD_RES} meta promotable=true promoted-max={PROMOTED_MAX} "
         f"promoted-node-max=1 clone-max={len(names)} clone-node-max=1 notify=true interleave=true",
     ]
     if vm:
@@ -85,6 +97,7 @@ def configure_cluster(names: List[str], state: LabState, vm: bool = True) -> Lis
             f"crm configure order drbd-promote-before-{VM_NAME} Mandatory: drbd-{DRBD_RES}-clone:promote "
             f"{VM_NAME}:start",
         ]
+        cmds += [f"crm configure location {vm_avoids_id(n)} {VM_NAME} -inf: {n}" for n in diskless]
     for c in cmds:
         log(f"{first}$ {c}")
         on_node(first, c.split(), state=state, timeout=90)
@@ -92,6 +105,11 @@ def configure_cluster(names: List[str], state: LabState, vm: bool = True) -> Lis
 
 
 # --------------------------------------------------------------------------- crm_mon
+
+
+def expected_promoted(names: Sequence[str], diskless: Sequence[str]) -> int:
+    """How many clone instances Pacemaker promotes once the lab is up (the diskful, up to promoted-max)."""
+    return min(PROMOTED_MAX, len([n for n in names if n not in diskless]))
 
 
 def crm_mon_xml(name: str, state: Optional[LabState] = None) -> ET.Element:

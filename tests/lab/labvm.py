@@ -8,6 +8,7 @@ Pacemaker-managed VM; ``QemuCounter`` catches a VM ever running twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -157,18 +158,27 @@ def vm_on(lab: LabSession) -> str:
     return lab_cluster.wait_resource_on(lab.names[0], core.VM_NAME, None, timeout=120)
 
 
-@pytest.fixture
-def cluster_vm(lab: LabSession) -> Iterator[str]:
+@contextlib.contextmanager
+def running_cluster_vm(lab: LabSession) -> Iterator[str]:
+    """The lab's VM started by Pacemaker and booted (yields its node); stopped and cleaned up after."""
     console = Path(core.console_log_path())
     # The console log keeps every boot: a VM this start boots is ready at the marker written after it.
     since = 0 if queries.qemu_pids(core.VM_NAME) else (console.stat().st_size if console.exists() else 0)
     lab.crm("resource", "start", core.VM_NAME)
     node = vm_on(lab)
     guest.wait_for_console(console, "LIVEMIG-GUEST-READY", timeout=60, since=since)
-    yield node
-    lab.crm("resource", "clear", core.VM_NAME)
-    lab.crm("resource", "stop", core.VM_NAME)
-    lab.run(lab.names[0], "crm_resource", "--cleanup", "-r", core.VM_NAME, check=False)
+    try:
+        yield node
+    finally:
+        lab.crm("resource", "clear", core.VM_NAME)
+        lab.crm("resource", "stop", core.VM_NAME)
+        lab.run(lab.names[0], "crm_resource", "--cleanup", "-r", core.VM_NAME, check=False)
+
+
+@pytest.fixture
+def cluster_vm(lab: LabSession) -> Iterator[str]:
+    with running_cluster_vm(lab) as node:
+        yield node
 
 
 class QemuCounter:
@@ -193,6 +203,51 @@ class QemuCounter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+class PlacementSampler:
+    """Samples, until stopped, on which nodes ``vm`` has a QEMU process (host /proc, every 20 ms)
+    and on which libvirt reports it running (virsh on each node, in turn): to catch it ever
+    running on two nodes at once, or anywhere it must not be."""
+
+    def __init__(self, lab: LabSession, vm: str = core.VM_NAME) -> None:
+        self.lab, self.vm = lab, vm
+        self.qemu_on: set = set()          # nodes ever seen with a QEMU of the VM
+        self.max_qemus = 0                 # most QEMU processes at once (2 during a migration)
+        self.running_on: set = set()       # nodes ever seen with the VM running
+        self.max_running = 0               # most nodes running it in one round of virsh calls
+        self.samples = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._qemu, daemon=True),
+                         threading.Thread(target=self._virsh, daemon=True)]
+
+    def _qemu(self) -> None:
+        while not self._stop.is_set():
+            found = qemu_nodes(self.vm)
+            self.qemu_on |= set(found)
+            self.max_qemus = max(self.max_qemus, sum(found.values()))
+            time.sleep(0.02)
+
+    def _virsh(self) -> None:
+        while not self._stop.is_set():
+            running = set()
+            for node in self.lab.names:
+                out = self.lab.run(node, "virsh", "-q", "domstate", self.vm, check=False, timeout=20)
+                if out.returncode == 0 and out.stdout.strip() == "running":
+                    running.add(node)
+            self.running_on |= running
+            self.max_running = max(self.max_running, len(running))
+            self.samples += 1
+
+    def __enter__(self) -> PlacementSampler:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
 
 
 def qemu_nodes(vm: str = core.VM_NAME) -> Dict[str, int]:

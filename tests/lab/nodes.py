@@ -33,6 +33,11 @@ from tests.lab.core import (
 )
 from tests.lab.state import LabState, load_state
 
+# The libvirt hook (docs/two-primaries.md): libvirtd reads /etc/libvirt/hooks at start, so it is in
+# place before the node's daemons start; the working tree's executable, once it has one.
+HOOK_EXECUTABLE = "livemig-libvirt-hook"
+HOOK_PATH = "libvirt/hooks/qemu.d/livemig"  # under /etc
+
 SYSTEMCTL_SHIM = """#!/bin/sh
 # livemig lab node (tests/lab/nodes.py): no systemd here; is-active is read from the processes.
 [ "$1" = is-active ] || { echo "systemctl (livemig lab): only is-active is answered here" >&2; exit 1; }
@@ -148,8 +153,12 @@ def prepare_node_files(name: str, names: List[str], corosync_conf: str) -> None:
     rd = usr / "lib/ocf/resource.d"
     (rd / "livemig").mkdir(parents=True)
     for agent in sorted((REPO / "agents").iterdir()):
-        if agent.is_file() and os.access(str(agent), os.X_OK):
+        if agent.is_file() and os.access(str(agent), os.X_OK) and agent.name != HOOK_EXECUTABLE:
             (rd / "livemig" / agent.name).symlink_to(agent)
+    hook = REPO / "agents" / HOOK_EXECUTABLE
+    if hook.is_file():
+        (etc / HOOK_PATH).parent.mkdir(parents=True, exist_ok=True)
+        (etc / HOOK_PATH).symlink_to(hook)
     (rd / "livemiglab").mkdir(parents=True)
     (rd / "livemiglab" / "drbd").symlink_to(HERE / "ocf" / "drbd")
     # Lab fence agent, found by pacemaker-fenced in /usr/sbin.

@@ -75,6 +75,18 @@ def agent_ops(rsc: str) -> List[Dict[str, Any]]:
     return ops
 
 
+def agent_messages(node: str, rsc: str = VM_NAME) -> List[str]:
+    """What the VM's agent logged on ``node`` (``VirtualDomain(RSC)[PID]: LEVEL: text`` lines of its
+    pacemaker.log), as ``LEVEL: text``, oldest first."""
+    logf = node_dir(node) / "ovl/var/upper/log/pacemaker/pacemaker.log"
+    try:
+        lines = logf.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    tag = f" VirtualDomain({rsc})["
+    return [line.split("]: ", 1)[1] for line in lines if tag in line and "]: " in line]
+
+
 def probe_results(rsc: str) -> List[Dict[str, Any]]:
     """Probes of ``rsc`` as each node's controller recorded them (execd does not log a probe's 7)."""
     found: List[Dict[str, Any]] = []
