@@ -22,8 +22,6 @@ def up(count: int = 2, configure: bool = True, vm: bool = True, diskless: Sequen
     """Build the lab: ``count`` nodes (2 or 3), ``diskless`` of them without a DRBD backing disk
     (a tiebreaker: never promoted, never running the VM), DRBD resource option quorum
     ``drbd_quorum`` (e.g. "majority"; "" leaves it off)."""
-    if LAB_DIR.exists():
-        raise LabError(f"{LAB_DIR} exists: the lab is already up (or left over): run `lab down` first")
     names = node_names(count)
     diskless = sorted(set(diskless))
     unknown = [n for n in diskless if n not in names]
@@ -31,6 +29,8 @@ def up(count: int = 2, configure: bool = True, vm: bool = True, diskless: Sequen
         raise LabError("diskless {}: no such node (nodes: {})".format(", ".join(unknown), ", ".join(names)))
     if len(names) - len(diskless) < 2:
         raise LabError("the lab's VM migrates between diskful nodes: at least two must keep their disk")
+    if LAB_DIR.exists():
+        raise LabError(f"{LAB_DIR} exists: the lab is already up (or left over): run `lab down` first")
     if LOWER_ROOT and not (Path(LOWER_ROOT) / "usr/sbin/pacemakerd").exists():
         raise LabError(f"LIVEMIG_LAB_ROOT={LOWER_ROOT} is no root file system with Pacemaker (no usr/sbin/pacemakerd)")
     LAB_DIR.mkdir(mode=0o755)
