@@ -51,7 +51,7 @@ venv: apt-deps $(VENV)/.stamp
 deps: apt-deps venv
 
 lint: deps
-	$(VENV)/bin/ruff check lib agents/VirtualDomain tests benchmarks tools
+	$(VENV)/bin/ruff check lib agents/VirtualDomain hooks/livemig-qemu-hook tests benchmarks tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/bandit -q -r lib
 

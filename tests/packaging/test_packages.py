@@ -47,6 +47,8 @@ MAN_PAGES = ("/usr/share/man/man7/ocf_livemig_VirtualDomain.7.gz", "/usr/share/m
 DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
 # Node-shutdown ordering: Pacemaker stops before libvirt (docs/packaging.md).
 DROP_IN = Path("/usr/lib/systemd/system/resource-agents-deps.target.d/livemig.conf")
+HOOK = Path("/usr/libexec/livemig/qemu-hook")
+HOOK_LINK = Path("/etc/libvirt/hooks/qemu.d/livemig")
 DROP_IN_SOURCE = ROOT / "systemd" / "resource-agents-deps.target.d" / "livemig.conf"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # What the package is built from: packages older than any of these are rebuilt.
@@ -202,9 +204,12 @@ def test_deb_contents(packages: Packages) -> None:
     assert f"{DIST_PACKAGES}/livemig/__init__.py" in files
     assert not [p for p in files if "__pycache__" in p or p.endswith((".pyc", ".pyo"))]
     assert "/usr/bin/livemig" not in files
+    assert files[str(HOOK)] == "-rwxr-xr-x"
+    assert files[str(HOOK_LINK)].startswith("l")
     with tempfile.TemporaryDirectory() as tmp:
         run(["dpkg-deb", "--extract", str(packages.deb), tmp])
-        for script in (AGENT, COMMAND):
+        assert os.readlink(Path(tmp) / HOOK_LINK.relative_to("/")) == str(HOOK)
+        for script in (AGENT, COMMAND, HOOK):
             first = (Path(tmp) / script.relative_to("/")).read_text(encoding="utf-8").splitlines()[0]
             assert first == "#!/usr/bin/python3", f"{script}: {first}"
 
@@ -215,6 +220,7 @@ def test_rpm_lists_the_same_agent_command_and_man_pages(packages: Packages) -> N
     assert str(AGENT) in listed and str(AGENT) in deb_files
     # The command: /usr/sbin on RHEL 9 and this local build (Fedora 42+ merges it into /usr/bin).
     assert str(COMMAND) in listed
+    assert {str(HOOK), str(HOOK_LINK)} <= listed
     for page in MAN_PAGES:
         assert page in listed, f"{page} not in {packages.rpm.name}"
     info = run(["rpm", "-qp", "--queryformat", "%{ARCH} %{VERSION}\\n", str(packages.rpm)]).stdout.split()
@@ -337,7 +343,12 @@ def test_installed_files(installed: Packages) -> None:
     assert stat.S_IMODE(mode) == 0o755 and AGENT.stat().st_uid == 0
     assert AGENT.read_text(encoding="utf-8").startswith("#!/usr/bin/python3\n")
     listed = set(run(["dpkg", "-L", "livemig"]).stdout.split())
-    assert {str(AGENT), str(COMMAND), str(DROP_IN), *MAN_PAGES} <= listed
+    assert {str(AGENT), str(COMMAND), str(DROP_IN), str(HOOK), str(HOOK_LINK), *MAN_PAGES} <= listed
+    # The hook as libvirt runs it: every operation but migrate/release returns at once; a release
+    # of a domain it never promoted anything for does nothing.
+    for args in (["vm", "prepare", "begin", "-"], ["vm", "release", "end", "-"]):
+        done = run([str(HOOK_LINK), *args])
+        assert done.returncode == 0 and not done.stdout, done
     # Byte-compiled the Debian way: by py3compile in postinst, not shipped.
     assert list((DIST_PACKAGES / "livemig").glob("__pycache__/*.cpython-*.pyc"))
     where = run(["/usr/bin/python3", "-c", "import livemig; print(livemig.__file__, livemig.__version__)"])
@@ -439,6 +450,7 @@ def test_purge_leaves_nothing(installed: Packages) -> None:
     assert not list(DIST_PACKAGES.glob("livemig*"))
     assert not COMMAND.exists()
     assert not DROP_IN.exists() and not DROP_IN.parent.exists()
+    assert not HOOK.exists() and not os.path.lexists(str(HOOK_LINK))
     for page in MAN_PAGES:
         assert not Path(page).exists()
     assert not Path("/usr/share/doc/livemig").exists()

@@ -35,7 +35,7 @@ VIRT_FORBIDDEN = ("livemig.ocf.codes", "livemig.ocf.errors", "livemig.ocf.enviro
 
 #: what runs a module without another one importing it: the agent's executable (agents/VirtualDomain),
 #: the `livemig` console script (setup.cfg) and `python3 -m livemig`
-ENTRY_POINTS = {"livemig.agents.virtualdomain", "livemig.cli.main", "livemig.__main__"}
+ENTRY_POINTS = {"livemig.agents.virtualdomain", "livemig.agents.libvirt_hook", "livemig.cli.main", "livemig.__main__"}
 
 
 def module_name(path: Path) -> str:

@@ -18,7 +18,7 @@ from livemig import __version__
 from livemig.cli import check_commands
 from livemig.cli.inputs import InputError, check_regular_file, peer_names_option, read_text
 from livemig.cli.tables import status_table
-from livemig.drbd.modes import MODES
+from livemig.drbd.modes import ALL_MODES
 from livemig.drbd.state import DrbdStateError, DrbdStatus, status_as_json
 from livemig.ocf.deadline import Deadline
 from livemig.run import CommandRunner
@@ -116,9 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="DRBD resource(s) to check (repeatable)")
     what.add_argument("--domain-xml", metavar="FILE",
                       help="a libvirt domain XML ('-' for stdin): check the DRBD resources behind its disks")
-    guard.add_argument("--mode", choices=MODES, default=MODES[0],
+    guard.add_argument("--mode", choices=ALL_MODES, default=ALL_MODES[0],
                        help="dual-primary (default): the peer must be Primary; auto-promote (DRBD 9): "
-                            "the peer may be Secondary if two primaries are allowed and auto-promote is on")
+                            "the peer may be Secondary if two primaries are allowed and auto-promote is on; "
+                            "migration-window (DRBD 9): the peer must be Secondary, two primaries not yet "
+                            "allowed, quorum kept without the peer")
     guard.add_argument("--cib", metavar="FILE",
                        help="read the CIB from FILE (via cibadmin and CIB_file) instead of the live cluster")
     guard.add_argument("--peer-name", dest="peer_names", action="append", default=[], metavar="NODE=HOST",

@@ -26,6 +26,20 @@ Mode ``auto-promote`` (DRBD 9 only) accepts a Secondary target, but then the
 connection must allow two primaries at runtime and the resource must have
 auto-promote on, so that the target's QEMU can open the device.
 
+Mode ``migration-window`` (DRBD 9 only, ``drbd_two_primaries=migration``):
+as dual-primary, but with ``phase="before"`` the target must be Secondary
+(Primary is two primaries outside a migration) and the connection to it must
+not allow two primaries at runtime yet (a leftover allowance is a refusal);
+with ``phase="during"`` (the watch while libvirt's job runs) the target may be
+Secondary or Primary and the allowance is not looked at.
+
+Quorum survival (DRBD 9, on in the window mode, ``check_quorum=True`` in any
+mode): for a resource with quorum configured (``drbdsetup show``), this node
+must keep quorum without the target (:mod:`livemig.drbd.quorum`); a two-node
+resource cannot, unless ``allow_two_node_quorum``. A diskless target (DRBD 9)
+is refused unless ``allow_diskless_target``: then this node's disk must be
+UpToDate, since the target's I/O is served from it.
+
 The target is the connection named like the Pacemaker node (full or short
 name), or the DRBD name ``peer_names`` maps the node to. It is never guessed:
 a peer with another name, or whose name is unknown, is not the target. On 8.x
@@ -39,9 +53,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from livemig.drbd.health import local_checks, volume_label, where
+from livemig.drbd.modes import ALL_MODES, PHASE_BEFORE, PHASES
 from livemig.drbd.modes import MODE_AUTO_PROMOTE as MODE_AUTO_PROMOTE  # re-exported
 from livemig.drbd.modes import MODE_DUAL_PRIMARY as MODE_DUAL_PRIMARY
+from livemig.drbd.modes import MODE_WINDOW as MODE_WINDOW
 from livemig.drbd.modes import MODES as MODES
+from livemig.drbd.quorum import survives_without
 from livemig.drbd.state import (
     DrbdResourceState,
     DrbdStateError,
@@ -51,6 +68,7 @@ from livemig.drbd.state import (
     VolumeState,
 )
 from livemig.drbd.status9 import ShowResource
+from livemig.drbd.target import select_target_peer as select_target_peer
 from livemig.drbd.tools import DrbdReader
 from livemig.ocf.deadline import Deadline
 from livemig.ocf.logs import get_logger
@@ -151,6 +169,10 @@ def evaluate_guard(
     reader: Optional[DrbdReader] = None,
     sleep: Optional[Callable[[float], None]] = None,
     check_cib: bool = True,
+    phase: str = PHASE_BEFORE,
+    allow_diskless_target: bool = False,
+    allow_two_node_quorum: bool = False,
+    check_quorum: Optional[bool] = None,
 ) -> GuardVerdict:
     """The verdict on migrating to node ``target`` a VM on DRBD ``resources``.
 
@@ -160,13 +182,18 @@ def evaluate_guard(
     until they clear or ``wait`` seconds pass, never past ``deadline``.
     ``check_cib=False`` leaves the CIB out (the re-checks during a migration:
     DRBD's own state shows a lost peer before its fence-peer handler writes
-    the constraint). Never raises for DRBD or CIB trouble: that is in the verdict.
+    the constraint). ``phase`` is the window mode's (``before``, ``during``);
+    ``check_quorum`` (default: on in the window mode only) adds the quorum
+    survival check; ``allow_diskless_target`` and ``allow_two_node_quorum``
+    are the operator's permissions. Never raises for DRBD or CIB trouble:
+    that is in the verdict.
     """
     names = list(dict.fromkeys(r.strip() for r in resources if r and r.strip()))
-    if mode not in MODES:
+    if mode not in ALL_MODES or phase not in PHASES:
         findings = _Findings()
         findings.unreadable(", ".join(names) or "-", "mode",
-                            f"unknown guard mode {mode!r}; needs one of {', '.join(MODES)}")
+                            f"unknown guard mode {mode!r}; needs one of {', '.join(ALL_MODES)}"
+                            if mode not in ALL_MODES else f"unknown phase {phase!r}; needs one of {', '.join(PHASES)}")
         return findings.verdict()
     if not target:
         findings = _Findings()
@@ -180,8 +207,10 @@ def evaluate_guard(
         read_cib = cib_reader or (lambda d: read_cib_xml(runner, d))
     pause = sleep or deadline.sleep
     started = deadline.elapsed()
+    ask = _Ask(mode, phase, allow_diskless_target, allow_two_node_quorum,
+               mode == MODE_WINDOW if check_quorum is None else check_quorum)
     while True:
-        findings = _evaluate_once(names, target, mode, reader, read_cib, deadline, peer_names or {})
+        findings = _evaluate_once(names, target, ask, reader, read_cib, deadline, peer_names or {})
         if wait <= 0 or not findings.only_transitional_failures():
             return findings.verdict()
         waited = deadline.elapsed() - started
@@ -195,10 +224,21 @@ def evaluate_guard(
         pause(step)
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """How the guard was asked: the mode, its phase, the operator's permissions."""
+
+    mode: str
+    phase: str
+    diskless_target: bool
+    two_node_quorum: bool
+    quorum: bool
+
+
 def _evaluate_once(
     names: List[str],
     target: str,
-    mode: str,
+    ask: _Ask,
     reader: DrbdReader,
     read_cib: Optional[CibReader],
     deadline: Deadline,
@@ -212,7 +252,7 @@ def _evaluate_once(
         for name in names:
             findings.unreadable(name, "drbd-state", f"could not read DRBD state: {exc}")
     show: Optional[Tuple[ShowResource, ...]] = None
-    if status is not None and status.generation == 9 and mode == MODE_AUTO_PROMOTE:
+    if status is not None and status.generation == 9 and (ask.mode != MODE_DUAL_PRIMARY or ask.quorum):
         try:
             show = reader.show9()
         except DrbdStateError as exc:
@@ -220,7 +260,7 @@ def _evaluate_once(
                 findings.unreadable(name, "drbd-settings", f"could not read DRBD runtime settings: {exc}")
     if status is not None:
         for name in names:
-            _check_resource(findings, name, status, target, mode, peer_names, show)
+            _check_resource(findings, name, status, target, ask, peer_names, show)
     if read_cib is not None:
         _check_cib(findings, names, read_cib, deadline)
     return findings
@@ -231,13 +271,13 @@ def _check_resource(
     name: str,
     status: DrbdStatus,
     target: str,
-    mode: str,
+    ask: _Ask,
     peer_names: Mapping[str, str],
     show: Optional[Tuple[ShowResource, ...]],
 ) -> None:
     entries = status.resource(name)
-    if entries and mode == MODE_AUTO_PROMOTE and status.generation != 9:
-        findings.add(name, "mode", False, f"auto-promote mode needs DRBD 9; this node runs DRBD "
+    if entries and ask.mode != MODE_DUAL_PRIMARY and status.generation != 9:
+        findings.add(name, "mode", False, f"{ask.mode} mode needs DRBD 9; this node runs DRBD "
                                           f"{status.drbd_version or '8.x'}; use dual-primary")
         return
     for check in local_checks(name, status):
@@ -252,13 +292,18 @@ def _check_resource(
         if peer is None:
             findings.add(name, "peer", False, why)
             continue
-        _check_peer(findings, name, entry, peer, status.generation, mode)
-        if mode == MODE_AUTO_PROMOTE:
-            _check_auto_promote(findings, name, peer, show)
+        _check_peer(findings, name, entry, peer, status.generation, ask)
+        settings = [s for s in show or () if s.name == name]
+        if ask.mode == MODE_AUTO_PROMOTE:
+            _check_auto_promote(findings, name, peer, settings)
+        elif ask.mode == MODE_WINDOW and ask.phase == PHASE_BEFORE:
+            _check_no_allowance(findings, name, peer, settings)
+        if ask.quorum and status.generation == 9:
+            _check_quorum(findings, name, entry, peer, settings, ask)
 
 
 def _check_peer(findings: _Findings, name: str, entry: DrbdResourceState, peer: PeerState,
-                generation: Optional[int], mode: str) -> None:
+                generation: Optional[int], ask: _Ask) -> None:
     at = where(entry, generation)
     who = peer.name or "the peer"
     resyncing = peer.connection in RESYNC_STATES or any(pv.replication in RESYNC_STATES for pv in peer.volumes)
@@ -267,12 +312,18 @@ def _check_peer(findings: _Findings, name: str, entry: DrbdResourceState, peer: 
                  f"connection to {who} Connected{at}" if connected
                  else f"connection to {who} is {peer.connection or 'unknown'}{at}; needs Connected",
                  transitional=resyncing)
-    wanted_roles = ("Primary",) if mode == MODE_DUAL_PRIMARY else ("Primary", "Secondary")
-    role_ok = peer.role in wanted_roles
-    findings.add(name, "peer-role", role_ok,
-                 f"{who} role {peer.role}{at}" if role_ok
-                 else f"{who} role is {peer.role or 'unknown'}{at}; needs {' or '.join(wanted_roles)}",
-                 transitional=connected and peer.role == "Secondary")
+    if ask.mode == MODE_WINDOW and ask.phase == PHASE_BEFORE:
+        role_ok = peer.role == "Secondary"
+        findings.add(name, "peer-role", role_ok, f"{who} role Secondary" if role_ok
+                     else f"{who} is already Primary: two primaries outside a migration; needs {who} Secondary"
+                     if peer.role == "Primary" else f"{who} role is {peer.role or 'unknown'}; needs Secondary")
+    else:
+        wanted_roles = ("Primary",) if ask.mode == MODE_DUAL_PRIMARY else ("Primary", "Secondary")
+        role_ok = peer.role in wanted_roles
+        findings.add(name, "peer-role", role_ok,
+                     f"{who} role {peer.role}{at}" if role_ok
+                     else f"{who} role is {peer.role or 'unknown'}{at}; needs {' or '.join(wanted_roles)}",
+                     transitional=connected and peer.role == "Secondary" and ask.mode == MODE_DUAL_PRIMARY)
 
     def same_volume(pv: PeerVolumeState, vol: VolumeState) -> bool:
         return ((pv.volume == vol.volume and vol.volume is not None)
@@ -292,9 +343,12 @@ def _check_peer(findings: _Findings, name: str, entry: DrbdResourceState, peer: 
                                                    "needs UpToDate")
             continue
         pv = match[0]
-        ok = pv.disk == "UpToDate"
-        findings.add(name, "peer-disk", ok, f"{label}: {who} disk UpToDate" if ok
-                     else f"{label}: {who} disk is {pv.disk or 'unknown'}; needs UpToDate", transitional=resyncing)
+        if pv.disk == "Diskless" or pv.peer_client is True:
+            findings.add(name, "peer-disk", *_diskless_target(label, who, vol, pv, generation, ask))
+        else:
+            ok = pv.disk == "UpToDate"
+            findings.add(name, "peer-disk", ok, f"{label}: {who} disk UpToDate" if ok
+                         else f"{label}: {who} disk is {pv.disk or 'unknown'}; needs UpToDate", transitional=resyncing)
         if generation == 9:
             ok = pv.replication == "Established"
             findings.add(name, "replication", ok, f"{label}: replication to {who} Established" if ok
@@ -311,9 +365,54 @@ def _check_peer(findings: _Findings, name: str, entry: DrbdResourceState, peer: 
                          transitional=resyncing)
 
 
-def _check_auto_promote(findings: _Findings, name: str, peer: PeerState,
-                        show: Optional[Tuple[ShowResource, ...]]) -> None:
-    settings = [s for s in show or () if s.name == name]
+def _diskless_target(label: str, who: str, vol: VolumeState, pv: PeerVolumeState, generation: Optional[int],
+                     ask: _Ask) -> Tuple[bool, str]:
+    """The peer-disk check of a diskless target: allowed only on DRBD 9, by the operator, over an UpToDate disk here."""
+    seen = f"{label}: {who} is diskless (disk {pv.disk or 'unknown'}{', a DRBD client' if pv.peer_client else ''})"
+    if not ask.diskless_target or generation != 9:
+        return False, (f"{seen}; needs UpToDate (a diskless target only on DRBD 9 and where the operator allows "
+                       "it: allow_diskless_target)")
+    if pv.disk != "Diskless":
+        return False, f"{seen}: a client whose disk is not Diskless; needs Diskless or UpToDate"
+    if vol.disk != "UpToDate":
+        return False, f"{seen}, and this node's disk is {vol.disk or 'unknown'}; needs this node UpToDate to serve it"
+    return True, f"{seen}: its I/O is served by this node's UpToDate disk (diskless target allowed)"
+
+
+def _check_no_allowance(findings: _Findings, name: str, peer: PeerState, settings: List[ShowResource]) -> None:
+    """Window mode, before: the connection to the target must not allow two primaries yet."""
+    conn = settings[0].connection_to(peer.node_id) if len(settings) == 1 else None
+    allowed = conn.allow_two_primaries if conn is not None else None
+    who = peer.name or "the peer"
+    if allowed is False:
+        findings.add(name, "allow-two-primaries", True, f"connection to {who} does not allow two primaries")
+    elif allowed is True:
+        findings.add(name, "allow-two-primaries", False,
+                     f"connection to {who} allows two primaries at runtime: a leftover allowance from an earlier "
+                     f"migration: clear it with drbdsetup net-options {name} {peer.node_id} "
+                     "--allow-two-primaries=no; needs no")
+    else:
+        findings.unreadable(name, "allow-two-primaries", f"connection to {who}: allow-two-primaries not reported "
+                                                         "by drbdsetup show (unknown); needs no")
+
+
+def _check_quorum(findings: _Findings, name: str, entry: DrbdResourceState, peer: PeerState,
+                  settings: List[ShowResource], ask: _Ask) -> None:
+    if len(settings) != 1:
+        findings.unreadable(name, "quorum-survival", "runtime settings not reported by drbdsetup show; needs the "
+                                                     "resource's quorum options")
+        return
+    result = survives_without(entry, peer, settings[0])
+    if not result.decided:
+        findings.unreadable(name, "quorum-survival", result.detail)
+    elif not result.ok and result.two_node and ask.two_node_quorum:
+        findings.add(name, "quorum-survival", True, f"{result.detail.split(': the resource')[0]}: a two-node "
+                                                    "resource, allowed by allow_two_node_quorum")
+    else:
+        findings.add(name, "quorum-survival", result.ok, result.detail)
+
+
+def _check_auto_promote(findings: _Findings, name: str, peer: PeerState, settings: List[ShowResource]) -> None:
     if len(settings) != 1:
         findings.add(name, "allow-two-primaries", False,
                      "runtime settings not reported by drbdsetup show; needs allow-two-primaries yes")
@@ -347,41 +446,3 @@ def _check_cib(findings: _Findings, names: List[str], read_cib: CibReader, deadl
                          transitional=resyncing)
         else:
             findings.add(name, "fence-constraint", True, "no drbd-fence-by-handler constraint in the CIB")
-
-
-def select_target_peer(peers: Sequence[PeerState], target: str,
-                       peer_names: Mapping[str, str]) -> Tuple[Optional[PeerState], str]:
-    """The connection to node ``target``, or ``None`` and why not. Never a guess.
-
-    The connection must be named like ``target`` (full or short name, either
-    way round), or like the DRBD name ``peer_names`` gives the node (which then
-    must match). A connection whose name is unknown is never the target.
-    """
-    mapped = peer_names.get(target) or peer_names.get(_short(target))
-    if mapped:
-        matches = [p for p in peers if p.name is not None and (p.name == mapped or _short(p.name) == _short(mapped))]
-        if len(matches) == 1:
-            return matches[0], ""
-        return None, (f"no single connection named {mapped} (the DRBD name given for node {target}); "
-                      f"connections: {_peer_list(peers)}")
-    wanted = {target, _short(target)}
-    matches = [p for p in peers if p.name is not None and (p.name in wanted or _short(p.name) in wanted)]
-    if len(matches) == 1:
-        return matches[0], ""
-    if len(matches) > 1:
-        return None, f"more than one connection matches node {target}: {_peer_list(matches)}"
-    if not peers:
-        return None, f"no connection to {target} (the resource has no peer); needs a Connected peer"
-    if all(p.name is None for p in peers):
-        return None, (f"the peer's name is not known, so it cannot be shown to be node {target}; "
-                      "needs the peer named (DRBD 9 names it; 8.x: from DRBD's configuration)")
-    return None, (f"no connection is named {target} among {_peer_list(peers)}; if one of them is that node, "
-                  f"map it: drbd_peer_names={_short(target)}=<DRBD host name> (livemig guard --peer-name)")
-
-
-def _short(name: str) -> str:
-    return name.split(".", 1)[0]
-
-
-def _peer_list(peers: Sequence[PeerState]) -> str:
-    return ", ".join(p.name or "(unnamed)" for p in peers) or "none"

@@ -27,6 +27,8 @@ class VolumeState:
     minor: Optional[int]
     disk: Optional[str]
     quorum: Optional[bool] = None
+    #: This node is an intentionally diskless DRBD client for this volume (drbdsetup's ``client``).
+    client: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class PeerVolumeState:
     minor: Optional[int] = None
     #: The source printed an out-of-sync value that is not a count: unknown, and not "not reported".
     out_of_sync_unreadable: bool = False
+    #: The peer is an intentionally diskless DRBD client for this volume (drbdsetup's ``peer-client``).
+    peer_client: Optional[bool] = None
 
 
 @dataclass(frozen=True)

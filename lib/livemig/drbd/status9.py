@@ -144,6 +144,7 @@ def _resource(doc: Mapping[str, Any]) -> DrbdResourceState:
             minor=json_int(dev.get("minor")),
             disk=json_str(dev.get("disk-state")),
             quorum=json_bool(dev.get("quorum")),
+            client=json_bool(dev.get("client")),
         )
         for dev in _objects(doc, "devices", what)
     )
@@ -181,6 +182,7 @@ def _peer(conn: Mapping[str, Any], what: str) -> PeerState:
             disk=json_str(pd.get("peer-disk-state")),
             out_of_sync_kib=json_int(pd.get("out-of-sync")),
             out_of_sync_unreadable=json_int(pd.get("out-of-sync")) is None,  # always printed: missing is unknown
+            peer_client=json_bool(pd.get("peer-client")),
         )
         for pd in _objects(conn, "peer_devices", where)
     )
@@ -202,6 +204,10 @@ class ShowConnection:
     name: Optional[str]
     cstate: Optional[str]
     allow_two_primaries: Optional[bool]
+    #: ``net.allow-remote-read`` (absent: True, DRBD's default; a peer with ``no`` has no quorum vote).
+    allow_remote_read: Optional[bool] = True
+    #: the wire protocol (A, B or C); None when not shown (plain ``show`` omits C, the default)
+    protocol: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,11 @@ class ShowResource:
     name: Optional[str]
     auto_promote: Optional[bool]
     connections: Tuple[ShowConnection, ...]
+    #: ``options.quorum`` as a word: "absent" (not printed), "off", "majority", "all", a number ("2"),
+    #: or ``None`` (unknown: no ``options`` object, or a value that is none of these).
+    quorum: Optional[str] = "absent"
+    #: ``options.quorum-minimum-redundancy``, in the same words.
+    quorum_minimum_redundancy: Optional[str] = "absent"
 
     def connection_to(self, peer_node_id: Optional[int]) -> Optional[ShowConnection]:
         """The connection to the peer with this node id (``drbdsetup status``'s ``peer-node-id``).
@@ -224,6 +235,32 @@ class ShowResource:
             if conn.peer_node_id == peer_node_id:
                 return conn
         return None
+
+
+def quorum_word(options: Any, key: str) -> Optional[str]:
+    """``options[key]`` of ``drbdsetup show --json`` as "absent", "off", "majority", "all" or a number.
+
+    drbdsetup prints the value as a string (``"majority"``, ``"2"``); an
+    integer is taken as well, and 0 is "off" (DRBD's ``QOU_OFF``). No
+    ``options`` object, or any other value, is ``None`` (unknown).
+    """
+    if not isinstance(options, dict):
+        return None
+    if key not in options:
+        return "absent"
+    value = options[key]
+    if isinstance(value, str) and value in ("off", "majority", "all"):
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) < 4:
+        value = int(value)
+    number = json_int(value)
+    if number is None or not 0 <= number <= 32:
+        return None
+    return "off" if number == 0 else str(number)
+
+
+def _remote_read(net: Mapping[str, Any]) -> Optional[bool]:
+    return True if "allow-remote-read" not in net else json_bool(net.get("allow-remote-read"))
 
 
 def parse_show_json(text: str) -> Tuple[ShowResource, ...]:
@@ -243,8 +280,8 @@ def parse_show_json(text: str) -> Tuple[ShowResource, ...]:
         name = _name(doc, "resource", "drbdsetup show --json: the resource list")
         what = f"drbdsetup show --json: resource {name or '?'}"
         for conn in _objects(doc, "connections", what, required=False):
-            net = conn.get("net")
-            net = net if isinstance(net, dict) else {}
+            raw_net = conn.get("net")
+            net = raw_net if isinstance(raw_net, dict) else {}
             peer_node_id = json_int(conn.get("_peer_node_id"))
             if peer_node_id is None:
                 raise DrbdStateError(f"{what}: a connection without an integer '_peer_node_id'")
@@ -253,11 +290,15 @@ def parse_show_json(text: str) -> Tuple[ShowResource, ...]:
                 name=json_str(conn.get("_name")) or json_str(net.get("_name")),
                 cstate=json_str(conn.get("_cstate")),
                 allow_two_primaries=json_bool(net.get("allow-two-primaries")),
+                allow_remote_read=_remote_read(net) if isinstance(raw_net, dict) else None,
+                protocol=json_str(net.get("protocol")),
             ))
         _no_repeats((c.peer_node_id for c in connections), f"{what}: connections (_peer_node_id)")
         resources.append(ShowResource(
             name=name,
             auto_promote=auto_promote,
             connections=tuple(connections),
+            quorum=quorum_word(options, "quorum"),
+            quorum_minimum_redundancy=quorum_word(options, "quorum-minimum-redundancy"),
         ))
     return tuple(resources)

@@ -152,7 +152,8 @@ def parse_status_text(text: str) -> Tuple[DrbdResourceState, ...]:
                 fields = child.fields
                 volumes.append(VolumeState(volume=_int(fields.get("volume")), minor=_int(fields.get("minor")),
                                            disk=_word(fields.get("disk")),
-                                           quorum=_WORDS.get(fields.get("quorum", ""))))
+                                           quorum=_WORDS.get(fields.get("quorum", "")),
+                                           client=_WORDS.get(fields.get("client", ""))))
                 continue
             peer_volumes = []
             for device in child.children:
@@ -162,7 +163,8 @@ def parse_status_text(text: str) -> Tuple[DrbdResourceState, ...]:
                     volume=_int(fields.get("volume")), replication=_word(fields.get("replication")),
                     # early drbd-utils 9 print the peer's disk as disk: (drbd9-status-text-ug9-*.txt)
                     disk=_word(fields.get("peer-disk", fields.get("disk"))), out_of_sync_kib=out_of_sync,
-                    out_of_sync_unreadable=out_of_sync is None))
+                    out_of_sync_unreadable=out_of_sync is None,
+                    peer_client=_WORDS.get(fields.get("peer-client", ""))))
             _no_repeats([v.volume for v in peer_volumes], f"resource {entry.name}: connection {child.name}")
             peers.append(PeerState(name=child.name, node_id=_int(child.fields.get("node-id")),
                                    connection=_word(child.fields.get("connection")),

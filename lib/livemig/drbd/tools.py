@@ -1,6 +1,7 @@
 """Reading DRBD state through the DRBD tools, every call bounded by a deadline.
 
-:class:`DrbdReader` is the one place that runs ``drbdsetup`` and ``drbdadm``.
+:class:`DrbdReader` is the one place that runs ``drbdsetup`` and ``drbdadm`` (the
+changes of :mod:`livemig.drbd.window` too, through :meth:`DrbdReader.change`).
 It goes through an injected :class:`~livemig.run.CommandRunner` (argv only,
 never a shell) and turns every failure (tool missing, non-zero exit, timeout,
 output not understood) into :class:`~livemig.drbd.state.DrbdStateError`.
@@ -188,6 +189,13 @@ class DrbdReader:
             raise DrbdStateError(result.describe())
         log.debug("drbdsetup has no --json: reading its text status")
         return parse_status_text(self.run_tool(["drbdsetup", "status", "all", "--verbose", "--statistics"]))
+
+    def change(self, argv: Sequence[str]) -> CommandResult:
+        """Run a DRBD command that changes state; its result, exit status unchecked (the caller reads DRBD's code).
+
+        :class:`DrbdStateError` if it cannot be run in time.
+        """
+        return self._run(argv)
 
     def _run(self, argv: Sequence[str]) -> CommandResult:
         """``argv``'s result, exit status unchecked; :class:`DrbdStateError` if it cannot be run in time."""

@@ -123,17 +123,17 @@ def test_drbd9_proc_has_only_a_version() -> None:
 def test_status_json_beijing_primary() -> None:
     (res,) = parse_status_json(fixture("drbd9-status-json-salt-beijing-primary.txt"))
     assert (res.name, res.role, res.suspended) == ("beijing", "Primary", False)
-    assert res.volumes == (VolumeState(volume=0, minor=5, disk="UpToDate", quorum=True),)
+    assert res.volumes == (VolumeState(volume=0, minor=5, disk="UpToDate", quorum=True, client=False),)
     (peer,) = res.peers
     assert (peer.name, peer.node_id, peer.connection, peer.role) == ("salt-node3", 2, "Connected", "Secondary")
     assert peer.volumes == (PeerVolumeState(volume=0, replication="Established", disk="UpToDate",
-                                            out_of_sync_kib=0),)
+                                            out_of_sync_kib=0, peer_client=False),)
 
 
 def test_status_json_shanghai_secondary() -> None:
     (res,) = parse_status_json(fixture("drbd9-status-json-salt-shanghai-secondary.txt"))
     assert (res.name, res.role, res.suspended) == ("shanghai", "Secondary", False)
-    assert res.volumes == (VolumeState(volume=0, minor=2, disk="UpToDate", quorum=True),)
+    assert res.volumes == (VolumeState(volume=0, minor=2, disk="UpToDate", quorum=True, client=False),)
     (peer,) = res.peers
     assert (peer.name, peer.node_id, peer.connection, peer.role) == ("dummytest-drbd02", 2, "Connected", "Secondary")
     assert peer.volumes[0].replication == "Established" and peer.volumes[0].disk == "UpToDate"
@@ -150,7 +150,8 @@ def test_status_json_derived(name: str, connection: str, role: str, replication:
     assert (res.name, res.role) == ("beijing", "Primary")
     (peer,) = res.peers
     assert (peer.connection, peer.role) == (connection, role)
-    assert peer.volumes == (PeerVolumeState(volume=0, replication=replication, disk=disk, out_of_sync_kib=oos),)
+    assert peer.volumes == (PeerVolumeState(volume=0, replication=replication, disk=disk, out_of_sync_kib=oos,
+                                            peer_client=False),)
 
 
 def test_show_json_one_volume() -> None:

@@ -88,7 +88,8 @@ class VirtualDomain(ResourceAgent):
     def drbd_policy(self, xml_text: Optional[str]) -> DrbdPolicy:
         from livemig.agents.virtualdomain.drbd import DrbdPolicy
 
-        return DrbdPolicy(self.params(), xml_text, self.runner, self.deadline, self.log)
+        marker = self.state.path[: -len(".json")] + "-window.json"
+        return DrbdPolicy(self.params(), xml_text, self.runner, self.deadline, self.log, marker_path=marker)
 
     def refuse_if_other_domain_runs(self, name: str, values: Dict[str, Any], action: str) -> None:
         """GenericError when another domain of this resource (an earlier name, or tagged) runs here."""
@@ -126,7 +127,10 @@ class VirtualDomain(ResourceAgent):
         cfg, xml_text = self.identity.load_config()
         check_local_files(self, values, cfg.disks)
         self.refuse_if_other_domain_runs(cfg.name, values, "start")
-        self.drbd_policy(xml_text).check_start()
+        drbd = self.drbd_policy(xml_text)
+        drbd.check_start()
+        if drbd.window_mode:
+            self.state.update(drbd_resources=drbd.resources)  # what stop makes Secondary again
         start_domain(self, cfg, xml_text, values)
         self.identity.remember(cfg.name)
         self.state.update(running_here=True)
@@ -154,7 +158,25 @@ class VirtualDomain(ResourceAgent):
         stop_domain(self, name, values)
         if self.state.load().get("running_here"):
             self.state.update(running_here=False)
+        if (values.get("drbd_two_primaries") or "always") == "migration":
+            self._release_drbd(values)
         return OCFCode.SUCCESS
+
+    def _release_drbd(self, values: Dict[str, Any]) -> None:
+        """drbd_two_primaries=migration: the domain is gone; its DRBD resources Secondary here again."""
+        remembered = self.state.load().get("drbd_resources")
+        xml_text = None
+        if not isinstance(remembered, list) or not remembered:
+            try:
+                xml_text = self.identity.load_config()[1]
+            except (GenericError, ConfigurationError, NotInstalledError) as exc:
+                self.log.warning("stop: the config is unreadable (%s): only drbd_resources are made Secondary", exc)
+        drbd = self.drbd_policy(xml_text)
+        if isinstance(remembered, list):
+            drbd.resources = list(dict.fromkeys(drbd.resources + [str(r) for r in remembered]))
+            drbd.detection_error = None
+        drbd.release_after_stop()
+        self.state.update(drbd_resources=[])
 
     def _stop_unknown_domain(self, values: Dict[str, Any]) -> OCFCode:
         """Stop when the config cannot be read, no name was remembered and no tagged domain runs.
@@ -256,7 +278,10 @@ class VirtualDomain(ResourceAgent):
         name = self.identity.domain_name(strict=False)
         found, stats = await_incoming(self, name, values, source)
         self.log.info("live migration of %s from %s completed: %s", found, source, describe_completed(stats))
-        self.drbd_policy(self._arrived_xml(found, values)).check_arrived(source)
+        drbd = self.drbd_policy(self._arrived_xml(found, values))
+        drbd.check_arrived(source)
+        if drbd.window_mode:
+            self.state.update(drbd_resources=drbd.resources)
         await_monitor_scripts(self, values)
         if values["save_config_on_stop"] and not self.config_problem:
             save_config(self, found, values)

@@ -19,6 +19,13 @@ quorum held), applied by:
 - migrate_from: under the arrived VM.
 
 ``drbd_guard=auto`` means dual-primary when any disk is on DRBD, else off.
+
+``drbd_two_primaries=migration`` (DRBD 9): no promotable clone; the agent owns the
+VM's DRBD roles here (:mod:`livemig.drbd.window` makes every change): start makes
+this node Primary (DRBD refuses while a peer is), stop makes it Secondary again, and
+migrate_to opens the two-primaries window on the connection to the target for the
+migration only (:meth:`DrbdPolicy.open_window`, :meth:`DrbdPolicy.close_window`).
+Every other action clears an allowance no migration holds first.
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ if TYPE_CHECKING:
     import logging
 
     from livemig.drbd.health import LocalCheck
+    from livemig.drbd.window import Link, TwoPrimaries
 
 GUARD_MODES = ("auto", "dual-primary", "auto-promote", "off")
+TWO_PRIMARIES = ("always", "migration")
 #: a DRBD resource, host or Pacemaker node name as livemig accepts it: ASCII, no leading '-'
 _DRBD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
 
@@ -65,8 +74,13 @@ class DrbdPolicy:
     """The DRBD resources behind one VM and the guard mode that applies to them."""
 
     def __init__(self, values: Mapping[str, Any], xml_text: Optional[str], runner: CommandRunner,
-                 deadline: Deadline, log: logging.Logger) -> None:
+                 deadline: Deadline, log: logging.Logger, marker_path: Optional[str] = None) -> None:
         self.values = values
+        self.marker_path = marker_path
+        #: ``migration``: two primaries only for the length of a migration (the agent owns the roles)
+        self.window_mode = (values.get("drbd_two_primaries") or "always") == "migration"
+        #: the links migrate_to opened (set by :meth:`open_window`)
+        self.links: List[Link] = []
         self.runner = runner
         self.deadline = deadline
         self.log = log
@@ -101,8 +115,15 @@ class DrbdPolicy:
         return self.setting
 
     def check_start(self) -> None:
-        """Code 1 unless every resource passes the local health rule here (dual-primary mode only)."""
-        if self.mode != "dual-primary":
+        """Code 1 unless every resource passes the local health rule here (dual-primary mode only).
+
+        In the migration window mode this node is made Primary first (:meth:`_promote_for_start`).
+        """
+        if self.mode == "off":
+            return
+        if self.window_mode:
+            self._promote_for_start()
+        elif self.mode != "dual-primary":
             return
         if self.detection_error:
             self.log.warning("cannot tell which DRBD resources the domain uses (%s); checking only %s before start",
@@ -119,6 +140,8 @@ class DrbdPolicy:
             return
         if self.detection_error:
             raise GenericError(f"cannot tell which DRBD resources the domain uses: {self.detection_error}")
+        if self.window_mode:
+            self.clear_leftovers("monitor", fail_if_stuck=False)
         problem = self._local_problem("monitor")
         if problem is not None:
             raise GenericError(problem.sentence("under the running domain"))
@@ -133,6 +156,8 @@ class DrbdPolicy:
         """
         if self.mode == "off" or self.detection_error:
             return  # the guard refused before anything moved; nothing new to learn here
+        if self.window_mode:
+            self.clear_leftovers("migrate_from", fail_if_stuck=False)
         problem = self._local_problem("migrate_from")
         if problem is not None:
             raise GenericError(f"arrived from {source} but {problem.sentence('under the arrived domain')}: "
@@ -158,8 +183,9 @@ class DrbdPolicy:
         from livemig.drbd.guard import evaluate_guard
 
         wait = float(self.values.get("drbd_wait") or 0)
-        verdict = evaluate_guard(self.resources, target, self.mode, runner=self.runner, deadline=self.deadline,
-                                 peer_names=self.peer_names, wait=wait)
+        verdict = evaluate_guard(self.resources, target, self._guard_mode(), runner=self.runner,
+                                 deadline=self.deadline, peer_names=self.peer_names, wait=wait,
+                                 **self._guard_options("before"))
         if not verdict.allowed:
             reasons = verdict.reasons() or ["no DRBD check could be made"]
             for line in reasons:
@@ -179,14 +205,165 @@ class DrbdPolicy:
             return None
         from livemig.drbd.guard import evaluate_guard
 
-        verdict = evaluate_guard(self.resources, target, self.mode, runner=self.runner,
-                                 deadline=Deadline(seconds), peer_names=self.peer_names, check_cib=False)
+        verdict = evaluate_guard(self.resources, target, self._guard_mode(), runner=self.runner,
+                                 deadline=Deadline(seconds), peer_names=self.peer_names, check_cib=False,
+                                 **self._guard_options("during"))
         if verdict.allowed:
             return None
         reasons = verdict.reasons() or ["no DRBD check could be made"]
         for line in reasons:
             self.log.error("DRBD during the migration: %s", line)
         return reasons[0]
+
+    def _guard_mode(self) -> str:
+        if self.window_mode:
+            from livemig.drbd.modes import MODE_WINDOW
+
+            return MODE_WINDOW
+        return self.mode
+
+    def _guard_options(self, phase: str) -> Dict[str, Any]:
+        # Only what differs from the guard's defaults (today's behaviour) is passed.
+        options: Dict[str, Any] = {name: True for name in ("allow_diskless_target", "allow_two_node_quorum")
+                                   if self.values.get("drbd_" + name)}
+        if self.window_mode:
+            options["phase"] = phase
+        return options
+
+    # -- the two-primaries window (drbd_two_primaries=migration) ----------------------------
+
+    def _changes(self) -> TwoPrimaries:
+        from livemig.drbd.tools import DrbdReader
+        from livemig.drbd.window import TwoPrimaries
+
+        return TwoPrimaries(DrbdReader(self.runner, self.deadline), self.deadline, self.log, self.marker_path)
+
+    def _require_drbd9(self, action: str) -> None:
+        status = self._status(action)
+        if status.generation != 9:
+            raise ConfigurationError("drbd_two_primaries=migration needs DRBD 9 (this node runs DRBD "
+                                     f"{status.drbd_version or '8'}): use drbd_two_primaries=always")
+
+    def clear_leftovers(self, action: str, fail_if_stuck: bool = True) -> None:
+        """Close an allowance no migration holds; both nodes Primary under one: code 1 (or an error logged).
+
+        The VM running here (monitor, migrate_from) is not failed for it: the other Primary has
+        no VM, and recovering this one would stop a running VM for a stray role elsewhere.
+        """
+        from livemig.drbd.state import DrbdStateError
+        from livemig.drbd.window import WindowError
+
+        if not self.resources:
+            return
+        try:
+            stuck = self._changes().clear(self._changes().find_leftovers(self.resources))
+        except (WindowError, DrbdStateError) as exc:
+            raise GenericError(f"{action}: cannot clear a two-primaries allowance left by a migration: {exc}") from None
+        if stuck:
+            link = stuck[0].link
+            reason = (f"two primaries outside a migration: {link.resource} is Primary here and on {link.peer} "
+                      f"with allow-two-primaries on; on {link.peer}, where no VM uses it: drbdsetup secondary "
+                      f"{link.resource}; then here: drbdsetup net-options {link.resource} {link.peer_node_id} "
+                      "--allow-two-primaries=no")
+            if fail_if_stuck:
+                raise GenericError(reason)
+            self.log.error("%s", reason)
+
+    def _promote_for_start(self) -> None:
+        from livemig.drbd.window import WindowError
+
+        if self.detection_error:
+            raise GenericError(f"cannot tell which DRBD resources the domain uses, so they cannot be made Primary "
+                               f"here: {self.detection_error} (set drbd_resources)")
+        if not self.resources:
+            return
+        self._require_drbd9("start")
+        self.clear_leftovers("start")
+        status = self._status("start")
+        for name in self.resources:
+            for entry in status.resource(name):
+                if entry.role == "Primary":
+                    continue
+                busy = [p.name or str(p.node_id) for p in entry.peers if p.role == "Primary"]
+                if busy:
+                    raise GenericError(f"{name} is Primary on {busy[0]}: the VM may be running there; "
+                                       "not starting it here")
+                try:
+                    self._changes().promote(name)
+                except WindowError as exc:
+                    raise GenericError(str(exc)) from None
+
+    def release_after_stop(self) -> None:
+        """stop, once the domain is gone: this node Secondary again, and no allowance left (window mode)."""
+        from livemig.drbd.state import DrbdStateError
+        from livemig.drbd.window import WindowError
+
+        if not self.window_mode or self.mode == "off" or not self.resources:
+            return
+        changes = self._changes()
+        try:
+            for name in self.resources:
+                changes.demote(name)
+        except (WindowError, DrbdStateError) as exc:
+            raise GenericError(f"the domain is stopped but {exc}") from None
+        self.clear_leftovers("stop")
+
+    def open_window(self, target: str) -> None:
+        """migrate_to, after the guard: allow two primaries on the connection to ``target`` (window mode)."""
+        from livemig.drbd.guard import select_target_peer
+        from livemig.drbd.state import DrbdStateError
+        from livemig.drbd.window import Link, WindowError
+
+        if not self.window_mode or self.mode == "off" or not self.resources:
+            return
+        self._require_drbd9("migrate_to")
+        changes = self._changes()
+        try:
+            status = self._status("migrate_to")
+            shown = {r.name: r for r in changes.reader.show9()}
+            links = []
+            for name in self.resources:
+                for entry in status.resource(name):
+                    peer, why = select_target_peer(entry.peers, target, self.peer_names)
+                    show = shown.get(name)
+                    conn = show.connection_to(peer.node_id) if (peer is not None and show is not None) else None
+                    if peer is None or peer.node_id is None or conn is None:
+                        raise GenericError(f"cannot open the two-primaries window on {name}: "
+                                           f"{why or 'the connection to ' + target + ' is not shown by drbdsetup'}")
+                    links.append(Link(name, peer.node_id, peer.name or target, conn.protocol or "C"))
+            changes.open(target, links)
+        except (WindowError, DrbdStateError) as exc:
+            raise GenericError(str(exc)) from None
+        self.links = links
+
+    def close_window(self, migrated: bool, until: Deadline) -> None:
+        """migrate_to, after the job: the window closed, or code 1 saying what is left open.
+
+        ``migrated``: the VM left this node, so this node goes Secondary (once its QEMU has let
+        go of the devices) before the allowance closes. Otherwise the VM still runs here and
+        the target must be Secondary again first (its libvirt hook demotes it when its QEMU
+        ends).
+        """
+        from livemig.drbd.state import DrbdStateError
+        from livemig.drbd.window import WindowError
+
+        if not self.links:
+            return
+        changes = self._changes()
+        try:
+            if migrated:
+                for name in dict.fromkeys(link.resource for link in self.links):
+                    changes.demote(name, until)
+            else:
+                still = changes.wait_peers_secondary(self.links, until)
+                if still:
+                    raise GenericError(f"window left open: {still[0].peer} is still Primary for "
+                                       f"{still[0].resource} after the failed migration; the next action "
+                                       "on either node closes it")
+            changes.close(self.links)
+        except (WindowError, DrbdStateError) as exc:
+            raise GenericError(f"two-primaries window not closed: {exc}") from None
+        self.links = []
 
     def _status(self, action: str) -> Any:
         from livemig.drbd.state import DrbdStateError

@@ -94,6 +94,24 @@ PARAMETERS = [
        "the resources Primary on this node. auto-promote (DRBD 9): the target may be Secondary if "
        "allow-two-primaries and auto-promote are on. off: no check (not recommended with DRBD).",
        default="auto", choices=("auto", "dual-primary", "auto-promote", "off")),
+    _p("drbd_two_primaries", "When both nodes may be DRBD Primary",
+       "always: both nodes are Primary all the time (a promotable DRBD clone with promoted-max=2 and "
+       "allow-two-primaries in DRBD's configuration), checked by the guard. migration (DRBD 9 only): "
+       "DRBD's configuration keeps allow-two-primaries no and Pacemaker manages no DRBD clone; this "
+       "agent makes the node that runs the VM Primary, and migrate_to allows two primaries on the one "
+       "connection to the target for the length of the migration only (the target is promoted by "
+       "livemig's libvirt hook, /etc/libvirt/hooks/qemu.d/livemig, which must be installed on every "
+       "node). Not with post-copy.",
+       default="always", choices=("always", "migration")),
+    _p("drbd_allow_diskless_target", "Allow migrating to a diskless DRBD node",
+       "DRBD 9: let the guard allow a target whose DRBD volumes are diskless (it reads and writes "
+       "through its UpToDate peers), as long as this node is UpToDate and the target Connected.",
+       type="boolean", default="false"),
+    _p("drbd_allow_two_node_quorum", "Allow migrating with DRBD quorum on two nodes only",
+       "DRBD 9 with quorum configured: the guard refuses a migration that would leave the source "
+       "without quorum if the link to the target broke (a two-node resource has no tiebreaker). "
+       "true accepts that risk.",
+       type="boolean", default="false"),
     _p("drbd_resources", "DRBD resources behind the domain",
        "Space- or comma-separated DRBD resource names to check instead of detecting them from the "
        "domain's disks.", default=""),

@@ -118,9 +118,29 @@ class LiveMigration:
             # nothing has been touched.
             self.drbd = self.ctx.drbd_policy(live_xml)
             self.drbd.guard(self.target)
-            self.migrate(hv, dom, plan)
+            self.drbd.open_window(self.target)  # drbd_two_primaries=migration only
+            try:
+                self.migrate(hv, dom, plan)
+            except GenericError as exc:
+                self._close_after_failure(str(exc))
+                raise
+            try:
+                self.drbd.close_window(migrated=True, until=self.ctx.deadline)
+            except GenericError as exc:
+                # The VM runs on the target: a failed migrate_to would make Pacemaker stop it on both
+                # nodes. The allowance is a leftover the next action on either node closes.
+                self.log.error("%s", exc)
+                self.ctx.notice = f"{self.name} runs on {self.target}; {exc}"
         finally:
             hv.close()
+
+    def _close_after_failure(self, failure: str) -> None:
+        """The migration failed and the VM runs here: close the window, both reasons said if that fails too."""
+        assert self.drbd is not None
+        try:
+            self.drbd.close_window(migrated=False, until=self.ctx.deadline)
+        except GenericError as exc:
+            raise GenericError(f"{failure}; {exc}") from None
 
     # -- prepare ---------------------------------------------------------------------------
 

@@ -70,9 +70,17 @@ def check_combinations(agent: AgentContext, values: Dict[str, Any]) -> None:
     if agent.env.action not in ("monitor", "status"):
         # Everything migrate_to would build, checked now with a placeholder target. Not on
         # the monitor path (every 10 s): start, validate-all and migrate_to check it.
+        from livemig.virt.migrate_options import POSTCOPY
         from livemig.virt.migration_plan import plan_migration
 
-        plan_migration("validate", "validate-target", values, values["hypervisor"] or "qemu:///system", False)
+        plan = plan_migration("validate", "validate-target", values, values["hypervisor"] or "qemu:///system", False)
+        if values["drbd_two_primaries"] == "migration" and (plan.convergence == "postcopy-after"
+                                                           or plan.flags & POSTCOPY):
+            raise ConfigurationError("drbd_two_primaries=migration cannot be used with post-copy: the window "
+                                     "closes when the source has let go of the devices, and a post-copy "
+                                     "source holds them past the migrate_to that started it")
+    if values["drbd_two_primaries"] == "migration" and values["drbd_guard"] == "off":
+        raise ConfigurationError("drbd_two_primaries=migration needs the DRBD guard (drbd_guard is off)")
     parse_resource_list(values["drbd_resources"] or "")
     parse_peer_names(values["drbd_peer_names"] or "")
     check_uri(values["hypervisor"])
