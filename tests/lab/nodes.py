@@ -33,10 +33,18 @@ from tests.lab.core import (
 )
 from tests.lab.state import LabState, load_state
 
-# The libvirt hook (docs/two-primaries.md): libvirtd reads /etc/libvirt/hooks at start, so it is in
-# place before the node's daemons start; the working tree's executable, once it has one.
-HOOK_EXECUTABLE = "livemig-libvirt-hook"
+# livemig's libvirt QEMU hook (docs/two-primaries.md), linked where the packages install it:
+# libvirtd reads /etc/libvirt/hooks at start, so it is in place before the node's daemons start.
+# The working tree's executable, the first of these it has (none: no hook, the nodes run without).
+HOOK_CANDIDATES = ("hooks/livemig-qemu-hook", "agents/livemig-libvirt-hook")
+HOOK_EXECUTABLE = "livemig-libvirt-hook"  # never an OCF agent, should agents/ hold it
 HOOK_PATH = "libvirt/hooks/qemu.d/livemig"  # under /etc
+
+
+def repo_hook() -> Optional[Path]:
+    """The working tree's libvirt hook, or None where it has none."""
+    return next((REPO / c for c in HOOK_CANDIDATES if (REPO / c).is_file()), None)
+
 
 SYSTEMCTL_SHIM = """#!/bin/sh
 # livemig lab node (tests/lab/nodes.py): no systemd here; is-active is read from the processes.
@@ -155,8 +163,8 @@ def prepare_node_files(name: str, names: List[str], corosync_conf: str) -> None:
     for agent in sorted((REPO / "agents").iterdir()):
         if agent.is_file() and os.access(str(agent), os.X_OK) and agent.name != HOOK_EXECUTABLE:
             (rd / "livemig" / agent.name).symlink_to(agent)
-    hook = REPO / "agents" / HOOK_EXECUTABLE
-    if hook.is_file():
+    hook = repo_hook()
+    if hook is not None:
         (etc / HOOK_PATH).parent.mkdir(parents=True, exist_ok=True)
         (etc / HOOK_PATH).symlink_to(hook)
     (rd / "livemiglab").mkdir(parents=True)
