@@ -3,7 +3,9 @@
 (a) three diskful nodes, the DRBD clone promotable with promoted-max=2 of 3 (drbd_two_primaries
 unset: the `always` mode), the VM moved around every pair; (b) two diskful nodes and a diskless
 tiebreaker with DRBD quorum majority, the VM moved between the diskful ones and never placed on
-the tiebreaker.
+the tiebreaker; (c) drbd_two_primaries=migration on three nodes: no DRBD clone, two primaries
+allowed on the one connection for the length of each move only, and the window closed again
+after an abort at the deadline and after the target is lost during it.
 
 With promoted-max=2 of 3 the target of a move may be Unpromoted. Pacemaker 2.1.5 then does not
 migrate: promoting the target and demoting the third node in the same transition as the move
@@ -22,7 +24,7 @@ from typing import List, Optional, Tuple
 from tests.lab import cluster as lab_cluster
 from tests.lab import core, queries
 from tests.lab.labfixtures import LabSession
-from tests.lab.labvm import PlacementSampler, running_cluster_vm
+from tests.lab.labvm import DIRECT, Background, PlacementSampler, RoleSampler, domain_nodes, running_cluster_vm
 
 VM = core.VM_NAME
 CLONE = f"drbd-{core.DRBD_RES}-clone"
@@ -48,11 +50,13 @@ def promote_for_move(lab: LabSession, source: str, target: str) -> Optional[str]
     return rule
 
 
-def live_move(lab: LabSession, source: str, target: str) -> None:
+def live_move(lab: LabSession, source: str, target: str, window: bool = False) -> None:
     """`crm resource move` of the VM from ``source`` to ``target``: a live migration, the guard's
-    verdict logged on the source, the constraint cleared and the VM staying."""
+    verdict logged on the source, the constraint cleared and the VM staying. ``window``:
+    drbd_two_primaries=migration (no clone to promote; the window's lines logged, then the
+    target the only Primary and the allowance off everywhere)."""
     assert lab_cluster.resource_nodes(lab.names[0], VM) == [source]
-    rule = promote_for_move(lab, source, target)
+    rule = None if window else promote_for_move(lab, source, target)
     ops_before = len(queries.agent_ops(VM))
     said_before = len(queries.agent_messages(source))
     lab.crm("resource", "move", VM, target)
@@ -70,12 +74,39 @@ def live_move(lab: LabSession, source: str, target: str) -> None:
     assert [m for m in said if m.startswith(f"INFO: live migration of {VM} to {target} completed")], said
     # Cleared, the VM stays where it went (stickiness), on one node, promoted there.
     assert lab_cluster.resource_nodes(lab.names[0], VM) == [target]
-    assert target in promoted(lab) and len(promoted(lab)) == 2
+    if window:
+        peer = f"{core.DRBD_RES} (peer {target})"
+        assert f"INFO: two primaries allowed for the migration to {target} on {peer}" in said, said
+        assert f"INFO: two primaries no longer allowed on {peer}" in said, said
+        assert primaries(lab) == [target]
+        assert allowances(lab) == [], allowances(lab)
+    else:
+        assert target in promoted(lab) and len(promoted(lab)) == 2
 
 
 def drbd_json(lab: LabSession, node: str, what: str) -> dict:
     out = lab.run(node, "drbdsetup", what, core.DRBD_RES, "--json").stdout
     return json.loads(out)[0]
+
+
+def primaries(lab: LabSession) -> List[str]:
+    """The nodes where DRBD says the resource is Primary (each node's own drbdsetup)."""
+    return [n for n in lab.names if lab.run(n, "drbdsetup", "role", core.DRBD_RES, check=False).stdout.strip()
+            == "Primary"]
+
+
+def allowances(lab: LabSession) -> List[str]:
+    """Every connection, on every node that has the resource up, where `drbdsetup show --json` has
+    allow-two-primaries on at runtime, as "NODE->PEER"."""
+    found = []
+    for node in lab.names:
+        out = lab.run(node, "drbdsetup", "show", core.DRBD_RES, "--json", check=False)
+        if out.returncode != 0 or not out.stdout.strip():
+            continue  # not up there (a node lost)
+        for conn in json.loads(out.stdout)[0].get("connections", []):
+            if conn.get("net", {}).get("allow-two-primaries") in (True, "yes"):
+                found.append(f"{node}->{conn.get('net', {}).get('_name', conn.get('_peer_node_id'))}")
+    return found
 
 
 # -- (a) three diskful nodes, promoted-max=2 of 3 ---------------------------------------------------
@@ -138,3 +169,72 @@ def test_tiebreaker_is_diskless_with_quorum_and_never_gets_the_vm(lab_tiebreaker
     for node in lab.names:
         assert drbd_json(lab, node, "show").get("options", {}).get("quorum") == "majority", node
         assert drbd_json(lab, node, "status")["devices"][0]["quorum"] is True, node
+
+
+# -- (c) drbd_two_primaries=migration on three nodes ------------------------------------------------
+
+MODE = {"drbd_two_primaries": "migration"}
+
+
+def test_migration_mode_allows_two_primaries_only_during_each_move(lab_window: LabSession) -> None:
+    lab = lab_window
+    assert lab_cluster.promoted_nodes(lab.names[0]) == set()  # no DRBD clone in this mode
+    assert allowances(lab) == []  # allow-two-primaries no in the configuration
+    with running_cluster_vm(lab) as a:
+        assert primaries(lab) == [a]  # the agent's start made its node Primary
+        b, c = [n for n in lab.names if n != a]
+        booted = boots()
+        with RoleSampler(lab) as roles, PlacementSampler(lab) as seen:
+            for source, target in ((a, b), (b, c), (c, a)):
+                live_move(lab, source, target, window=True)
+        assert roles.samples > 0 and roles.outside == [], roles.outside
+        assert roles.max_primaries == 2 and roles.two_primaries > 0  # the window opened each time...
+        assert seen.max_running == 1 and seen.running_on == set(lab.names)
+        assert boots() == booted
+        assert primaries(lab) == [a] and allowances(lab) == []
+    # The VM stopped: its node Secondary again, nobody Primary.
+    assert primaries(lab) == []
+
+
+def test_migration_mode_abort_at_the_deadline_closes_the_window(lab_window: LabSession, drbd_direct_vm) -> None:
+    lab = lab_window
+    n1, n2 = lab.names[:2]
+    vm = drbd_direct_vm(dirty_mib_s=40, **MODE)
+    vm.start(n1)
+    assert primaries(lab) == [n1]
+    with RoleSampler(lab) as roles:
+        res = vm.migrate(n1, n2, timeout_s=25, migration_speed="2", migration_progress_interval="2")
+    assert res.code == 1, res.stderr
+    assert res.exit_reason.startswith(f"migration to {n2} aborted at its"), res.exit_reason
+    assert roles.two_primaries > 0, "the target was never promoted: the window did not open"
+    assert roles.outside == [], roles.outside
+    # One Primary (the source, where the VM still runs), the allowance off, no marker left.
+    assert domain_nodes(lab, DIRECT) == [n1]
+    assert primaries(lab) == [n1]
+    assert allowances(lab) == []
+    assert all(queries.window_markers(n) == [] for n in lab.names)
+
+
+def test_migration_mode_target_lost_during_the_window(lab_window: LabSession, drbd_direct_vm) -> None:
+    lab = lab_window
+    n1, n2 = lab.names[:2]
+    vm = drbd_direct_vm(dirty_mib_s=20, **MODE)
+    vm.start(n1)
+    job = Background(lambda: vm.migrate(n1, n2, timeout_s=40, migration_speed="2"))
+    # The window open and the target promoted by its hook: then the target loses power.
+    core.wait_for("two primaries for the migration", lambda: sorted(
+        n for n, r in queries.drbd_roles().items() if r == "Primary") == sorted([n1, n2]), timeout=30, interval=0.05)
+    lab.run(n1, "stonith_admin", "--reboot", n2, "--timeout", "60", timeout=90)
+    res = job.join(90)
+    assert res.code == 1, res.stderr
+    assert f"{DIRECT} still runs on" in res.exit_reason, res.exit_reason
+    assert domain_nodes(lab, DIRECT) == [n1]
+    assert primaries(lab) == [n1]
+    assert allowances(lab) == []  # closed on the survivor
+    assert queries.window_markers(n1) == []
+    # The target back (its DRBD up at boot): Secondary, its side of every connection closed too.
+    core.wait_for(f"{n2} back Online with {core.DRBD_RES} Connected", lambda: lab_cluster.cluster_online(
+        n1, lab.names, lab.state) and lab.run(n2, "drbdadm", "cstate", core.DRBD_RES, check=False).stdout.split()
+        == ["Connected", "Connected"], timeout=240, interval=1.0)
+    assert primaries(lab) == [n1]
+    assert allowances(lab) == []

@@ -3,6 +3,7 @@ first node, and crm_mon queries (who is Online, the DC, where a resource runs, w
 
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
 from typing import List, Optional, Sequence
@@ -64,8 +65,11 @@ def configure_cluster(names: List[str], state: LabState, vm: bool = True, diskle
 
     Three nodes keep promoted-max=2 (two Primaries at most: a live migration's source and target);
     a ``diskless`` node (a DRBD tiebreaker) is kept from running the VM by a -inf location, as
-    ``livemig config`` writes it for a node without the data.
+    ``livemig config`` writes it for a node without the data. With ``state.two_primaries``
+    "migration" Pacemaker manages no DRBD clone (each node brings the resource up at boot,
+    nodes.boot_sh) and the VM's agent makes its node Primary (drbd_two_primaries=migration).
     """
+    window = state.two_primaries == "migration"
     first = names[0]
     fence_hosts = ",".join(names)
     agent = vm_agent()
@@ -81,22 +85,30 @@ def configure_cluster(names: List[str], state: LabState, vm: bool = True, diskle
     cmds += [
         f"crm configure property cluster-name={CLUSTER_NAME}",
         "crm configure rsc_defaults resource-stickiness=100",
-        f"crm configure primitive drbd-{DRBD_RES} ocf:livemiglab:drbd params drbd_resource={DRBD_RES} "
-        "op monitor interval=15s role=Promoted op monitor interval=17s role=Unpromoted",
-        f"crm configure clone drbd-{DRBD_RES}-clone drbd-{DRBD_RES} meta promotable=true promoted-max={PROMOTED_MAX} "
-        f"promoted-node-max=1 clone-max={len(names)} clone-node-max=1 notify=true interleave=true",
     ]
+    if not window:
+        cmds += [
+            f"crm configure primitive drbd-{DRBD_RES} ocf:livemiglab:drbd params drbd_resource={DRBD_RES} "
+            "op monitor interval=15s role=Promoted op monitor interval=17s role=Unpromoted",
+            f"crm configure clone drbd-{DRBD_RES}-clone drbd-{DRBD_RES} meta promotable=true "
+            f"promoted-max={PROMOTED_MAX} promoted-node-max=1 clone-max={len(names)} clone-node-max=1 "
+            "notify=true interleave=true",
+        ]
     if vm:
         cmds += [
             f"crm configure primitive {VM_NAME} {agent} params config={vm_config_path()} "
-            "hypervisor=qemu:///system migration_transport=tcp "
+            "hypervisor=qemu:///system migration_transport=tcp"
+            + (" drbd_two_primaries=migration" if window else "") + " "
             "meta allow-migrate=true target-role=Stopped "
             "op monitor interval=10s timeout=30s op start timeout=90s op stop timeout=90s "
             "op migrate_to timeout=120s op migrate_from timeout=60s",
-            f"crm configure colocation {VM_NAME}-with-drbd inf: {VM_NAME} drbd-{DRBD_RES}-clone:Promoted",
-            f"crm configure order drbd-promote-before-{VM_NAME} Mandatory: drbd-{DRBD_RES}-clone:promote "
-            f"{VM_NAME}:start",
         ]
+        if not window:
+            cmds += [
+                f"crm configure colocation {VM_NAME}-with-drbd inf: {VM_NAME} drbd-{DRBD_RES}-clone:Promoted",
+                f"crm configure order drbd-promote-before-{VM_NAME} Mandatory: drbd-{DRBD_RES}-clone:promote "
+                f"{VM_NAME}:start",
+            ]
         cmds += [f"crm configure location {vm_avoids_id(n)} {VM_NAME} -inf: {n}" for n in diskless]
     for c in cmds:
         log(f"{first}$ {c}")
@@ -105,6 +117,19 @@ def configure_cluster(names: List[str], state: LabState, vm: bool = True, diskle
 
 
 # --------------------------------------------------------------------------- crm_mon
+
+
+def drbd_idle(state: LabState) -> bool:
+    """Every node's DRBD resource up, Secondary, Connected to every peer (drbdsetup on each node)."""
+    for n in state.names:
+        out = on_node(n, ["drbdsetup", "status", DRBD_RES, "--json"], check=False, timeout=20, state=state)
+        if out.returncode != 0:
+            return False
+        res = json.loads(out.stdout)[0]
+        if res["role"] != "Secondary" or len(res["connections"]) != len(state.names) - 1 or \
+                any(c["connection-state"] != "Connected" for c in res["connections"]):
+            return False
+    return True
 
 
 def expected_promoted(names: Sequence[str], diskless: Sequence[str]) -> int:

@@ -4,7 +4,7 @@ from typing import List
 
 import pytest
 
-from tests.lab.labfixtures import lab, lab_session, lab_three, lab_tiebreaker, order_by_lab  # noqa: F401
+from tests.lab.labfixtures import lab, lab_session, lab_three, lab_tiebreaker, lab_window, order_by_lab  # noqa: F401
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:

@@ -73,6 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help="this node's DRBD has no backing disk (a tiebreaker: never promoted, never runs the VM)")
     p_up.add_argument("--drbd-quorum", default="", metavar="POLICY",
                       help="DRBD resource option quorum (e.g. majority; default off)")
+    p_up.add_argument("--two-primaries", default="always", choices=("always", "migration"),
+                      help="the VM's drbd_two_primaries (migration: no DRBD clone, allow-two-primaries off)")
     p_up.add_argument("--bare", action="store_true", help="no cluster configuration")
     p_up.add_argument("--no-vm", action="store_true", help="no VM (no guest image needed)")
     sub.add_parser("down", help="tear everything down")
@@ -88,7 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.cmd == "up":
             up(args.nodes, configure=not args.bare, vm=not args.no_vm, diskless=args.diskless,
-               drbd_quorum=args.drbd_quorum)
+               drbd_quorum=args.drbd_quorum, two_primaries=args.two_primaries)
             log("lab is up: `tests/lab/lab status`, `tests/lab/lab run node1 crm_mon -1`")
             return 0
         if args.cmd == "down":

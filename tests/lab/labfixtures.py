@@ -4,7 +4,8 @@ One lab per session: ``lab_session`` holds it (``lifecycle.up`` on first use) an
 at the end; a component that cannot start makes the fixture *fail* with the lab's error (never a
 skip). Each lab fixture names the lab it needs as a :class:`LabSpec`: ``lab`` the two-node lab
 (``LAB_NODES=3`` makes it three), ``lab_three`` three diskful nodes, ``lab_tiebreaker`` two
-diskful nodes and a diskless node3 with DRBD quorum majority. The session's lab is rebuilt only
+diskful nodes and a diskless node3 with DRBD quorum majority, ``lab_window`` three diskful
+nodes in drbd_two_primaries=migration. The session's lab is rebuilt only
 when a test needs another one (or a test tore it down); ``order_by_lab`` (the lab's conftest)
 runs the tests that need the default lab first, so that a whole ``pytest tests`` builds each
 lab once.
@@ -29,6 +30,7 @@ class LabSpec(NamedTuple):
     nodes: int = 2
     diskless: Tuple[str, ...] = ()
     drbd_quorum: str = ""
+    two_primaries: str = "always"
 
 
 def default_spec() -> LabSpec:
@@ -37,9 +39,10 @@ def default_spec() -> LabSpec:
 
 THREE_NODES = LabSpec(3)
 TIEBREAKER = LabSpec(3, ("node3",), "majority")
+WINDOW = LabSpec(3, two_primaries="migration")
 
 # The lab fixtures, and the spec each asks for (order_by_lab runs them in this order).
-SPEC_FIXTURES = {"lab": None, "lab_three": THREE_NODES, "lab_tiebreaker": TIEBREAKER}
+SPEC_FIXTURES = {"lab": None, "lab_three": THREE_NODES, "lab_tiebreaker": TIEBREAKER, "lab_window": WINDOW}
 
 
 class LabSession:
@@ -55,24 +58,25 @@ class LabSession:
         if self.is_up and self.spec != spec:
             self.down()
         if not self.is_up:
-            self.up(spec.nodes, spec.diskless, spec.drbd_quorum)
+            self.up(spec.nodes, spec.diskless, spec.drbd_quorum, spec.two_primaries)
         return self
 
     @property
     def diskful(self) -> List[str]:
         return [n for n in self.names if n not in (self.spec.diskless if self.spec else ())]
 
-    def up(self, nodes: int = 2, diskless: Tuple[str, ...] = (), drbd_quorum: str = "") -> None:
+    def up(self, nodes: int = 2, diskless: Tuple[str, ...] = (), drbd_quorum: str = "",
+           two_primaries: str = "always") -> None:
         if os.geteuid() != 0:
             pytest.fail("the lab needs root (network, mount and PID namespaces)", pytrace=False)
         if core.LAB_DIR.exists():
             pytest.fail(f"{core.LAB_DIR} exists: a lab is already up or was left behind; "
                         "run tests/lab/lab down", pytrace=False)
         self.before = queries.snapshot()
-        spec = LabSpec(nodes, tuple(diskless), drbd_quorum)
+        spec = LabSpec(nodes, tuple(diskless), drbd_quorum, two_primaries)
         self.builds.append(spec)
         try:
-            self.state = lifecycle.up(nodes, diskless=diskless, drbd_quorum=drbd_quorum)
+            self.state = lifecycle.up(nodes, diskless=diskless, drbd_quorum=drbd_quorum, two_primaries=two_primaries)
         except core.LabError as exc:
             pytest.fail(f"lab up failed: {exc}", pytrace=False)
         self.names = list(self.state.names)
@@ -129,6 +133,14 @@ def lab_tiebreaker(lab_session: LabSession) -> LabSession:
     """node1 and node2 diskful, node3 a diskless DRBD tiebreaker (never promoted, the VM kept off
     it by a -inf location), DRBD quorum majority."""
     return lab_session.ensure(TIEBREAKER)
+
+
+@pytest.fixture()
+def lab_window(lab_session: LabSession) -> LabSession:
+    """Three diskful nodes in drbd_two_primaries=migration: no DRBD clone (each node brings r0 up
+    at boot), allow-two-primaries off in DRBD's configuration, the VM's agent making its node
+    Primary and opening the two-primaries window for each migration only."""
+    return lab_session.ensure(WINDOW)
 
 
 def lab_rank(fixturenames: List[str]) -> int:

@@ -18,10 +18,14 @@ from tests.lab.state import LabState, load_state
 
 
 def up(count: int = 2, configure: bool = True, vm: bool = True, diskless: Sequence[str] = (),
-       drbd_quorum: str = "") -> LabState:
+       drbd_quorum: str = "", two_primaries: str = "always") -> LabState:
     """Build the lab: ``count`` nodes (2 or 3), ``diskless`` of them without a DRBD backing disk
     (a tiebreaker: never promoted, never running the VM), DRBD resource option quorum
-    ``drbd_quorum`` (e.g. "majority"; "" leaves it off)."""
+    ``drbd_quorum`` (e.g. "majority"; "" leaves it off), the VM's ``two_primaries`` mode
+    ("always": a promotable DRBD clone, promoted-max=2; "migration": no clone, DRBD up at each
+    node's boot, allow-two-primaries off in its configuration)."""
+    if two_primaries not in ("always", "migration"):
+        raise LabError(f"two_primaries {two_primaries}: always or migration")
     names = node_names(count)
     diskless = sorted(set(diskless))
     unknown = [n for n in diskless if n not in names]
@@ -36,11 +40,12 @@ def up(count: int = 2, configure: bool = True, vm: bool = True, diskless: Sequen
     LAB_DIR.mkdir(mode=0o755)
     state = LabState(names=names, netns_dir_existed=os.path.isdir("/run/netns"),
                      netns_dir_was_mount=network.is_mount("/run/netns"), started=time.time(),
-                     lower_root=LOWER_ROOT, diskless=diskless, drbd_quorum=drbd_quorum)
+                     lower_root=LOWER_ROOT, diskless=diskless, drbd_quorum=drbd_quorum,
+                     two_primaries=two_primaries)
     state.save()
     try:
         log("preparing shared storage and node files" + (f" (nodes on {LOWER_ROOT})" if LOWER_ROOT else ""))
-        storage.prepare_shared(names, state, vm, diskless, drbd_quorum)
+        storage.prepare_shared(names, state, vm, diskless, drbd_quorum, two_primaries)
         for n in names:
             nodes.prepare_node_files(n, names, cluster.corosync_conf(names))
         network.setup_network(names, state)
@@ -58,10 +63,14 @@ def up(count: int = 2, configure: bool = True, vm: bool = True, diskless: Sequen
         if configure:
             state.crm_commands = cluster.configure_cluster(names, state, vm, diskless)
             state.save()
-            want = cluster.expected_promoted(names, diskless)
-            promoted = wait_for(f"drbd clone promoted on {want} diskful nodes",
-                                lambda: _promoted(state, want), 120, 1.0)
-            log("cluster configured; drbd-{} promoted on {}".format(DRBD_RES, ", ".join(sorted(promoted))))
+            if two_primaries == "migration":
+                wait_for(f"{DRBD_RES} Connected everywhere, Secondary", lambda: cluster.drbd_idle(state), 60, 0.5)
+                log(f"cluster configured; {DRBD_RES} up on every node, Secondary, no DRBD clone")
+            else:
+                want = cluster.expected_promoted(names, diskless)
+                promoted = wait_for(f"drbd clone promoted on {want} diskful nodes",
+                                    lambda: _promoted(state, want), 120, 1.0)
+                log("cluster configured; drbd-{} promoted on {}".format(DRBD_RES, ", ".join(sorted(promoted))))
         state.ready = True
         state.save()
         return state

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from tests.lab.core import (
+    DRBD_RES,
     GUEST_CACHE,
     HERE,
     LAB_DIR,
@@ -69,6 +70,16 @@ DAEMONS_SH = (
     "$d; rc=$?; echo \"$(date +%T) $d: exit $rc\"; done; "
     "{ setsid pacemakerd & }; echo \"$(date +%T) pacemakerd started\""
 )
+
+
+
+
+def boot_sh(state: LabState) -> str:
+    """What a node runs at every (re)boot: the daemons, after DRBD's resource where Pacemaker does
+    not bring it up (drbd_two_primaries=migration: no DRBD clone; drbd.service's job on a real node)."""
+    if state.two_primaries == "migration":
+        return f"drbdadm up {DRBD_RES} </dev/null >>/var/log/lab-daemons.log 2>&1; " + DAEMONS_SH
+    return DAEMONS_SH
 
 
 # --------------------------------------------------------------------------- running in a node
@@ -178,7 +189,7 @@ def prepare_node_files(name: str, names: List[str], corosync_conf: str) -> None:
 
 def start_holder(name: str, state: LabState) -> None:
     nd = node_dir(name)
-    cfg = {"name": name, "lab_dir": str(LAB_DIR), "node_dir": str(nd), "daemons_sh": DAEMONS_SH,
+    cfg = {"name": name, "lab_dir": str(LAB_DIR), "node_dir": str(nd), "daemons_sh": boot_sh(state),
            "repo": str(REPO), "lower_root": LOWER_ROOT, "carry": [str(REPO), GUEST_CACHE],
            "env": node_env(name), "drbd_crash": ["/usr/sbin/drbdsim", "crash", name]}
     write_file(nd / "init.json", json.dumps(cfg))
@@ -201,7 +212,7 @@ def start_holder(name: str, state: LabState) -> None:
 
 
 def start_daemons(name: str, state: LabState) -> None:
-    on_node(name, ["/bin/sh", "-c", DAEMONS_SH], state=state)
+    on_node(name, ["/bin/sh", "-c", boot_sh(state)], state=state)
 
 
 def libvirt_ready(name: str, state: LabState) -> bool:

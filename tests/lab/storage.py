@@ -29,9 +29,10 @@ from tests.lab.state import LabState
 
 
 def prepare_shared(names: List[str], state: LabState, vm: bool = True, diskless: Sequence[str] = (),
-                   quorum: str = "") -> None:
+                   quorum: str = "", two_primaries: str = "always") -> None:
     """The disk image and its loop device, the simulator's store (``diskless`` nodes without a
-    backing disk, resource option ``quorum`` if given) and the VM definition."""
+    backing disk, resource option ``quorum`` if given, allow-two-primaries off in the
+    configuration for ``two_primaries`` "migration") and the VM definition."""
     (SHARED / "drbd").mkdir(parents=True)
     (SHARED / "vm").mkdir(parents=True)
     img = SHARED / "drbd" / (DRBD_RES + ".img")
@@ -47,10 +48,16 @@ def prepare_shared(names: List[str], state: LabState, vm: bool = True, diskless:
         # The simulator's own command for a node's disk state: Diskless from the start (what a
         # node configured with `disk none` shows), kept across up/down and a crash.
         for n in diskless:
-            run([PY, str(HERE / "drbdsim.py"), "drbdsim", "disk", DRBD_RES, n, "Diskless"],
-                env={"LIVEMIG_DRBDSIM_STORE": store, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+            _drbdsim(store, "disk", DRBD_RES, n, "Diskless")
+    if two_primaries == "migration":
+        _drbdsim(store, "config", DRBD_RES, "--allow-two-primaries=no")
     if vm:
         write_file(Path(vm_config_path()), vm_domain_xml())
+
+
+def _drbdsim(store: str, *args: str) -> None:
+    run([PY, str(HERE / "drbdsim.py"), "drbdsim", *args],
+        env={"LIVEMIG_DRBDSIM_STORE": store, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
 
 
 def _init_store_keywords() -> List[str]:
@@ -85,6 +92,11 @@ def vm_domain_xml() -> str:
     img = guest.ensure_guest_image()
     xml = guest.domain_xml(VM_NAME, img, console_log=Path(console_log_path()),
                            uuid="6c6d6c61-622d-4c6d-766d-000000000001")
+    return with_drbd_disk(xml)
+
+
+def with_drbd_disk(xml: str) -> str:
+    """Domain XML ``xml`` with its disks replaced by one on the simulated DRBD device."""
     root = ET.fromstring(xml)
     devices = root.find("devices")
     if devices is None:
