@@ -25,7 +25,8 @@ from tests.lab.state import LabState
 
 
 class LabSpec(NamedTuple):
-    """The lab a test needs: how many nodes, which of them diskless, DRBD's quorum option."""
+    """The lab a test needs: how many nodes, which of them diskless, DRBD's quorum option, the
+    VM's drbd_two_primaries mode."""
 
     nodes: int = 2
     diskless: Tuple[str, ...] = ()
@@ -51,7 +52,6 @@ class LabSession:
         self.state: Optional[LabState] = None
         self.names: List[str] = []
         self.spec: Optional[LabSpec] = None
-        self.builds: List[LabSpec] = []  # every lab this session built, in order
 
     def ensure(self, spec: LabSpec) -> LabSession:
         """This session's lab as ``spec`` says, rebuilt only if it is down or another one."""
@@ -74,7 +74,6 @@ class LabSession:
                         "run tests/lab/lab down", pytrace=False)
         self.before = queries.snapshot()
         spec = LabSpec(nodes, tuple(diskless), drbd_quorum, two_primaries)
-        self.builds.append(spec)
         try:
             self.state = lifecycle.up(nodes, diskless=diskless, drbd_quorum=drbd_quorum, two_primaries=two_primaries)
         except core.LabError as exc:
