@@ -34,9 +34,17 @@ from tests.lab.core import (
 )
 from tests.lab.state import LabState, load_state
 
-# livemig's libvirt QEMU hook (docs/two-primaries.md), linked where the packages install it:
+# livemig's libvirt QEMU hook (docs/two-primaries.md), installed where the packages put it:
 # libvirtd reads /etc/libvirt/hooks at start, so it is in place before the node's daemons start.
 # The working tree's executable, the first of these it has (none: no hook, the nodes run without).
+# libvirt runs a hook with a clean environment (LC_ALL, PATH, HOME), and a lab node has no
+# /proc/drbd: the simulator's is the file LIVEMIG_PROC_DRBD names (without it livemig takes DRBD
+# for not loaded and the hook does nothing). So the node's hook is a two-line wrapper that sets
+# the node's variables and execs the tree's hook, not the packages' symlink.
+HOOK_WRAPPER = """#!/bin/sh
+# livemig lab node (tests/lab/nodes.py): libvirt clears the environment; the lab's DRBD needs it.
+exec env {env} {hook} "$@"
+"""
 HOOK_CANDIDATES = ("hooks/livemig-qemu-hook", "agents/livemig-libvirt-hook")
 HOOK_EXECUTABLE = "livemig-libvirt-hook"  # never an OCF agent, should agents/ hold it
 HOOK_PATH = "libvirt/hooks/qemu.d/livemig"  # under /etc
@@ -176,8 +184,9 @@ def prepare_node_files(name: str, names: List[str], corosync_conf: str) -> None:
             (rd / "livemig" / agent.name).symlink_to(agent)
     hook = repo_hook()
     if hook is not None:
-        (etc / HOOK_PATH).parent.mkdir(parents=True, exist_ok=True)
-        (etc / HOOK_PATH).symlink_to(hook)
+        env = " ".join(f"{k}={v}" for k, v in sorted(node_env(name).items())
+                       if k.startswith("LIVEMIG_") and " " not in v)
+        write_file(etc / HOOK_PATH, HOOK_WRAPPER.format(env=env, hook=hook), 0o755)
     (rd / "livemiglab").mkdir(parents=True)
     (rd / "livemiglab" / "drbd").symlink_to(HERE / "ocf" / "drbd")
     # Lab fence agent, found by pacemaker-fenced in /usr/sbin.

@@ -41,14 +41,20 @@ def test_three_nodes_form_a_three_vote_quorum_and_promote_two(lab_three: LabSess
 
 def test_every_node_has_the_libvirt_hook_when_the_tree_has_one(lab_three: LabSession) -> None:
     hook = lab_nodes.repo_hook()
+    path = "/etc/" + lab_nodes.HOOK_PATH
     for node in lab_three.names:
-        link = lab_three.run(node, "readlink", "/etc/" + lab_nodes.HOOK_PATH, check=False)
+        found = lab_three.run(node, "cat", path, check=False)
         if hook is not None:
-            assert link.stdout.strip() == str(hook), (node, link.stdout, link.stderr)
-            # Executable as libvirtd runs it, from the node (the working tree is bound there).
-            assert lab_three.run(node, "test", "-x", "/etc/" + lab_nodes.HOOK_PATH, check=False).returncode == 0
+            # The tree's hook, with the node's DRBD variables that libvirt's clean environment lacks.
+            assert f" {hook} " in found.stdout, (node, found.stdout, found.stderr)
+            assert f"LIVEMIG_PROC_DRBD={core.proc_drbd_path(node)}" in found.stdout, found.stdout
+            assert f"LIVEMIG_LAB_NODE={node}" in found.stdout, found.stdout
+            # Executable, and run as libvirtd runs it (clean environment) for an operation it ignores.
+            ran = lab_three.run(node, "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", path, "x", "prepare", "begin",
+                                "-", check=False)
+            assert ran.returncode == 0 and ran.stdout == "", (node, ran.stdout, ran.stderr)
         else:
-            assert link.returncode != 0, f"{node} has a hook the working tree does not: {link.stdout}"
+            assert found.returncode != 0, f"{node} has a hook the working tree does not: {found.stdout}"
         # Never an OCF agent, whatever agents/ holds.
         agents = lab_three.run(node, "ls", "/usr/lib/ocf/resource.d/livemig").stdout.split()
         assert "VirtualDomain" in agents and lab_nodes.HOOK_EXECUTABLE not in agents
