@@ -3,9 +3,10 @@ first node, and crm_mon queries (who is Online, the DC, where a resource runs, w
 
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from tests.lab.core import (
     CLUSTER_NAME,
@@ -52,8 +53,23 @@ def vm_agent() -> str:
     return "ocf:heartbeat:VirtualDomain"
 
 
-def configure_cluster(names: List[str], state: LabState, vm: bool = True) -> List[str]:
-    """The configuration an administrator would type, one crm command per line."""
+PROMOTED_MAX = 2
+
+
+def vm_avoids_id(node: str) -> str:
+    return f"{VM_NAME}-avoids-{node}"
+
+
+def configure_cluster(names: List[str], state: LabState, vm: bool = True, diskless: Sequence[str] = ()) -> List[str]:
+    """The configuration an administrator would type, one crm command per line.
+
+    Three nodes keep promoted-max=2 (two Primaries at most: a live migration's source and target);
+    a ``diskless`` node (a DRBD tiebreaker) is kept from running the VM by a -inf location, as
+    ``livemig config`` writes it for a node without the data. With ``state.two_primaries``
+    "migration" Pacemaker manages no DRBD clone (each node brings the resource up at boot,
+    nodes.boot_sh) and the VM's agent makes its node Primary (drbd_two_primaries=migration).
+    """
+    window = state.two_primaries == "migration"
     first = names[0]
     fence_hosts = ",".join(names)
     agent = vm_agent()
@@ -69,22 +85,31 @@ def configure_cluster(names: List[str], state: LabState, vm: bool = True) -> Lis
     cmds += [
         f"crm configure property cluster-name={CLUSTER_NAME}",
         "crm configure rsc_defaults resource-stickiness=100",
-        f"crm configure primitive drbd-{DRBD_RES} ocf:livemiglab:drbd params drbd_resource={DRBD_RES} "
-        "op monitor interval=15s role=Promoted op monitor interval=17s role=Unpromoted",
-        f"crm configure clone drbd-{DRBD_RES}-clone drbd-{DRBD_RES} meta promotable=true promoted-max=2 "
-        f"promoted-node-max=1 clone-max={len(names)} clone-node-max=1 notify=true interleave=true",
     ]
+    if not window:
+        cmds += [
+            f"crm configure primitive drbd-{DRBD_RES} ocf:livemiglab:drbd params drbd_resource={DRBD_RES} "
+            "op monitor interval=15s role=Promoted op monitor interval=17s role=Unpromoted",
+            f"crm configure clone drbd-{DRBD_RES}-clone drbd-{DRBD_RES} meta promotable=true "
+            f"promoted-max={PROMOTED_MAX} promoted-node-max=1 clone-max={len(names)} clone-node-max=1 "
+            "notify=true interleave=true",
+        ]
     if vm:
         cmds += [
             f"crm configure primitive {VM_NAME} {agent} params config={vm_config_path()} "
-            "hypervisor=qemu:///system migration_transport=tcp "
+            "hypervisor=qemu:///system migration_transport=tcp"
+            + (" drbd_two_primaries=migration" if window else "") + " "
             "meta allow-migrate=true target-role=Stopped "
             "op monitor interval=10s timeout=30s op start timeout=90s op stop timeout=90s "
             "op migrate_to timeout=120s op migrate_from timeout=60s",
-            f"crm configure colocation {VM_NAME}-with-drbd inf: {VM_NAME} drbd-{DRBD_RES}-clone:Promoted",
-            f"crm configure order drbd-promote-before-{VM_NAME} Mandatory: drbd-{DRBD_RES}-clone:promote "
-            f"{VM_NAME}:start",
         ]
+        if not window:
+            cmds += [
+                f"crm configure colocation {VM_NAME}-with-drbd inf: {VM_NAME} drbd-{DRBD_RES}-clone:Promoted",
+                f"crm configure order drbd-promote-before-{VM_NAME} Mandatory: drbd-{DRBD_RES}-clone:promote "
+                f"{VM_NAME}:start",
+            ]
+        cmds += [f"crm configure location {vm_avoids_id(n)} {VM_NAME} -inf: {n}" for n in diskless]
     for c in cmds:
         log(f"{first}$ {c}")
         on_node(first, c.split(), state=state, timeout=90)
@@ -92,6 +117,24 @@ def configure_cluster(names: List[str], state: LabState, vm: bool = True) -> Lis
 
 
 # --------------------------------------------------------------------------- crm_mon
+
+
+def drbd_idle(state: LabState) -> bool:
+    """Every node's DRBD resource up, Secondary, Connected to every peer (drbdsetup on each node)."""
+    for n in state.names:
+        out = on_node(n, ["drbdsetup", "status", DRBD_RES, "--json"], check=False, timeout=20, state=state)
+        if out.returncode != 0:
+            return False
+        res = json.loads(out.stdout)[0]
+        if res["role"] != "Secondary" or len(res["connections"]) != len(state.names) - 1 or \
+                any(c["connection-state"] != "Connected" for c in res["connections"]):
+            return False
+    return True
+
+
+def expected_promoted(names: Sequence[str], diskless: Sequence[str]) -> int:
+    """How many clone instances Pacemaker promotes once the lab is up (the diskful, up to promoted-max)."""
+    return min(PROMOTED_MAX, len([n for n in names if n not in diskless]))
 
 
 def crm_mon_xml(name: str, state: Optional[LabState] = None) -> ET.Element:

@@ -53,7 +53,8 @@ def status() -> int:
         ps = on_node(n, ["ps", "-eo", "comm="], check=False, state=state).stdout.split()
         daemons = [d for d in ("virtlogd", "libvirtd", "corosync", "pacemakerd", "pacemaker-contr",
                                "qemu-system-x86") if d in ps]
-        print("  {}: {}  pid1={}  daemons: {}".format(n, node_ip(n), pid, " ".join(daemons)))
+        print("  {}: {}  pid1={}  daemons: {}{}".format(n, node_ip(n), pid, " ".join(daemons),
+                                                  "  (DRBD diskless)" if n in state.diskless else ""))
     first = state.names[0]
     if state.holders.get(first):
         out = on_node(first, ["crm_mon", "-1", "-r"], check=False, state=state)
@@ -68,6 +69,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="build the lab")
     p_up.add_argument("--nodes", type=int, default=int(os.environ.get("LAB_NODES", "2")), choices=(2, 3))
+    p_up.add_argument("--diskless", action="append", default=[], metavar="NODE",
+                      help="this node's DRBD has no backing disk (a tiebreaker: never promoted, never runs the VM)")
+    p_up.add_argument("--drbd-quorum", default="", metavar="POLICY",
+                      help="DRBD resource option quorum (e.g. majority; default off)")
+    p_up.add_argument("--two-primaries", default="always", choices=("always", "migration"),
+                      help="the VM's drbd_two_primaries (migration: no DRBD clone, allow-two-primaries off)")
     p_up.add_argument("--bare", action="store_true", help="no cluster configuration")
     p_up.add_argument("--no-vm", action="store_true", help="no VM (no guest image needed)")
     sub.add_parser("down", help="tear everything down")
@@ -82,7 +89,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         if args.cmd == "up":
-            up(args.nodes, configure=not args.bare, vm=not args.no_vm)
+            up(args.nodes, configure=not args.bare, vm=not args.no_vm, diskless=args.diskless,
+               drbd_quorum=args.drbd_quorum, two_primaries=args.two_primaries)
             log("lab is up: `tests/lab/lab status`, `tests/lab/lab run node1 crm_mon -1`")
             return 0
         if args.cmd == "down":

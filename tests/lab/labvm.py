@@ -8,6 +8,7 @@ Pacemaker-managed VM; ``QemuCounter`` catches a VM ever running twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -90,6 +91,34 @@ class DirectVM:
         return self.console.read_bytes().count(b"LIVEMIG-GUEST-READY")
 
 
+class DrbdDirectVM(DirectVM):
+    """A DirectVM whose disk is the lab's DRBD device (as the Pacemaker VM's: only one of them may
+    run at a time), every action with the resource parameters ``params`` (e.g.
+    drbd_two_primaries=migration)."""
+
+    def __init__(self, lab: LabSession, dirty_mib_s: float = 0, **params: str) -> None:
+        super().__init__(lab, dirty_mib_s)
+        from tests.lab.storage import with_drbd_disk
+
+        Path(self.config).write_text(with_drbd_disk(Path(self.config).read_text()))
+        self.params = params
+
+    def start(self, node: str) -> None:
+        res = run_agent(self.lab, node, "start", self.config, **self.params)
+        assert res.code == 0, res.details()
+        guest.wait_for_console(self.console, "LIVEMIG-GUEST-READY", timeout=60)
+
+    def stop_everywhere(self) -> None:
+        for node in self.lab.names:
+            run_agent(self.lab, node, "stop", self.config, **self.params)
+
+    def migrate(self, source: str, target: str, timeout_s: int = 60, **params: str):  # type: ignore[no-untyped-def]
+        return super().migrate(source, target, timeout_s, **{**self.params, **params})
+
+    def arrive(self, source: str, target: str, timeout_s: int = 60, **params: str):  # type: ignore
+        return super().arrive(source, target, timeout_s, **{**self.params, **params})
+
+
 @pytest.fixture
 def direct_vm(lab: LabSession) -> Iterator[DirectVM]:
     vms: List[DirectVM] = []
@@ -100,6 +129,22 @@ def direct_vm(lab: LabSession) -> Iterator[DirectVM]:
         return vm
 
     yield make  # type: ignore[misc]
+    for vm in vms:
+        vm.stop_everywhere()
+
+
+@pytest.fixture
+def drbd_direct_vm(lab_session: LabSession) -> Iterator[Callable[..., DrbdDirectVM]]:
+    """DrbdDirectVM factory on the session's lab (whichever lab the test asked for), stopped
+    everywhere afterwards."""
+    vms: List[DrbdDirectVM] = []
+
+    def make(dirty_mib_s: float = 0, **params: str) -> DrbdDirectVM:
+        vm = DrbdDirectVM(lab_session, dirty_mib_s, **params)
+        vms.append(vm)
+        return vm
+
+    yield make
     for vm in vms:
         vm.stop_everywhere()
 
@@ -157,18 +202,27 @@ def vm_on(lab: LabSession) -> str:
     return lab_cluster.wait_resource_on(lab.names[0], core.VM_NAME, None, timeout=120)
 
 
-@pytest.fixture
-def cluster_vm(lab: LabSession) -> Iterator[str]:
+@contextlib.contextmanager
+def running_cluster_vm(lab: LabSession) -> Iterator[str]:
+    """The lab's VM started by Pacemaker and booted (yields its node); stopped and cleaned up after."""
     console = Path(core.console_log_path())
     # The console log keeps every boot: a VM this start boots is ready at the marker written after it.
     since = 0 if queries.qemu_pids(core.VM_NAME) else (console.stat().st_size if console.exists() else 0)
     lab.crm("resource", "start", core.VM_NAME)
     node = vm_on(lab)
     guest.wait_for_console(console, "LIVEMIG-GUEST-READY", timeout=60, since=since)
-    yield node
-    lab.crm("resource", "clear", core.VM_NAME)
-    lab.crm("resource", "stop", core.VM_NAME)
-    lab.run(lab.names[0], "crm_resource", "--cleanup", "-r", core.VM_NAME, check=False)
+    try:
+        yield node
+    finally:
+        lab.crm("resource", "clear", core.VM_NAME)
+        lab.crm("resource", "stop", core.VM_NAME)
+        lab.run(lab.names[0], "crm_resource", "--cleanup", "-r", core.VM_NAME, check=False)
+
+
+@pytest.fixture
+def cluster_vm(lab: LabSession) -> Iterator[str]:
+    with running_cluster_vm(lab) as node:
+        yield node
 
 
 class QemuCounter:
@@ -193,6 +247,91 @@ class QemuCounter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+class PlacementSampler:
+    """Samples, until stopped, on which nodes ``vm`` has a QEMU process (host /proc, every 20 ms)
+    and on which libvirt reports it running (virsh on each node, in turn): to catch it ever
+    running on two nodes at once, or anywhere it must not be."""
+
+    def __init__(self, lab: LabSession, vm: str = core.VM_NAME) -> None:
+        self.lab, self.vm = lab, vm
+        self.qemu_on: set = set()          # nodes ever seen with a QEMU of the VM
+        self.max_qemus = 0                 # most QEMU processes at once (2 during a migration)
+        self.running_on: set = set()       # nodes ever seen with the VM running
+        self.max_running = 0               # most nodes running it in one round of virsh calls
+        self.samples = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._qemu, daemon=True),
+                         threading.Thread(target=self._virsh, daemon=True)]
+
+    def _qemu(self) -> None:
+        while not self._stop.is_set():
+            found = qemu_nodes(self.vm)
+            self.qemu_on |= set(found)
+            self.max_qemus = max(self.max_qemus, sum(found.values()))
+            time.sleep(0.02)
+
+    def _virsh(self) -> None:
+        while not self._stop.is_set():
+            running = set()
+            for node in self.lab.names:
+                out = self.lab.run(node, "virsh", "-q", "domstate", self.vm, check=False, timeout=20)
+                if out.returncode == 0 and out.stdout.strip() == "running":
+                    running.add(node)
+            self.running_on |= running
+            self.max_running = max(self.max_running, len(running))
+            self.samples += 1
+
+    def __enter__(self) -> PlacementSampler:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
+class RoleSampler:
+    """Samples every 20 ms which nodes are DRBD Primary (the simulator's store) and whether an
+    agent's two-primaries window marker exists on any node, read before and after the roles: two
+    Primaries in a sample with no marker on either side of it is two primaries outside a window
+    (the marker is written before the allowance and removed after it is closed)."""
+
+    def __init__(self, lab: LabSession) -> None:
+        self.lab = lab
+        self.max_primaries = 0
+        self.two_primaries = 0             # samples with two (or more) Primaries
+        self.outside: List[str] = []       # ... with no window marker anywhere
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _markers(self) -> bool:
+        return any(queries.window_markers(n) for n in self.lab.names)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            before = self._markers()
+            primaries = sorted(n for n, role in queries.drbd_roles().items() if role == "Primary")
+            after = self._markers()
+            self.samples += 1
+            self.max_primaries = max(self.max_primaries, len(primaries))
+            if len(primaries) > 1:
+                self.two_primaries += 1
+                if not (before or after):
+                    self.outside.append(f"{time.strftime('%H:%M:%S')} Primary on {', '.join(primaries)}")
+            time.sleep(0.02)
+
+    def __enter__(self) -> RoleSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 def qemu_nodes(vm: str = core.VM_NAME) -> Dict[str, int]:

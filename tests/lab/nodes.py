@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from tests.lab.core import (
+    DRBD_RES,
     GUEST_CACHE,
     HERE,
     LAB_DIR,
@@ -32,6 +33,27 @@ from tests.lab.core import (
     write_file,
 )
 from tests.lab.state import LabState, load_state
+
+# livemig's libvirt QEMU hook (docs/two-primaries.md), installed where the packages put it:
+# libvirtd reads /etc/libvirt/hooks at start, so it is in place before the node's daemons start.
+# The working tree's executable, the first of these it has (none: no hook, the nodes run without).
+# libvirt runs a hook with a clean environment (LC_ALL, PATH, HOME), and a lab node has no
+# /proc/drbd: the simulator's is the file LIVEMIG_PROC_DRBD names (without it livemig takes DRBD
+# for not loaded and the hook does nothing). So the node's hook is a two-line wrapper that sets
+# the node's variables and execs the tree's hook, not the packages' symlink.
+HOOK_WRAPPER = """#!/bin/sh
+# livemig lab node (tests/lab/nodes.py): libvirt clears the environment; the lab's DRBD needs it.
+exec env {env} {hook} "$@"
+"""
+HOOK_CANDIDATES = ("hooks/livemig-qemu-hook", "agents/livemig-libvirt-hook")
+HOOK_EXECUTABLE = "livemig-libvirt-hook"  # never an OCF agent, should agents/ hold it
+HOOK_PATH = "libvirt/hooks/qemu.d/livemig"  # under /etc
+
+
+def repo_hook() -> Optional[Path]:
+    """The working tree's libvirt hook, or None where it has none."""
+    return next((REPO / c for c in HOOK_CANDIDATES if (REPO / c).is_file()), None)
+
 
 SYSTEMCTL_SHIM = """#!/bin/sh
 # livemig lab node (tests/lab/nodes.py): no systemd here; is-active is read from the processes.
@@ -56,6 +78,16 @@ DAEMONS_SH = (
     "$d; rc=$?; echo \"$(date +%T) $d: exit $rc\"; done; "
     "{ setsid pacemakerd & }; echo \"$(date +%T) pacemakerd started\""
 )
+
+
+
+
+def boot_sh(state: LabState) -> str:
+    """What a node runs at every (re)boot: the daemons, after DRBD's resource where Pacemaker does
+    not bring it up (drbd_two_primaries=migration: no DRBD clone; drbd.service's job on a real node)."""
+    if state.two_primaries == "migration":
+        return f"drbdadm up {DRBD_RES} </dev/null >>/var/log/lab-daemons.log 2>&1; " + DAEMONS_SH
+    return DAEMONS_SH
 
 
 # --------------------------------------------------------------------------- running in a node
@@ -148,8 +180,13 @@ def prepare_node_files(name: str, names: List[str], corosync_conf: str) -> None:
     rd = usr / "lib/ocf/resource.d"
     (rd / "livemig").mkdir(parents=True)
     for agent in sorted((REPO / "agents").iterdir()):
-        if agent.is_file() and os.access(str(agent), os.X_OK):
+        if agent.is_file() and os.access(str(agent), os.X_OK) and agent.name != HOOK_EXECUTABLE:
             (rd / "livemig" / agent.name).symlink_to(agent)
+    hook = repo_hook()
+    if hook is not None:
+        env = " ".join(f"{k}={v}" for k, v in sorted(node_env(name).items())
+                       if k.startswith("LIVEMIG_") and " " not in v)
+        write_file(etc / HOOK_PATH, HOOK_WRAPPER.format(env=env, hook=hook), 0o755)
     (rd / "livemiglab").mkdir(parents=True)
     (rd / "livemiglab" / "drbd").symlink_to(HERE / "ocf" / "drbd")
     # Lab fence agent, found by pacemaker-fenced in /usr/sbin.
@@ -161,7 +198,7 @@ def prepare_node_files(name: str, names: List[str], corosync_conf: str) -> None:
 
 def start_holder(name: str, state: LabState) -> None:
     nd = node_dir(name)
-    cfg = {"name": name, "lab_dir": str(LAB_DIR), "node_dir": str(nd), "daemons_sh": DAEMONS_SH,
+    cfg = {"name": name, "lab_dir": str(LAB_DIR), "node_dir": str(nd), "daemons_sh": boot_sh(state),
            "repo": str(REPO), "lower_root": LOWER_ROOT, "carry": [str(REPO), GUEST_CACHE],
            "env": node_env(name), "drbd_crash": ["/usr/sbin/drbdsim", "crash", name]}
     write_file(nd / "init.json", json.dumps(cfg))
@@ -184,7 +221,7 @@ def start_holder(name: str, state: LabState) -> None:
 
 
 def start_daemons(name: str, state: LabState) -> None:
-    on_node(name, ["/bin/sh", "-c", DAEMONS_SH], state=state)
+    on_node(name, ["/bin/sh", "-c", boot_sh(state)], state=state)
 
 
 def libvirt_ready(name: str, state: LabState) -> bool:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
-from tests.lab.core import LAB_DIR, VM_NAME, node_dir, run
+from tests.lab.core import DRBD_RES, LAB_DIR, SHARED, VM_NAME, node_dir, run
 from tests.lab.nodes import on_node
 
 
@@ -75,6 +75,18 @@ def agent_ops(rsc: str) -> List[Dict[str, Any]]:
     return ops
 
 
+def agent_messages(node: str, rsc: str = VM_NAME) -> List[str]:
+    """What the VM's agent logged on ``node`` (``VirtualDomain(RSC)[PID]: LEVEL: text`` lines of its
+    pacemaker.log), as ``LEVEL: text``, oldest first."""
+    logf = node_dir(node) / "ovl/var/upper/log/pacemaker/pacemaker.log"
+    try:
+        lines = logf.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    tag = f" VirtualDomain({rsc})["
+    return [line.split("]: ", 1)[1] for line in lines if tag in line and "]: " in line]
+
+
 def probe_results(rsc: str) -> List[Dict[str, Any]]:
     """Probes of ``rsc`` as each node's controller recorded them (execd does not log a probe's 7)."""
     found: List[Dict[str, Any]] = []
@@ -101,6 +113,29 @@ def node_diagnostics(name: str, lines: int = 25) -> str:
     ps = on_node(name, ["ps", "-eo", "pid,stat,etime,args"], check=False, timeout=10)
     out.append(f"--- {name} processes\n{ps.stdout}{ps.stderr}")
     return "\n".join(out)
+
+
+def drbd_roles(res: str = DRBD_RES) -> Dict[str, str]:
+    """Each node's role of ``res`` as the DRBD simulator's store holds it (read from the host, no
+    node involved: cheap enough to sample every few ms; the store is what `drbdsim dump` prints)."""
+    import json
+
+    try:
+        data = json.loads((SHARED / "drbd" / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}  # being replaced at this instant: the next sample reads it
+    nodes = data.get("resources", {}).get(res, {}).get("nodes", {})
+    return {n: str(v.get("role")) for n, v in nodes.items() if v.get("up")}
+
+
+def window_markers(node: str) -> List[str]:
+    """The agent's two-primaries window markers on ``node`` (HA_RSCTMP/*-window.json), from the host."""
+    from tests.lab.nodes import node_path
+
+    try:
+        return sorted(p.name for p in node_path(node, "/run/resource-agents").glob("*-window.json"))
+    except OSError:
+        return []
 
 
 def qemu_pids(vm: str = VM_NAME) -> List[int]:

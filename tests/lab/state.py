@@ -1,9 +1,9 @@
 """What ``up`` has built so far, kept in ``LAB_DIR/state.json`` so that ``down`` (in any process)
 undoes exactly that, and so that other processes find each node's PID 1.
 
-Who writes which field: ``lifecycle.up`` the first five and ``ready``, ``crm_commands``;
-``network`` ``netns``; ``nodes`` ``unshare`` and ``holders``; ``storage`` ``loop``;
-``cluster`` ``vm_agent``. Each saves the file right after a change, so a failed ``up`` leaves
+Who writes which field: ``lifecycle.up`` the first five, ``diskless``, ``drbd_quorum``, ``two_primaries``, ``ready``
+and ``crm_commands``; ``network`` ``netns``; ``nodes`` ``unshare`` and ``holders``; ``storage``
+``loop``; ``cluster`` ``vm_agent``. Each saves the file right after a change, so a failed ``up`` leaves
 a record of what to remove.
 """
 
@@ -29,6 +29,9 @@ class LabState:
     holders: Dict[str, int] = field(default_factory=dict)    # node -> host pid of its PID 1
     loop: str = ""                                           # the loop device under DRBD
     vm_agent: str = ""                                       # the VM's agent in the CIB
+    diskless: List[str] = field(default_factory=list)        # nodes whose DRBD has no backing disk
+    drbd_quorum: str = ""                                    # DRBD resource option quorum ("" = off)
+    two_primaries: str = "always"                            # the VM's drbd_two_primaries
     crm_commands: List[str] = field(default_factory=list)    # the configuration, as typed
     ready: bool = False
 
