@@ -30,6 +30,10 @@ _event_loop_running = False
 
 #: virDomainEventID VIR_DOMAIN_EVENT_ID_LIFECYCLE (stable ABI)
 EVENT_ID_LIFECYCLE = 0
+#: virDomainEventID VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION (stable ABI, libvirt >= 1.3.2)
+EVENT_ID_MIGRATION_ITERATION = 20
+#: virErrorNumber VIR_ERR_OPERATION_INVALID: "Requested operation is not valid: ..." (stable ABI)
+ERR_OPERATION_INVALID = 55
 #: Stable ABI values used here, so that a binding without the constant still works.
 METADATA_ELEMENT = 2  # VIR_DOMAIN_METADATA_ELEMENT
 AFFECT_LIVE = 1  # VIR_DOMAIN_AFFECT_LIVE
@@ -374,3 +378,19 @@ class Hypervisor:
 
     def start_postcopy(self, dom: Any, cap: float = 5.0) -> None:
         self._call("migrateStartPostCopy", dom.migrateStartPostCopy, 0, cap=cap, job=True)
+
+    def watch_migration_iteration(self, dom: Any, callback: Callable[[int], None]) -> None:
+        """Register for ``dom``'s VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION on this connection, as virsh does for
+        --postcopy-after-precopy: ``callback(iteration)`` runs in libvirt's event loop thread each time QEMU
+        begins a pass over memory (1 when the migration starts, 2 when the first pass is done). Needs a
+        connection opened with ``events=True``; HypervisorError when libvirt cannot deliver the event. The
+        registration ends with :meth:`close`."""
+        if not self._events:
+            raise HypervisorError("libvirt's event loop is not running for this connection")
+
+        def on_iteration(_conn: Any, _dom: Any, iteration: int, _opaque: Any) -> None:
+            callback(int(iteration))
+
+        cb_id = self._call("domainEventRegisterAny", self.conn.domainEventRegisterAny, dom,
+                           EVENT_ID_MIGRATION_ITERATION, on_iteration, None, cap=5.0)
+        self._callback_ids.append(int(cb_id))
