@@ -9,6 +9,7 @@ The switch itself, during a real migration, is the lab's (tests/e2e/test_live_mi
 
 from __future__ import annotations
 
+import threading
 from typing import List
 
 import libvirt
@@ -16,7 +17,13 @@ import pytest
 
 from livemig.ocf.deadline import Deadline
 from livemig.virt.bounded import BackgroundCall
-from livemig.virt.connection import ERR_OPERATION_INVALID, EVENT_ID_MIGRATION_ITERATION, Hypervisor, HypervisorError
+from livemig.virt.connection import (
+    ERR_OPERATION_INVALID,
+    EVENT_ID_LIFECYCLE,
+    EVENT_ID_MIGRATION_ITERATION,
+    Hypervisor,
+    HypervisorError,
+)
 from livemig.virt.postcopy import COMPLETING, FirstPassSwitch
 from tests.support.vm import TestVM
 
@@ -32,16 +39,24 @@ def test_iteration_event_registers_and_postcopy_outside_a_migration_is_the_jobs_
     try:
         dom = hv.lookup(vm.name)
         seen: List[int] = []
-        hv.watch_migration_iteration(dom, seen.append)
+        hv.watch_domain(dom, EVENT_ID_MIGRATION_ITERATION, seen.append)
         assert len(hv._callback_ids) == 1 and hv._callback_ids[0] >= 0
+        hv.watch_domain(dom, EVENT_ID_LIFECYCLE, lambda event, detail: None)
         with pytest.raises(HypervisorError) as refused:
             hv.start_postcopy(dom)
         assert refused.value.code == ERR_OPERATION_INVALID, refused.value
         assert "post-copy can only be started while outgoing migration is in progress" in str(refused.value)
-        ended = BackgroundCall("no-job", lambda: None).start()
-        assert ended.wait(5)
+        # The request path as a migration would take it: event 2 (sent here as libvirt would call the
+        # callback), the request from the switch's own thread, the loop's verdict on libvirt's answer.
+        release = threading.Event()
+        job = BackgroundCall("a job that has not ended", release.wait, 30).start()
         switch = FirstPassSwitch(hv, dom, vm.name, "node2")
-        assert switch.switch(ended) is False and switch.outcome == COMPLETING
+        switch.follow(job)
+        switch._on_iteration(2)
+        assert switch._requested.wait(10)
+        release.set()
+        assert switch.switch(job) is False and switch.outcome == COMPLETING
+        assert isinstance(switch._answer, HypervisorError) and switch._answer.code == ERR_OPERATION_INVALID
         assert seen == []  # no migration, no pass
         registered = list(hv._callback_ids)
         conn = hv.conn

@@ -28,6 +28,7 @@ VIR_DOMAIN_METADATA_ELEMENT = 2
 VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1
 VIR_ERR_OPERATION_INVALID = 55
 VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION = 20
+VIR_DOMAIN_EVENT_ID_LIFECYCLE = 0
 VIR_MIGRATE_POSTCOPY = 32768
 VIR_DOMAIN_PAUSED_MIGRATION = 2
 VIR_DOMAIN_PAUSED_POSTCOPY = 12
@@ -284,6 +285,7 @@ class FakeDomain:
             self.state_ = (VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_POSTCOPY)  # libvirt: on QEMU's postcopy-active
             self.world.postcopy_at = time.monotonic()
             self.world.postcopy_started.set()
+            self.world.emit(self, VIR_DOMAIN_EVENT_ID_LIFECYCLE, 3, 7)  # SUSPENDED, SUSPENDED_POSTCOPY
         return 0
 
     def _off(self) -> None:

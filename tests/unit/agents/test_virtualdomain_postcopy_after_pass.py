@@ -108,7 +108,7 @@ def test_postcopy_accepted_but_completed_in_precopy_is_the_jobs_success(agent, f
     res = migrate(agent)
     assert res.code == 0, res.stderr
     assert postcopy_calls(fake_libvirt) == 1
-    assert "the switch was accepted, but the job ended without libvirt showing post-copy" in res.stderr
+    assert "the switch was accepted, but the job ended in pre-copy" in res.stderr
     assert "switched to post-copy" not in res.stderr
     assert "vm1" in fake_libvirt.hosts["node2"]
 

@@ -162,6 +162,8 @@ class LiveMigration:
         until = migration_deadline(self.ctx.deadline)
         first_pass = self._first_pass_switch(hv, dom, plan)
         call = hv.start_migration(dom, plan.dest_uri, plan.params, plan.flags)
+        if first_pass is not None:
+            first_pass.follow(call)
         downtime_pending = plan.downtime_ms > 0
         escalated = plan.convergence == "none"
         postcopy = False
