@@ -39,6 +39,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from livemig.ocf.deadline import Deadline
 from livemig.ocf.logs import get_logger
 from livemig.virt.connection import (
     ERR_OPERATION_INVALID,
@@ -57,6 +58,8 @@ log = get_logger("livemig")
 SECOND_PASS = 2
 #: how long an accepted switch may take to show in the source domain's state
 CONFIRM_SECONDS = 3.0
+#: no post-copy asked this close to the migration's deadline (seconds)
+ABORT_MARGIN = 2.0
 #: after the job ended, how long its post-copy event may still be on its way
 EVENT_GRACE = 0.5
 #: what :meth:`FirstPassSwitch.switch` found
@@ -81,6 +84,7 @@ class FirstPassSwitch:
         self._answer: Any = None
         self._acted = False
         self._call: Any = None
+        self._until: Optional[Deadline] = None
         #: what :meth:`switch` found (None: not yet)
         self.outcome: Optional[str] = None
 
@@ -90,13 +94,16 @@ class FirstPassSwitch:
         self.hv.watch_domain(self.dom, EVENT_ID_MIGRATION_ITERATION, self._on_iteration)
         self.hv.watch_domain(self.dom, EVENT_ID_LIFECYCLE, self._on_lifecycle)
 
-    def follow(self, call: Any) -> None:
+    def follow(self, call: Any, until: Optional[Deadline] = None) -> None:
         """The job has started (``call``: its BackgroundCall): the request is made by a thread of its own the
         moment event 2 comes, as virsh makes it from its callback. On one host (QEMU 7.2, TCG), a switch made
         up to half a second into the second pass (the migration loop's pace) left the guest's memory corrupt
         on the target (it panicked there) in 3 runs of 4; made at once, none of 5 did (docs/migration.md).
-        The thread ends with the job, or once it has asked."""
+        The thread ends with the job, or once it has asked; it does not ask within
+        :data:`ABORT_MARGIN` of ``until`` (the migration's deadline, where the loop aborts the job: an abort is
+        refused once post-copy has begun)."""
         self._call = call
+        self._until = until
         threading.Thread(target=self._request, name="livemig:postcopy-after-precopy", daemon=True).start()
 
     # libvirt's event loop thread: flags only, no libvirt call here
@@ -112,6 +119,10 @@ class FirstPassSwitch:
         while not self._first_pass_done.wait(0.1):
             if self._call.done:
                 return  # the job ended within its first pass
+        if self._until is not None and self._until.remaining() < ABORT_MARGIN:
+            self._answer = "the migration's deadline, where it is aborted, is too close"
+            self._requested.set()
+            return
         try:
             self._answer = self._completing()
             if self._answer is None:
@@ -154,7 +165,7 @@ class FirstPassSwitch:
                         "%s)", self.name, self.target)
             return True
         self.outcome = COMPLETING
-        log.info("migration of %s: first pass over memory done as the migration was completing (%s): no "
+        log.info("migration of %s: first pass over memory done (%s): no "
                  "post-copy; the pre-copy migration's own result decides", self.name, why)
         return False
 

@@ -171,3 +171,15 @@ def test_postcopy_accepted_but_not_shown_is_taken_as_postcopy(agent, fake_libvir
     assert "post-copy accepted but libvirt does not show it yet; taken as started" in res.stderr
     assert "still running at the deadline" in res.stderr
     assert not [c for c in fake_libvirt.calls if c[0] == "abortJob"]
+
+
+def test_no_postcopy_asked_just_before_the_deadline_aborts_the_job(agent, fake_libvirt: FakeLibvirt) -> None:
+    """libvirt refuses to abort a post-copy: the request is not made when the abort is under 2 s away."""
+    fake_libvirt.add("vm1")
+    fake_libvirt.migration.update(duration=60, iterations=[(0.0, 1), (3.8, 2)])
+    res = migrate(agent, timeout_ms=12000)  # the migration's own deadline: about 5 s
+    assert res.code == 1, res.stderr
+    assert postcopy_calls(fake_libvirt) == 0
+    assert "the migration's deadline, where it is aborted, is too close" in res.stderr
+    assert res.reason.startswith("migration to node2 aborted at its"), res.reason
+    assert "vm1" in fake_libvirt.domains

@@ -163,7 +163,7 @@ class LiveMigration:
         first_pass = self._first_pass_switch(hv, dom, plan)
         call = hv.start_migration(dom, plan.dest_uri, plan.params, plan.flags)
         if first_pass is not None:
-            first_pass.follow(call)
+            first_pass.follow(call, until)
         downtime_pending = plan.downtime_ms > 0
         escalated = plan.convergence == "none"
         postcopy = False
