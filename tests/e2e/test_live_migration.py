@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
+
+import pytest
 
 from tests.lab import cluster as lab_cluster
 from tests.lab import core, queries
@@ -141,6 +143,32 @@ def test_virsh_timeout_suspends_a_busy_guest_which_then_runs_on_the_target(lab: 
     res = vm.migrate(n1, n2, timeout_s=40, migration_speed="20", migrate_options="--timeout 4")
     assert res.code == 0, res.stderr
     assert "guest suspended" in res.stderr
+    assert vm.arrive(n1, n2).code == 0
+    assert lab.run(n2, "virsh", "-q", "domstate", DIRECT).stdout.strip() == "running"
+    assert domain_nodes(lab, DIRECT) == [n2]
+    assert vm.boots() == 1
+
+
+@pytest.mark.parametrize("dirty_mib_s, downtime, switch", [
+    (40, "300", True),  # never converges: the first pass ends, post-copy takes over
+    (4, "1000", None),  # the first pass nearly converges: the race with the completion, either way
+], ids=["busy", "nearly-converging"])
+def test_virsh_postcopy_after_precopy_runs_on_the_target_either_way(lab: LabSession, direct_vm, dirty_mib_s: int,
+                                                                    downtime: str, switch: Optional[bool]) -> None:
+    """migrate_options --postcopy --postcopy-after-precopy: post-copy at libvirt's iteration event 2, or, when
+    the migration completes as its first pass ends, a pre-copy migration; the guest runs on the target."""
+    n1, n2 = lab.names[:2]
+    vm = direct_vm(dirty_mib_s=dirty_mib_s)
+    vm.start(n1)
+    res = vm.migrate(n1, n2, timeout_s=40, migration_speed="20", migration_downtime=downtime,
+                     migrate_options="--postcopy --postcopy-after-precopy")
+    assert res.code == 0, res.stderr
+    switched = "first pass over memory done: switched to post-copy" in res.stderr
+    precopy = "no post-copy" in res.stderr
+    assert switched != precopy, res.stderr  # the log says which way it went, and only one
+    if switch is not None:
+        assert switched == switch, res.stderr
+    assert "post-copy migration of" not in res.stderr  # no post-copy failure
     assert vm.arrive(n1, n2).code == 0
     assert lab.run(n2, "virsh", "-q", "domstate", DIRECT).stdout.strip() == "running"
     assert domain_nodes(lab, DIRECT) == [n2]

@@ -3,8 +3,8 @@
 heartbeat's own agent (resource-agents, installed by `make deps`) says which parameters a
 heartbeat configuration can hold: its meta-data is read here, not a list written for the test.
 Every one of them is set to a value a heartbeat user would write (the copy-on-write mode with a
-real backing file and qemu-img, csync2 and virt-copy-in as recording stand-ins, virsh's
---timeout options in migrate_options), and livemig's validate-all and start accept them.
+real backing file and qemu-img, csync2 and virt-copy-in as recording stand-ins, the virsh
+convergence options of migrate_options), and livemig's validate-all and start accept them.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_a_heartbeat_configuration_with_every_parameter_validates(tmp_path: Path
         "config": str(config), "hypervisor": "qemu:///system", "force_stop": "false", "migration_transport": "ssh",
         "migration_user": "root", "migration_downtime": "300", "migration_speed": "100",
         "migration_network_suffix": "-mig", "migrateuri": "tcp://%n-mig:49152", "migrateport": "49152",
-        "migrate_options": "--p2p --compressed --postcopy --timeout 120 --timeout-postcopy",
+        "migrate_options": "--p2p --compressed --postcopy --postcopy-after-precopy --timeout 120 --timeout-postcopy",
         "monitor_scripts": str(script), "autoset_utilization_cpu": "true", "autoset_utilization_hv_memory": "true",
         "autoset_utilization_host_memory": "true", "unset_utilization_cpu": "false",
         "unset_utilization_host_memory": "false", "unset_utilization_hv_memory": "false",

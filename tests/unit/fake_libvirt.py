@@ -26,6 +26,14 @@ VIR_DOMAIN_UNDEFINE_KEEP_TPM = 64
 VIR_ERR_NO_DOMAIN_METADATA = 80
 VIR_DOMAIN_METADATA_ELEMENT = 2
 VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1
+VIR_ERR_OPERATION_INVALID = 55
+VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION = 20
+VIR_DOMAIN_EVENT_ID_LIFECYCLE = 0
+VIR_MIGRATE_POSTCOPY = 32768
+VIR_DOMAIN_PAUSED_MIGRATION = 2
+VIR_DOMAIN_PAUSED_POSTCOPY = 12
+#: what the fake's event loop waits on: never set (events are dispatched by the thread that causes them)
+_IDLE = threading.Event()
 
 
 class libvirtError(Exception):  # noqa: N801 - mirrors libvirt's name
@@ -163,20 +171,35 @@ class FakeDomain:
     # -- migration: the script lives in world.migration ------------------------------------
 
     def migrateToURI3(self, uri: str, params: Dict[str, Any], flags: int) -> int:  # noqa: N802
+        """Scripted by world.migration: ``duration`` (s), ``error``, ``iterations`` [(s, n), ...]: the
+        migration-iteration events sent to the callbacks registered for this domain (from this thread, as
+        libvirt's event loop would), ``paused_at_pass``: the vCPUs stopped for the switch-over as event 2 is
+        sent (QEMU completing right after the first pass), ``postcopy_seconds``: how long post-copy runs."""
         m = self.world.migration
         self.world.calls.append(("migrate", self.dname, uri, dict(params), flags))
         if callable(m.get("prepare")):
             m["prepare"]()  # the target's libvirt hook, "migrate begin" (it may raise libvirtError)
         self.job = 2  # VIR_DOMAIN_JOB_UNBOUNDED
         moved_ok = False
+        self.job_flags = flags
+        self.world.job_ended.clear()
         try:
-            deadline = time.monotonic() + m.get("duration", 0.0)
+            begun = time.monotonic()
+            deadline = begun + m.get("duration", 0.0)
+            events = sorted(m.get("iterations", []))
             while time.monotonic() < deadline:
+                while events and time.monotonic() - begun >= events[0][0]:
+                    iteration = events.pop(0)[1]
+                    if iteration >= 2 and m.get("paused_at_pass"):
+                        self.state_ = (VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION)
+                    self.world.emit(self, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, iteration)
                 if self.world.aborted.wait(0.05):
                     raise libvirtError("operation aborted: migration out job: canceled by client", 1)
-                if self.world.postcopy_started.is_set() and m.get("postcopy_finishes", True):
+                if self.world.complete_now.is_set():
                     break
-                if self.state_[0] == VIR_DOMAIN_PAUSED and m.get("suspend_finishes", True):
+                if self.world.postcopy_started.is_set() and m.get("postcopy_finishes", True):
+                    deadline = min(deadline, self.world.postcopy_at + m.get("postcopy_seconds", 0.3))
+                if self.state_ == (VIR_DOMAIN_PAUSED, 1) and m.get("suspend_finishes", True):
                     break  # a suspended guest dirties no memory: the migration converges
             if m.get("error"):
                 raise libvirtError(m["error"], VIR_ERR_OPERATION_FAILED)
@@ -185,6 +208,7 @@ class FakeDomain:
             self.job = 0
             if not moved_ok and callable(m.get("release")):
                 m["release"]()  # the target's incoming QEMU ended: its hook, "release end"
+            self.world.job_ended.set()
         host = uri.split("//", 1)[1].split("/", 1)[0].split("@")[-1].split(":")[0]
         peer = self.world.peers.get(host)
         if peer is not None and (host in self.world.unreachable_hosts or peer.open_error is not None):
@@ -237,8 +261,31 @@ class FakeDomain:
         return 0
 
     def migrateStartPostCopy(self, flags: int) -> int:  # noqa: N802
+        """As qemuDomainMigrateStartPostCopy answers; world.migration ``postcopy_error`` (code, message): QEMU's
+        refusal; ``postcopy_completes_first``: the job completes (pre-copy) as the request arrives;
+        ``postcopy_ignored``: accepted, but QEMU completes in pre-copy anyway."""
+        m = self.world.migration
         self.world.calls.append(("postcopy", self.dname))
-        self.world.postcopy_started.set()
+        if m.get("postcopy_completes_first"):
+            self.world.complete_now.set()
+            self.world.job_ended.wait(5)
+        if m.get("postcopy_error"):
+            code, message = m["postcopy_error"]
+            raise libvirtError(message, code)
+        self._gone()
+        if self.state_[0] == VIR_DOMAIN_SHUTOFF:
+            raise libvirtError("Requested operation is not valid: domain is not running", VIR_ERR_OPERATION_INVALID)
+        if not getattr(self, "job", 0):
+            raise libvirtError("Requested operation is not valid: post-copy can only be started while outgoing "
+                               "migration is in progress", VIR_ERR_OPERATION_INVALID)
+        if not getattr(self, "job_flags", 0) & VIR_MIGRATE_POSTCOPY:
+            raise libvirtError("Requested operation is not valid: switching to post-copy requires migration to be "
+                               "started with VIR_MIGRATE_POSTCOPY flag", VIR_ERR_OPERATION_INVALID)
+        if not m.get("postcopy_ignored"):
+            self.state_ = (VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_POSTCOPY)  # libvirt: on QEMU's postcopy-active
+            self.world.postcopy_at = time.monotonic()
+            self.world.postcopy_started.set()
+            self.world.emit(self, VIR_DOMAIN_EVENT_ID_LIFECYCLE, 3, 7)  # SUSPENDED, SUSPENDED_POSTCOPY
         return 0
 
     def _off(self) -> None:
@@ -294,6 +341,20 @@ class FakeConnection:
         self.world.calls.append(("restore", name, path))
         return 0
 
+    def domainEventRegisterAny(self, dom: Optional[FakeDomain], event_id: int, cb: Callable[..., Any],  # noqa: N802
+                               opaque: Any) -> int:
+        self.world.hook("eventRegister")
+        self.world.calls.append(("eventRegister", event_id))
+        self.world.next_callback += 1
+        self.world.callbacks[self.world.next_callback] = (self, dom, event_id, cb, opaque)
+        return self.world.next_callback
+
+    def domainEventDeregisterAny(self, callback_id: int) -> int:  # noqa: N802
+        self.world.calls.append(("eventDeregister", callback_id))
+        if self.world.callbacks.pop(callback_id, None) is None:
+            raise libvirtError(f"could not find event callback {callback_id} for deletion", 65)
+        return 0
+
     def close(self) -> int:
         return 0
 
@@ -326,6 +387,26 @@ class FakeLibvirt:
         self.released = threading.Event()
         #: other nodes' worlds by host name: a migration to one moves the domain into it
         self.peers: Dict[str, FakeLibvirt] = {}
+        #: registered domain event callbacks: id -> (connection, domain or None, event id, callback, opaque)
+        self.callbacks: Dict[int, Tuple[Any, ...]] = {}
+        self.next_callback = 0
+        self.complete_now = threading.Event()
+        self.job_ended = threading.Event()
+        self.postcopy_at = 0.0
+
+    # libvirt's default event loop: registered, and idle (the fake dispatches from the thread causing an event)
+    def virEventRegisterDefaultImpl(self) -> int:  # noqa: N802
+        return 0
+
+    def virEventRunDefaultImpl(self) -> int:  # noqa: N802
+        _IDLE.wait(60)
+        return 0
+
+    def emit(self, dom: FakeDomain, event_id: int, *args: Any) -> None:
+        """Deliver a domain event to the callbacks registered for it (for ``dom``, or for every domain)."""
+        for conn, only, wanted, cb, opaque in list(self.callbacks.values()):
+            if wanted == event_id and (only is None or only is dom):
+                cb(conn, dom, *args, opaque)
 
     def hook(self, what: str) -> None:
         fn = self.hooks.get(what)

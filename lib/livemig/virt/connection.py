@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, TypeVar
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
 from livemig.bounded import CallTimeout, bounded_call
 from livemig.ocf.deadline import Deadline
@@ -30,6 +30,14 @@ _event_loop_running = False
 
 #: virDomainEventID VIR_DOMAIN_EVENT_ID_LIFECYCLE (stable ABI)
 EVENT_ID_LIFECYCLE = 0
+#: virDomainEventID VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION (stable ABI, libvirt >= 1.3.2)
+EVENT_ID_MIGRATION_ITERATION = 20
+#: virDomainEventType VIR_DOMAIN_EVENT_SUSPENDED, with the details VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY and
+#: ..._POSTCOPY_FAILED: the source's domain paused because its migration entered post-copy (stable ABI)
+EVENT_SUSPENDED = 3
+EVENT_SUSPENDED_POSTCOPY = (7, 8)
+#: virErrorNumber VIR_ERR_OPERATION_INVALID: "Requested operation is not valid: ..." (stable ABI)
+ERR_OPERATION_INVALID = 55
 #: Stable ABI values used here, so that a binding without the constant still works.
 METADATA_ELEMENT = 2  # VIR_DOMAIN_METADATA_ELEMENT
 AFFECT_LIVE = 1  # VIR_DOMAIN_AFFECT_LIVE
@@ -242,6 +250,16 @@ class Hypervisor:
             raise
         return DomainStatus(state, reason, max_memory_kib=int(info[1]), vcpus=int(info[3]))
 
+    def domain_state(self, dom: Any, cap: float = 2.0) -> Optional[Tuple[int, int]]:
+        """(state, reason) in one call; None if the domain vanished."""
+        try:
+            state, reason = self._call("state", dom.state, cap=cap)
+        except HypervisorError as exc:
+            if self.is_no_domain(exc):
+                return None
+            raise
+        return (int(state), int(reason))
+
     def is_persistent(self, dom: Any) -> bool:
         return bool(self._call("isPersistent", dom.isPersistent))
 
@@ -374,3 +392,19 @@ class Hypervisor:
 
     def start_postcopy(self, dom: Any, cap: float = 5.0) -> None:
         self._call("migrateStartPostCopy", dom.migrateStartPostCopy, 0, cap=cap, job=True)
+
+    def watch_domain(self, dom: Any, event_id: int, callback: Callable[..., None]) -> None:
+        """Register for one of ``dom``'s events on this connection: ``callback(*details)`` runs in libvirt's
+        event loop thread with the event's own arguments (MIGRATION_ITERATION: the iteration, which QEMU
+        counts from 1 as each pass over memory begins; LIFECYCLE: event and detail). Needs a connection
+        opened with ``events=True``; HypervisorError when libvirt cannot deliver the event. The
+        registration ends with :meth:`close`."""
+        if not self._events:
+            raise HypervisorError("libvirt's event loop is not running for this connection")
+
+        def on_event(_conn: Any, _dom: Any, *args: Any) -> None:
+            callback(*args[:-1])  # the last one is the opaque value
+
+        cb_id = self._call("domainEventRegisterAny", self.conn.domainEventRegisterAny, dom, event_id, on_event,
+                           None, cap=5.0)
+        self._callback_ids.append(int(cb_id))

@@ -2,8 +2,8 @@
 
 Every option either maps to a flag or a typed parameter of
 virDomainMigrateToURI3, to the convergence policy (virsh's own client-side
-policies: ``--timeout N`` with ``--timeout-suspend`` or ``--timeout-postcopy``),
-or is refused with code 6. None is
+policies: ``--timeout N`` with ``--timeout-suspend`` or ``--timeout-postcopy``,
+and ``--postcopy-after-precopy``), or is refused with code 6. None is
 ignored: an option an operator wrote expecting an effect must either have it
 or fail.
 """
@@ -98,9 +98,6 @@ REFUSED_OPTIONS: Dict[str, str] = {
     "--xml": "a different destination XML is not supported; change the config file instead",
     "--persistent-xml": "a different persistent XML is not supported; change the config file instead",
     "--change-protection": "livemig holds the migration job itself",
-    "--postcopy-after-precopy": "switching to post-copy as the first pass ends races the migration's own "
-                                "completion (in the lab the post-copy then failed and left the guest paused); "
-                                "use --timeout N --timeout-postcopy or migration_convergence=postcopy-after",
     "--postcopy-resume": "resuming a failed post-copy migration needs an operator, not the agent",
     "--desturi": "the target comes from Pacemaker (and remoteuri)",
     "--domain": "the domain comes from the config file",
@@ -112,8 +109,10 @@ NO_OP_OPTIONS = {"--verbose"}
 
 #: virsh's client-side convergence policies (what virsh does while it follows the job), which the
 #: migration loop carries out as virsh does: at ``--timeout N`` seconds suspend the guest (the
-#: default, or ``--timeout-suspend``) or switch to post-copy (``--timeout-postcopy``)
-POLICY_FLAGS = {"--timeout-suspend", "--timeout-postcopy"}
+#: default, or ``--timeout-suspend``) or switch to post-copy (``--timeout-postcopy``);
+#: ``--postcopy-after-precopy``: switch to post-copy when libvirt's migration-iteration event says
+#: the first pass over memory is done (:mod:`livemig.virt.postcopy`)
+POLICY_FLAGS = {"--timeout-suspend", "--timeout-postcopy", "--postcopy-after-precopy"}
 POLICY_OPTIONS = {"--timeout", *POLICY_FLAGS}
 
 
@@ -126,6 +125,8 @@ class MigrateOptions:
     timeout: Optional[int] = None
     #: what happens at ``--timeout``: "suspend" (virsh's default) or "postcopy"
     timeout_action: str = "suspend"
+    #: ``--postcopy-after-precopy``
+    postcopy_after_precopy: bool = False
 
     @property
     def migrate_uri(self) -> Optional[str]:
@@ -164,6 +165,8 @@ def parse_migrate_options(text: str) -> MigrateOptions:
             raise InvalidSetting(f"migrate_options {name} takes no value ({word!r})")
         elif name in FLAG_OPTIONS:
             result.flags |= FLAG_OPTIONS[name]
+        elif name == "--postcopy-after-precopy":
+            result.postcopy_after_precopy = True
         elif name in POLICY_FLAGS:
             result.timeout_action = name[len("--timeout-"):]
         elif name in NO_OP_OPTIONS:
@@ -191,6 +194,7 @@ def _check_policy(result: MigrateOptions) -> None:
     for option in ("--timeout-suspend", "--timeout-postcopy"):
         if option in given and result.timeout is None:
             raise InvalidSetting(f"migrate_options: {option} needs --timeout N")
-    if "--timeout-postcopy" in given and not result.flags & POSTCOPY:
-        raise InvalidSetting("migrate_options: --timeout-postcopy needs --postcopy (post-copy must be enabled "
-                             "when the migration starts)")
+    for option in ("--timeout-postcopy", "--postcopy-after-precopy"):  # virsh: VSH_REQUIRE_OPTION(..., "postcopy")
+        if option in given and not result.flags & POSTCOPY:
+            raise InvalidSetting(f"migrate_options: {option} needs --postcopy (post-copy must be enabled "
+                                 "when the migration starts)")

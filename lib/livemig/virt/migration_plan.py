@@ -37,12 +37,15 @@ class MigrationPlan:
     progress_interval: float = 5.0
     #: when the convergence policy acts, in seconds into the migration (None: at half its time)
     escalate_after: Optional[float] = None
+    #: post-copy once the first pass over memory is done (virsh's --postcopy-after-precopy)
+    postcopy_after_pass: bool = False
 
     def describe(self) -> str:
         extra = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return (f"to {self.dest_uri}" + (f" ({extra})" if extra else "")
                 + f", flags {self.flags:#x}, convergence {self.convergence}"
-                + (f" at {self.escalate_after:g}s" if self.escalate_after is not None else ""))
+                + (f" at {self.escalate_after:g}s" if self.escalate_after is not None else "")
+                + (", post-copy after the first pass over memory" if self.postcopy_after_pass else ""))
 
 
 def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_uri: str,
@@ -82,7 +85,7 @@ def plan_migration(domain: str, target: str, values: Mapping[str, Any], local_ur
     return MigrationPlan(domain=domain, target=target, dest_uri=dest, flags=flags, params=params,
                          downtime_ms=int(values.get("migration_downtime") or 0), convergence=convergence,
                          progress_interval=float(values.get("migration_progress_interval") or 5),
-                         escalate_after=escalate_after)
+                         escalate_after=escalate_after, postcopy_after_pass=options.postcopy_after_precopy)
 
 
 def _convergence(policy: str, options: mo.MigrateOptions) -> Tuple[str, Optional[float]]:
@@ -90,10 +93,12 @@ def _convergence(policy: str, options: mo.MigrateOptions) -> Tuple[str, Optional
     if policy not in CONVERGENCE_POLICIES:
         choices = ", ".join(CONVERGENCE_POLICIES)
         raise InvalidSetting(f"migration_convergence={policy!r} is not one of {choices}")
-    if options.timeout is None:
+    if options.timeout is None and not options.postcopy_after_precopy:
         return policy, None
     if policy != "none":
         given = " ".join(o for o in options.given if o in mo.POLICY_OPTIONS)
         raise InvalidSetting(f"migrate_options {given} and migration_convergence={policy}: keep one of them "
                              "(both say what to do when a migration does not converge)")
+    if options.timeout is None:
+        return "none", None  # --postcopy-after-precopy alone: post-copy after the first pass, else as none
     return (SUSPEND_AFTER if options.timeout_action == "suspend" else "postcopy-after"), float(options.timeout)

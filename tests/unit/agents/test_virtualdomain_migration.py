@@ -232,17 +232,11 @@ def test_timeout_postcopy_switches_at_n_seconds(agent, fake_libvirt: FakeLibvirt
     assert ("postcopy", "vm1") in fake_libvirt.calls and ("suspend", "vm1") not in fake_libvirt.calls
 
 
-def test_postcopy_after_precopy_is_refused_with_what_to_use_instead(agent, fake_libvirt: FakeLibvirt) -> None:
-    fake_libvirt.add("vm1")
-    res = migrate(agent, migrate_options="--postcopy --postcopy-after-precopy")
-    assert res.code == 6, res.stderr
-    assert "--postcopy-after-precopy is not supported" in res.reason
-    assert "--timeout-postcopy or migration_convergence=postcopy-after" in res.stderr
-    assert not [c for c in fake_libvirt.calls if c[0] == "migrate"]
-
-
 @pytest.mark.parametrize("options, convergence, match", [
     ("--timeout 5 --timeout-postcopy", "none", "needs --postcopy"),
+    ("--postcopy-after-precopy", "none", "needs --postcopy"),
+    ("--postcopy --postcopy-after-precopy", "auto-converge", "keep one of them"),
+    ("--postcopy --postcopy-after-precopy=yes", "none", "takes no value"),
     ("--timeout-suspend", "none", "needs --timeout N"),
     ("--timeout 5 --timeout-suspend --timeout-postcopy --postcopy", "none", "mutually exclusive"),
     ("--timeout 0", "none", "at least 1"),

@@ -256,14 +256,41 @@ def _agent_and_check_agree(tmp_path: Path, target: str, params: Dict[str, Option
     assert (None in opened) == (not params["hypervisor"])  # the default URI asked only when the agent asks it
 
 
-@pytest.mark.parametrize("options, convergence, after", [
-    ("", "none", None),
-    ("--timeout 30", "suspend-after", 30.0),
-    ("--timeout=30 --timeout-suspend", "suspend-after", 30.0),
-    ("--postcopy --timeout 30 --timeout-postcopy", "postcopy-after", 30.0),
+@pytest.mark.parametrize("options, convergence, after, after_pass", [
+    ("", "none", None, False),
+    ("--timeout 30", "suspend-after", 30.0, False),
+    ("--timeout=30 --timeout-suspend", "suspend-after", 30.0, False),
+    ("--postcopy --timeout 30 --timeout-postcopy", "postcopy-after", 30.0, False),
+    ("--postcopy --postcopy-after-precopy", "none", None, True),
+    ("--postcopy --postcopy-after-precopy --timeout 30", "suspend-after", 30.0, True),
+    ("--postcopy --postcopy-after-precopy --timeout 30 --timeout-postcopy", "postcopy-after", 30.0, True),
 ])
-def test_virsh_convergence_options_become_the_plan(options: str, convergence: str, after: Optional[float]) -> None:
+def test_virsh_convergence_options_become_the_plan(options: str, convergence: str, after: Optional[float],
+                                                   after_pass: bool) -> None:
     plan = plan_migration("vm1", "node2", {"migrate_options": options}, "qemu:///system", False)
-    assert (plan.convergence, plan.escalate_after) == (convergence, after)
+    assert (plan.convergence, plan.escalate_after, plan.postcopy_after_pass) == (convergence, after, after_pass)
+    assert ("post-copy after the first pass over memory" in plan.describe()) == after_pass
     assert bool(plan.flags & mo.POSTCOPY) == ("--postcopy" in options)
     assert "--timeout" not in plan.params and "timeout" not in plan.params  # virsh's policy, not libvirt's
+
+
+@pytest.mark.parametrize("options, match", [
+    ("--postcopy-after-precopy", "--postcopy-after-precopy needs --postcopy"),
+    ("--postcopy --postcopy-after-precopy=1", "takes no value"),
+])
+def test_postcopy_after_precopy_needs_postcopy_as_virsh(options: str, match: str) -> None:
+    with pytest.raises(InvalidSetting, match=match):
+        mo.parse_migrate_options(options)
+
+
+@pytest.mark.parametrize("convergence", ["auto-converge", "postcopy-after"])
+def test_postcopy_after_precopy_and_migration_convergence_keep_one(convergence: str) -> None:
+    with pytest.raises(InvalidSetting, match="keep one of them"):
+        plan_migration("vm1", "node2", {"migrate_options": "--postcopy --postcopy-after-precopy",
+                                        "migration_convergence": convergence}, "qemu:///system", False)
+
+
+def test_postcopy_after_precopy_is_a_policy_not_a_libvirt_parameter() -> None:
+    options = mo.parse_migrate_options("--postcopy --postcopy-after-precopy --p2p")
+    assert options.postcopy_after_precopy and options.flags == mo.POSTCOPY | mo.PEER2PEER and not options.params
+    assert "--postcopy-after-precopy" not in mo.REFUSED_OPTIONS

@@ -152,9 +152,11 @@ PARAMETERS = [
        "--listen-address ADDR, --comp-methods, --auto-converge-initial/-increment, "
        "--postcopy-bandwidth, --tls-destination, --verbose; and virsh's convergence policies, "
        "carried out as virsh does: --timeout N suspends the guest N seconds into the migration "
-       "(--timeout-suspend) or switches to post-copy (--timeout-postcopy, with --postcopy). "
-       "Options that cannot work under Pacemaker (--offline, --copy-storage-*, --dname, "
-       "--postcopy-after-precopy, ...) and unknown ones are a configuration error, never ignored."),
+       "(--timeout-suspend) or switches to post-copy (--timeout-postcopy, with --postcopy); "
+       "--postcopy-after-precopy (with --postcopy) switches to post-copy when libvirt's iteration "
+       "event says the first pass over memory is done (a migration completing as that pass ends "
+       "completes in pre-copy). Options that cannot work under Pacemaker (--offline, "
+       "--copy-storage-*, --dname, ...) and unknown ones are a configuration error, never ignored."),
     _p("remoteuri", "Custom URI of the target's libvirtd",
        "libvirt URI of the target's hypervisor; %n stands for the target node name. When set, "
        "migration_transport, migration_user and migration_network_suffix do not change it."),
@@ -167,8 +169,8 @@ PARAMETERS = [
        "of the migration's time the downtime limit is doubled (at least 600 ms). postcopy-after: at "
        "half of the migration's time switch to post-copy (the VM then runs on the target and pulls "
        "its remaining memory; if the target or the network is lost during post-copy the VM is "
-       "lost, so only choose it knowingly). migrate_options' --timeout "
-       "says the same with virsh's words: set one or the other.", default="none",
+       "lost, so only choose it knowingly). migrate_options' --timeout and --postcopy-after-precopy "
+       "say the same with virsh's words: set one or the other.", default="none",
        choices=("none", "auto-converge", "postcopy-after")),
     _p("migration_progress_interval", "Seconds between migration progress lines",
        "How often migrate_to logs the migration's progress (processed and remaining MiB, dirty "

@@ -42,6 +42,7 @@ from livemig.ocf.errors import GenericError
 from livemig.virt.connection import Hypervisor, HypervisorError
 from livemig.virt.incoming import describe_completed
 from livemig.virt.migration_plan import SUSPEND_AFTER, MigrationPlan, plan_migration
+from livemig.virt.postcopy import FirstPassSwitch
 from livemig.virt.states import BLOCKED, RUNNING, classify
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class LiveMigration:
         self.suspended = False
 
     def run(self) -> None:
-        hv = Hypervisor(self.values["hypervisor"], self.ctx.deadline)
+        hv = Hypervisor(self.values["hypervisor"], self.ctx.deadline, events=True)  # events: --postcopy-after-precopy
         try:
             try:
                 dom, plan = self.prepare(hv)
@@ -159,7 +160,10 @@ class LiveMigration:
 
     def migrate(self, hv: Hypervisor, dom: Any, plan: MigrationPlan) -> None:
         until = migration_deadline(self.ctx.deadline)
+        first_pass = self._first_pass_switch(hv, dom, plan)
         call = hv.start_migration(dom, plan.dest_uri, plan.params, plan.flags)
+        if first_pass is not None:
+            first_pass.follow(call, until)
         downtime_pending = plan.downtime_ms > 0
         escalated = plan.convergence == "none"
         postcopy = False
@@ -176,6 +180,9 @@ class LiveMigration:
             if until.elapsed() >= next_report:
                 self._report(hv, dom, until.elapsed())
                 next_report = until.elapsed() + plan.progress_interval
+            if first_pass is not None and first_pass.due and not postcopy:
+                postcopy = first_pass.switch(call)
+                escalated = escalated or postcopy
             if not escalated and until.elapsed() >= self._escalation_point(plan, until):
                 escalated = True
                 postcopy = self._escalate(hv, dom, plan)
@@ -193,6 +200,8 @@ class LiveMigration:
             self._resume_if_suspended(hv, dom)
             self._failed(hv, plan, hv.migration_error(exc))
             return
+        if first_pass is not None:
+            first_pass.report_end()
         self._finish(plan)
 
     def _postcopy_at_deadline(self) -> None:
@@ -266,6 +275,19 @@ class LiveMigration:
         self.log.warning("migration of %s %s: switched to post-copy (the VM now runs on %s)", self.name, why,
                          self.target)
         return True
+
+    def _first_pass_switch(self, hv: Hypervisor, dom: Any, plan: MigrationPlan) -> Optional[FirstPassSwitch]:
+        """migrate_options --postcopy-after-precopy (:mod:`livemig.virt.postcopy`): armed before the job starts,
+        as virsh does; and as virsh, no migration when libvirt cannot report the end of the first pass."""
+        if not plan.postcopy_after_pass:
+            return None
+        switch = FirstPassSwitch(hv, dom, self.name, self.target)
+        try:
+            switch.arm()
+        except HypervisorError as exc:
+            raise GenericError(f"cannot migrate {self.name} with --postcopy-after-precopy: libvirt cannot report "
+                               f"the end of its first pass over memory: {exc}") from None
+        return switch
 
     def _resume_if_suspended(self, hv: Hypervisor, dom: Any) -> None:
         """The migration did not happen: a guest suspended for it (--timeout) runs on here."""
