@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple, TypeVar
 
 from livemig.bounded import CallTimeout, bounded_call
 from livemig.ocf.deadline import Deadline
@@ -26,7 +26,8 @@ T = TypeVar("T")
 
 _handler_registered = False
 _event_loop_lock = threading.Lock()
-_event_loop_running = False
+#: the libvirt modules whose default event loop runs (one per process; a test's fake module is another one)
+_event_loops: Set[int] = set()
 
 #: virDomainEventID VIR_DOMAIN_EVENT_ID_LIFECYCLE (stable ABI)
 EVENT_ID_LIFECYCLE = 0
@@ -63,9 +64,8 @@ def start_event_loop(libvirt: Any) -> bool:
     The thread blocks in poll(2) between events and costs nothing while idle;
     like every abandoned call, it never delays the agent's exit (``os._exit``).
     """
-    global _event_loop_running
     with _event_loop_lock:
-        if _event_loop_running:
+        if id(libvirt) in _event_loops:
             return True
         register = getattr(libvirt, "virEventRegisterDefaultImpl", None)
         run_once = getattr(libvirt, "virEventRunDefaultImpl", None)
@@ -85,7 +85,7 @@ def start_event_loop(libvirt: Any) -> bool:
                     time.sleep(0.1)
 
         threading.Thread(target=loop, name="libvirt:events", daemon=True).start()
-        _event_loop_running = True
+        _event_loops.add(id(libvirt))
         return True
 
 
