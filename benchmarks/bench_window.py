@@ -66,10 +66,13 @@ def drbd(node: str, *argv: str) -> None:
 
 def set_mode(mode: str, source: str, target: str) -> None:
     """DRBD as the mode keeps it before a migration from ``source`` to ``target`` (not timed)."""
+    if mode == "migration":
+        drbd(target, "drbdsetup", "secondary", "r0")  # before the allowance goes (DRBD: 164 otherwise)
     drbd(source, "drbdsim", "config", "r0", f"--allow-two-primaries={'yes' if mode == 'always' else 'no'}")
     for node in (source, target):
         drbd(node, "drbdadm", "adjust", "r0")
-    drbd(target, "drbdsetup", "primary" if mode == "always" else "secondary", "r0")
+    if mode == "always":
+        drbd(target, "drbdsetup", "primary", "r0")
 
 
 def migrate(mode: str, source: str, target: str, config: str) -> Tuple[float, float, float, float]:
