@@ -33,7 +33,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from benchmarks.common import fmt_ratio, fmt_s, machine, median, say, table
 from tests.lab import core, lifecycle
@@ -145,6 +145,23 @@ def run(reps: int, dirty: float, warmup: int, seed: int) -> List[List[str]]:
     return rows
 
 
+def in_bare_lab(fn: Callable[[], List[List[str]]]) -> Optional[List[List[str]]]:
+    """``fn()``'s rows, run in the two-node lab brought up bare (under the lab lock), always taken down."""
+    if os.geteuid() != 0:
+        say("the benchmarks need root (the lab runs in namespaces)")
+        return None
+    say(f"machine: {machine()}")
+    fd = lab_lock.acquire_lab_lock()
+    try:
+        lifecycle.up(2, configure=False, vm=False)
+        try:
+            return fn()
+        finally:
+            lifecycle.down()
+    finally:
+        os.close(fd)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=10, help="counted migrations per method and guest")
@@ -153,19 +170,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the balanced order of the methods")
     parser.add_argument("--dirty-mib-s", type=float, default=20.0)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        say("the benchmarks need root (the lab runs in namespaces)")
+    rows = in_bare_lab(lambda: run(args.reps, args.dirty_mib_s, args.warmup, args.seed))
+    if rows is None:
         return 1
-    say(f"machine: {machine()}")
-    fd = lab_lock.acquire_lab_lock()
-    try:
-        lifecycle.up(2, configure=False, vm=False)
-        try:
-            rows = run(args.reps, args.dirty_mib_s, args.warmup, args.seed)
-        finally:
-            lifecycle.down()
-    finally:
-        os.close(fd)
     say(table(f"Live migration node1 <-> node2, median of {args.reps} per method after {args.warmup} uncounted "
               f"round trip(s), balanced shuffled order (seed {args.seed}) "
               "(agent: migrate_to wall + migrate_from wall; virsh: virsh migrate wall)",

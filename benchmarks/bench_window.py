@@ -24,17 +24,15 @@ itself is the same in both.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from benchmarks.bench_migration import job_stats, ms
-from benchmarks.common import fmt_s, machine, median, say, table
-from tests.lab import core, lifecycle
-from tests.lab import lock as lab_lock
+from benchmarks.bench_migration import in_bare_lab, job_stats, ms
+from benchmarks.common import fmt_s, median, say, table
+from tests.lab import core
 from tests.lab import nodes as lab_nodes
 from tests.lab.storage import with_drbd_disk
 from tests.support import guest
@@ -139,19 +137,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1, help="uncounted round trips (one per mode) after boot")
     parser.add_argument("--seed", type=int, default=1, help="seed of the balanced order of the modes")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        say("the benchmarks need root (the lab runs in namespaces)")
+    rows = in_bare_lab(lambda: run(args.reps, args.warmup, args.seed))
+    if rows is None:
         return 1
-    say(f"machine: {machine()}")
-    fd = lab_lock.acquire_lab_lock()
-    try:
-        lifecycle.up(2, configure=False, vm=False)
-        try:
-            rows = run(args.reps, args.warmup, args.seed)
-        finally:
-            lifecycle.down()
-    finally:
-        os.close(fd)
     say(table(f"The two-primaries window, node1 <-> node2, idle guest on the lab's DRBD device, median of "
               f"{args.reps} per mode after {args.warmup} uncounted round trip(s), balanced shuffled order "
               f"(seed {args.seed})",
