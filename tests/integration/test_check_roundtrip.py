@@ -107,20 +107,26 @@ def test_crmsh_roundtrip_with_fencing_disabled_fails_the_check(tmp_path: Path) -
     assert "no fencing (stonith) device" in text
 
 
-def test_pcs_roundtrip(tmp_path: Path) -> None:
-    need("pcs", "cibadmin", "crm_verify")
-    cib = empty_cib(tmp_path)
-    # --force: pcs 0.12 (Debian 13) finds cluster-glue's external/ssh meta-data invalid; the fencing
-    # devices only stand in for the real ones a cluster has.
-    commands = [["pcs", "stonith", "create", "fence-alpha", "external/ssh", "hostlist=alpha", "--force"],
-                ["pcs", "stonith", "create", "fence-beta", "external/ssh", "hostlist=beta", "--force"]]
-    for line in config_output(pcs=True).splitlines():
+def pcs_commands(output: str, nodes: Tuple[str, ...]) -> List[List[str]]:
+    """A fencing device per node, then the ``pcs`` lines of ``output`` (``livemig config --pcs``), as argv.
+
+    --force: pcs 0.12 (Debian 13) finds cluster-glue's external/ssh meta-data invalid (the fencing
+    devices only stand in for the real ones a cluster has), and the agent is not installed on a test host.
+    """
+    commands = [["pcs", "stonith", "create", f"fence-{n}", "external/ssh", f"hostlist={n}", "--force"] for n in nodes]
+    for line in output.splitlines():
         if line.startswith("pcs "):
             argv = shlex.split(line)
             if "ocf:livemig:VirtualDomain" in argv:
-                argv.append("--force")  # the agent is not installed on a test host
+                argv.append("--force")
             commands.append(argv)
-    for argv in commands:
+    return commands
+
+
+def test_pcs_roundtrip(tmp_path: Path) -> None:
+    need("pcs", "cibadmin", "crm_verify")
+    cib = empty_cib(tmp_path)
+    for argv in pcs_commands(config_output(pcs=True), ("alpha", "beta")):
         argv = [argv[0], "-f", str(cib), *argv[1:]]
         result = sh(argv, {})
         assert result.returncode == 0, f"{shlex.join(argv)}: {result.stdout}{result.stderr}"

@@ -19,7 +19,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from tests.integration.test_check_roundtrip import DOMAIN, FENCING, config_output, crmsh_env, empty_cib, livemig, need
+from tests.integration.test_check_roundtrip import (
+    DOMAIN,
+    config_output,
+    crmsh_env,
+    empty_cib,
+    livemig,
+    need,
+    pcs_commands,
+)
 from tests.integration.test_config_simulated import (
     NODES,
     assert_dual_primary_and_vm,
@@ -54,35 +62,27 @@ def made_by_config(cib: Path) -> List[Tuple[object, ...]]:
     return [found[key] for key in sorted(found)]
 
 
-def apply_pcs(tmp_path: Path) -> Tuple[Path, List[str]]:
-    cib = cib_with_nodes(tmp_path)
+def run_pcs(cib: Path, output: str, nodes: Tuple[str, ...]) -> List[str]:
+    """Runs ``output``'s pcs commands on ``cib`` with pcs -f; what pcs said to each (fencing excepted)."""
     said: List[str] = []
-    # --force: pcs 0.12 finds cluster-glue's external/ssh meta-data invalid (a stand-in device anyway).
-    commands = [["pcs", "stonith", "create", f"fence-{n}", "external/ssh", f"hostlist={n}", "--force"] for n in NODES]
-    for line in config_output(pcs=True).splitlines():
-        if line.startswith("pcs "):
-            argv = shlex.split(line)
-            if "ocf:livemig:VirtualDomain" in argv:
-                argv.append("--force")  # the agent is not installed on a test host
-            commands.append(argv)
-    for argv in commands:
+    for argv in pcs_commands(output, nodes):
         full = [argv[0], "-f", str(cib), *argv[1:]]
         done = subprocess.run(full, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, f"{shlex.join(full)} -> {done.returncode}\n{done.stdout}{done.stderr}"
         if argv[1:3] != ["stonith", "create"]:
             said.append(f"$ {shlex.join(full)}\n{done.stdout}{done.stderr}")
-    return cib, said
+    return said
 
 
-def apply_crmsh(tmp_path: Path) -> Path:
-    cib = cib_with_nodes(tmp_path)
+def load_crmsh(tmp_path: Path, cib: Path, output: str, nodes: Tuple[str, ...]) -> None:
+    """Loads a fencing device per node and ``output`` (crmsh) into ``cib`` with crm configure load update."""
     script = tmp_path / "vm1.crm"
-    script.write_text(FENCING + config_output(), encoding="utf-8")
+    fencing = "".join(f"primitive fence-{n} stonith:external/ssh params hostlist={n}\n" for n in nodes)
+    script.write_text(fencing + output, encoding="utf-8")
     done = subprocess.run(["crm", "configure", "load", "update", str(script)],
                           env=dict(os.environ, **crmsh_env(tmp_path, cib)),
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    return cib
 
 
 def test_pcs_output_is_silent_and_gives_the_crmsh_cib(tmp_path: Path) -> None:
@@ -146,35 +146,25 @@ def window_made(cib: Path) -> List[Tuple[object, ...]]:
     return [found[key] for key in sorted(found)]
 
 
+def apply_pcs(tmp_path: Path) -> Tuple[Path, List[str]]:
+    cib = cib_with_nodes(tmp_path)
+    return cib, run_pcs(cib, config_output(pcs=True), NODES)
+
+
+def apply_crmsh(tmp_path: Path) -> Path:
+    cib = cib_with_nodes(tmp_path)
+    load_crmsh(tmp_path, cib, config_output(), NODES)
+    return cib
+
+
 def apply_window_pcs(tmp_path: Path) -> Tuple[Path, List[str]]:
     cib = three_node_cib(tmp_path)
-    said: List[str] = []
-    commands = [["pcs", "stonith", "create", f"fence-{n}", "external/ssh", f"hostlist={n}", "--force"]
-                for n in WINDOW_NODES]
-    for line in window_output(pcs=True).splitlines():
-        if line.startswith("pcs "):
-            argv = shlex.split(line)
-            if "ocf:livemig:VirtualDomain" in argv:
-                argv.append("--force")  # the agent is not installed on a test host
-            commands.append(argv)
-    for argv in commands:
-        full = [argv[0], "-f", str(cib), *argv[1:]]
-        done = subprocess.run(full, capture_output=True, text=True, timeout=120, check=False)
-        assert done.returncode == 0, f"{shlex.join(full)} -> {done.returncode}\n{done.stdout}{done.stderr}"
-        if argv[1:3] != ["stonith", "create"]:
-            said.append(f"$ {shlex.join(full)}\n{done.stdout}{done.stderr}")
-    return cib, said
+    return cib, run_pcs(cib, window_output(pcs=True), WINDOW_NODES)
 
 
 def apply_window_crmsh(tmp_path: Path) -> Path:
     cib = three_node_cib(tmp_path)
-    script = tmp_path / "vm1.crm"
-    fencing = "".join(f"primitive fence-{n} stonith:external/ssh params hostlist={n}\n" for n in WINDOW_NODES)
-    script.write_text(fencing + window_output(), encoding="utf-8")
-    done = subprocess.run(["crm", "configure", "load", "update", str(script)],
-                          env=dict(os.environ, **crmsh_env(tmp_path, cib)),
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    load_crmsh(tmp_path, cib, window_output(), WINDOW_NODES)
     return cib
 
 
