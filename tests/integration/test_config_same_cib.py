@@ -23,7 +23,6 @@ from tests.integration.test_check_roundtrip import (
     DOMAIN,
     config_output,
     crmsh_env,
-    empty_cib,
     livemig,
     need,
     pcs_commands,
@@ -45,18 +44,24 @@ def canonical(element: ET.Element) -> Tuple[object, ...]:
     return (element.tag, tuple(attrs), tuple(sorted(canonical(child) for child in element)))
 
 
-def made_by_config(cib: Path) -> List[Tuple[object, ...]]:
-    """The top-level resources and constraints `livemig config` creates, canonical, by id."""
+def top_level(cib: Path, wanted: Tuple[str, ...]) -> Dict[str, Tuple[object, ...]]:
+    """Canonical resources and constraints of ``cib`` by id: those in ``wanted``, and any DRBD primitive or clone."""
     root = ET.parse(cib).getroot()
     found = {}
     for section in ("resources", "constraints"):
         container = root.find(f"configuration/{section}")
         assert container is not None
         for element in container:
-            if element.get("id") in MADE:
-                found[element.get("id")] = canonical(element)
+            if element.get("id") in wanted or element.get("id", "").startswith(("drbd_", "ms_drbd_")):
+                found[element.get("id", "")] = canonical(element)
+    return found
+
+
+def made_by_config(cib: Path) -> List[Tuple[object, ...]]:
+    """The top-level resources and constraints `livemig config` creates, canonical, by id."""
+    found = top_level(cib, MADE)
     assert set(found) == {"ms_drbd_r0", "vm1", "col_vm1_on_ms_drbd_r0", "ord_ms_drbd_r0_before_vm1"}, found
-    props = [(p.get("name"), p.get("value")) for p in root.iter("nvpair")
+    props = [(p.get("name"), p.get("value")) for p in ET.parse(cib).getroot().iter("nvpair")
              if p.get("name") == "stonith-enabled"]
     assert props == [("stonith-enabled", "true")]
     return [found[key] for key in sorted(found)]
@@ -125,46 +130,23 @@ def window_output(pcs: bool = False) -> str:
     return text
 
 
-def three_node_cib(tmp_path: Path) -> Path:
-    cib = empty_cib(tmp_path)
-    for i, name in enumerate(WINDOW_NODES, 1):
-        tool(["cibadmin", "--create", "-o", "nodes", "-X", f'<node id="{i}" uname="{name}"/>'],
-             {"CIB_file": str(cib)})
-    return cib
-
-
 def window_made(cib: Path) -> List[Tuple[object, ...]]:
-    root = ET.parse(cib).getroot()
-    found = {}
-    for section in ("resources", "constraints"):
-        container = root.find(f"configuration/{section}")
-        assert container is not None
-        for element in container:
-            if element.get("id") in WINDOW_MADE or element.get("id", "").startswith(("drbd_", "ms_drbd_")):
-                found[element.get("id")] = canonical(element)
+    found = top_level(cib, WINDOW_MADE)
     assert set(found) == set(WINDOW_MADE), found  # no DRBD primitive or clone in this mode
     return [found[key] for key in sorted(found)]
 
 
-def apply_pcs(tmp_path: Path) -> Tuple[Path, List[str]]:
-    cib = cib_with_nodes(tmp_path)
-    return cib, run_pcs(cib, config_output(pcs=True), NODES)
+def apply_pcs(tmp_path: Path, window: bool = False) -> Tuple[Path, List[str]]:
+    """`livemig config --pcs` (``window``: with --two-primaries migration on three nodes) run on a new CIB file."""
+    cib = cib_with_nodes(tmp_path, WINDOW_NODES) if window else cib_with_nodes(tmp_path)
+    output = window_output(pcs=True) if window else config_output(pcs=True)
+    return cib, run_pcs(cib, output, WINDOW_NODES if window else NODES)
 
 
-def apply_crmsh(tmp_path: Path) -> Path:
-    cib = cib_with_nodes(tmp_path)
-    load_crmsh(tmp_path, cib, config_output(), NODES)
-    return cib
-
-
-def apply_window_pcs(tmp_path: Path) -> Tuple[Path, List[str]]:
-    cib = three_node_cib(tmp_path)
-    return cib, run_pcs(cib, window_output(pcs=True), WINDOW_NODES)
-
-
-def apply_window_crmsh(tmp_path: Path) -> Path:
-    cib = three_node_cib(tmp_path)
-    load_crmsh(tmp_path, cib, window_output(), WINDOW_NODES)
+def apply_crmsh(tmp_path: Path, window: bool = False) -> Path:
+    """`livemig config` (``window``: with --two-primaries migration on three nodes) loaded into a new CIB file."""
+    cib = cib_with_nodes(tmp_path, WINDOW_NODES) if window else cib_with_nodes(tmp_path)
+    load_crmsh(tmp_path, cib, window_output() if window else config_output(), WINDOW_NODES if window else NODES)
     return cib
 
 
@@ -186,11 +168,11 @@ def vm_nodes(tmp_path: Path, cib: Path, standby: Tuple[str, ...] = ()) -> List[s
 def test_window_outputs_give_the_same_cib_and_keep_the_vm_off_the_tiebreaker(tmp_path: Path) -> None:
     need("pcs", "crm", "cibadmin", "crm_verify", "crm_simulate", "crm_attribute", "crm_mon")
     (tmp_path / "pcs").mkdir()
-    pcs_cib, said = apply_window_pcs(tmp_path / "pcs")
+    pcs_cib, said = apply_pcs(tmp_path / "pcs", window=True)
     text = "\n".join(said)
     assert "deprecat" not in text.lower(), text
     (tmp_path / "crmsh").mkdir()
-    crmsh_cib = apply_window_crmsh(tmp_path / "crmsh")
+    crmsh_cib = apply_crmsh(tmp_path / "crmsh", window=True)
     assert window_made(pcs_cib) == window_made(crmsh_cib)
     vm = ET.parse(crmsh_cib).getroot().find(".//primitive[@id='vm1']")
     assert vm is not None
@@ -208,7 +190,7 @@ def test_window_output_passes_livemig_check(tmp_path: Path) -> None:
     """The crmsh output of --two-primaries migration, loaded, passes `livemig check` with drbdadm 9's own dump
     of the DRBD file it describes (tests/fixtures/drbd/check/check-9-window-3nodes.res: three nodes, tb diskless)."""
     need("crm", "cibadmin")
-    cib = apply_window_crmsh(tmp_path)  # (crm_verify runs on the simulated cluster in the test above)
+    cib = apply_crmsh(tmp_path, window=True)  # (crm_verify runs on the simulated cluster in the test above)
     code, text = livemig(["check", "vm1", "--cib", str(cib), "--drbd-xml", str(THREE_NODES),
                           "--domain-xml", str(DOMAIN), "--peer", "beta", "--skip-runtime", "--skip-libvirt",
                           "--skip-host"])

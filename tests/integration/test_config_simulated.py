@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from tests.integration.test_check_roundtrip import FENCING, config_output, crm_verify, crmsh_env, empty_cib, need
 
@@ -31,9 +31,9 @@ def tool(argv: List[str], env: Optional[Dict[str, str]] = None) -> subprocess.Co
     return result
 
 
-def cib_with_nodes(tmp_path: Path) -> Path:
+def cib_with_nodes(tmp_path: Path, nodes: Tuple[str, ...] = NODES) -> Path:
     cib = empty_cib(tmp_path)
-    for i, name in enumerate(NODES, 1):
+    for i, name in enumerate(nodes, 1):
         tool(["cibadmin", "--create", "-o", "nodes", "-X", f'<node id="{i}" uname="{name}"/>'],
              {"CIB_file": str(cib)})
     return cib
