@@ -38,7 +38,6 @@ import time
 from typing import Any, Dict, List
 
 OVERLAYS = ("/etc", "/var", "/root", "/usr")
-REBOOT_DELAY = 5.0  # seconds between a fence 'reboot' and the node's daemons starting again
 
 
 def sh(*argv: str) -> None:
@@ -148,19 +147,12 @@ def check_fence(cfg: Dict[str, Any]) -> None:
         kill_all()
         subprocess.run(cfg["drbd_crash"], env=cfg["env"])
         open(off_flag, "w").close()
-    if action == "on":
+    if action == "on":  # after a 'reboot', once the survivors' corosync has dropped the node
         power_on(cfg)
-    elif action == "reboot":
-        # A machine takes a while to boot: the node comes back REBOOT_DELAY seconds after the fence
-        # agent has been told it is off. Restarting at once raced the cluster: the new pacemaker
-        # learnt of its own fencing from the DC, shut down ("We were allegedly just fenced") and
-        # took corosync with it, and the node never came back.
-        cfg["_power_on_at"] = time.monotonic() + REBOOT_DELAY
     open(os.path.join(fdir, cfg["name"] + ".done"), "w").close()
 
 
 def power_on(cfg: Dict[str, Any]) -> None:
-    cfg.pop("_power_on_at", None)
     try:
         os.unlink(os.path.join(cfg["lab_dir"], "fence", cfg["name"] + ".off"))
     except FileNotFoundError:
@@ -199,8 +191,6 @@ def main() -> int:
             if pid == 0:
                 break
         check_fence(cfg)
-        if cfg.get("_power_on_at") and time.monotonic() >= cfg["_power_on_at"]:
-            power_on(cfg)
         time.sleep(0.1)  # a zombie waits at most this long to be reaped
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Shutdown: TERM everybody, bounded wait, then KILL.
